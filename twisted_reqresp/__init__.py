@@ -1,0 +1,66 @@
+"""
+twisted-reqresp: a request/response protocol framework for Twisted.
+
+A server listens, gives each client a dedicated connection, and answers its
+requests with a responder; a client connects, calls methods, and gets each
+answer as a Deferred.  Deadlines, cancellation, metadata, status codes,
+keepalive and graceful drain travel in a small binary wire protocol (see
+``docs/protocol.md``), and a line format serves people at a terminal.
+
+The public surface is this module plus :mod:`twisted_reqresp.interfaces`,
+:mod:`twisted_reqresp.codecs`, :mod:`twisted_reqresp.testing` and, for
+authors of wire formats, :mod:`twisted_reqresp.wire`.  Everything else is
+private.  Importing this package does not install a reactor.
+"""
+
+from ._binary import BinaryFormat
+from ._call import Call, ConnectionInfo, Reply
+from ._client import Client, connect
+from ._errors import (
+    CodecError,
+    ConnectionClosed,
+    DeadlineExceeded,
+    LocalProtocolError,
+    ProtocolError,
+    RemoteError,
+    RemoteProtocolError,
+    ReqRespError,
+    StatusError,
+)
+from ._limits import DEFAULT_LIMITS, Limits
+from ._router import Router
+from ._server import ServerFactory
+from ._stats import ServerStats
+from ._status import APPLICATION_MIN, StatusCode
+
+__version__ = "0.1.0"
+
+#: The binary wire format (the default): multiplexed, with deadlines,
+#: metadata, cancellation, keepalive and graceful drain.
+BINARY = BinaryFormat()
+
+__all__ = [
+    "APPLICATION_MIN",
+    "BINARY",
+    "DEFAULT_LIMITS",
+    "BinaryFormat",
+    "Call",
+    "Client",
+    "CodecError",
+    "ConnectionClosed",
+    "ConnectionInfo",
+    "DeadlineExceeded",
+    "Limits",
+    "LocalProtocolError",
+    "ProtocolError",
+    "RemoteError",
+    "RemoteProtocolError",
+    "Reply",
+    "ReqRespError",
+    "Router",
+    "ServerFactory",
+    "ServerStats",
+    "StatusCode",
+    "StatusError",
+    "connect",
+]

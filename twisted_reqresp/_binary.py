@@ -1,0 +1,544 @@
+"""
+The binary wire format, version 1: framing bytes to events and back.
+
+Wire core: contains no networking code and imports nothing from Twisted.
+``docs/protocol.md`` is the normative description; this module follows it,
+and ``tests/vectors/binary.json`` checks the two agree in both directions.
+
+In brief::
+
+    client preface  = 89 52 51 52 0D 0A 1A 0A  (magic)  00 01  (version 1)
+    frame           = length:u32  type:u8  flags:u8  request_id:u32  payload
+                      `length` counts the payload bytes only
+
+A frame's length is checked against our ``max_frame_size`` as soon as its
+10-byte header is in, before any of its payload is buffered, so an
+announcement of 4 GiB costs nothing but the header.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from ._errors import LocalProtocolError
+from ._events import (
+    Cancel,
+    ErrorResponse,
+    Event,
+    GoAway,
+    Metadata,
+    Ping,
+    Pong,
+    PrefaceReceived,
+    ProtocolViolation,
+    Rejected,
+    Request,
+    Response,
+    Role,
+    Settings,
+)
+from ._limits import Limits
+from ._status import StatusCode, to_status
+
+__all__ = [
+    "BinaryCodec",
+    "BinaryFormat",
+    "FrameType",
+    "HEADER_SIZE",
+    "MAGIC",
+    "PREFACE",
+    "VERSION",
+    "describe_foreign_bytes",
+]
+
+#: The first eight bytes a client sends.  Like PNG's signature: the high
+#: first byte is never typed text, and the CR LF / ^Z / LF catch a channel
+#: that mangles line ends.
+MAGIC = b"\x89RQR\r\n\x1a\n"
+#: The protocol version this module speaks.
+VERSION = 1
+#: The whole client preface: the magic, then the version as a u16.
+PREFACE = MAGIC + struct.pack(">H", VERSION)
+
+_HEADER = struct.Struct(">IBBI")
+#: Bytes in a frame header: length u32, type u8, flags u8, request id u32.
+HEADER_SIZE = _HEADER.size
+_U16 = struct.Struct(">H")
+_U32 = struct.Struct(">I")
+_SETTING = struct.Struct(">HI")
+_ERROR_HEAD = struct.Struct(">IH")
+
+
+class FrameType:
+    """Frame type numbers (``docs/protocol.md``, "Frame types")."""
+
+    SETTINGS = 0x1
+    REQUEST = 0x2
+    RESPONSE = 0x3
+    ERROR = 0x4
+    CANCEL = 0x5
+    PING = 0x6
+    PONG = 0x7
+    GOAWAY = 0x8
+
+
+# Flags, per frame type.  Undefined flags are ignored on receipt and must be
+# sent as zero.
+FLAG_DEADLINE = 0x01  # REQUEST: a u32 deadline in milliseconds follows the method
+FLAG_METADATA = 0x02  # REQUEST, RESPONSE: a metadata block is present
+FLAG_RETRY_SAFE = 0x01  # ERROR: the request was not processed
+
+# SETTINGS identifiers.  Unknown identifiers are ignored.
+SETTING_MAX_FRAME_SIZE = 0x1
+SETTING_MAX_CONCURRENT = 0x2
+#: The smallest max frame size a peer may advertise: room for any
+#: control frame and a useful request.
+MIN_MAX_FRAME_SIZE = 1024
+
+_PING_SIZE = 8
+_HTTP_METHODS = (
+    b"GET ",
+    b"POST ",
+    b"PUT ",
+    b"HEAD ",
+    b"DELETE ",
+    b"OPTIONS ",
+    b"PATCH ",
+    b"CONNECT ",
+    b"TRACE ",
+    b"PRI ",
+)
+
+
+def describe_foreign_bytes(data: bytes) -> tuple[str, str]:
+    """
+    Guess what protocol a peer that did not send our preface speaks.
+
+    :param data: the first bytes the peer sent.
+    :returns: ``(kind, message)``: ``kind`` is ``"http"``, ``"tls"`` or
+        ``"unknown"``; ``message`` is a one-line explanation for a person.
+    """
+    if data.startswith(_HTTP_METHODS):
+        return "http", "this port speaks the reqresp binary protocol, not HTTP"
+    if data[:1] == b"\x16" and data[1:2] in (b"", b"\x03"):
+        return "tls", "this port speaks the reqresp binary protocol without TLS"
+    return (
+        "unknown",
+        "expected the reqresp binary protocol preface (see docs/protocol.md)",
+    )
+
+
+def _foreign_reply(data: bytes, message: str) -> bytes:
+    """The last words for a peer that does not speak our protocol at all."""
+    kind, _ = describe_foreign_bytes(data)
+    text = f"reqresp: {message}\r\n".encode()
+    if kind == "http":
+        return (
+            b"HTTP/1.1 400 Bad Request\r\n"
+            b"Content-Type: text/plain; charset=utf-8\r\n"
+            b"Connection: close\r\n"
+            b"Content-Length: " + str(len(text)).encode() + b"\r\n\r\n" + text
+        )
+    return text
+
+
+def _encode_metadata(metadata: Metadata) -> bytes:
+    parts = [_U16.pack(len(metadata))]
+    for key, value in metadata:
+        k = key.encode("utf-8")
+        v = value.encode("utf-8")
+        if not k or len(k) > 0xFFFF:
+            raise LocalProtocolError(f"metadata key of {len(k)} bytes (must be 1-65535)")
+        parts.append(_U16.pack(len(k)))
+        parts.append(k)
+        parts.append(_U32.pack(len(v)))
+        parts.append(v)
+    return b"".join(parts)
+
+
+_SKIPPED = object()  # what _decode returns for a frame of an unknown type
+
+
+class _Malformed(Exception):
+    """A frame's payload does not match its type's layout."""
+
+
+def _decode_metadata(buf: bytes, pos: int, end: int, max_entries: int) -> tuple[Metadata, int]:
+    if pos + 2 > end:
+        raise _Malformed("truncated metadata count")
+    (count,) = _U16.unpack_from(buf, pos)
+    if count > max_entries:
+        raise _Malformed(f"{count} metadata entries (limit {max_entries})")
+    pos += 2
+    pairs = []
+    for _ in range(count):
+        if pos + 2 > end:
+            raise _Malformed("truncated metadata key length")
+        (klen,) = _U16.unpack_from(buf, pos)
+        pos += 2
+        if klen == 0 or pos + klen + 4 > end:
+            raise _Malformed("bad metadata key length")
+        key = buf[pos : pos + klen].decode("utf-8")
+        pos += klen
+        (vlen,) = _U32.unpack_from(buf, pos)
+        pos += 4
+        if pos + vlen > end:
+            raise _Malformed("metadata value overruns the frame")
+        value = buf[pos : pos + vlen].decode("utf-8")
+        pos += vlen
+        pairs.append((key, value))
+    return tuple(pairs), pos
+
+
+def _decode_text(buf: bytes, pos: int, end: int) -> tuple[str, int]:
+    """A u16-length-prefixed UTF-8 string."""
+    if pos + 2 > end:
+        raise _Malformed("truncated string length")
+    (n,) = _U16.unpack_from(buf, pos)
+    pos += 2
+    if pos + n > end:
+        raise _Malformed("string overruns the frame")
+    return buf[pos : pos + n].decode("utf-8"), pos + n
+
+
+def _text(value: str, what: str) -> bytes:
+    data = value.encode("utf-8")
+    if len(data) > 0xFFFF:
+        raise LocalProtocolError(f"{what} of {len(data)} bytes (limit 65535)")
+    return _U16.pack(len(data)) + data
+
+
+class BinaryFormat:
+    """
+    The binary wire format: multiplexed, with deadlines, metadata,
+    cancellation, keepalive and GOAWAY.
+
+    Instances are stateless and shared; :meth:`codec` makes the
+    per-connection state.
+    """
+
+    #: The name used by ``--wire`` and in logs.
+    name = "binary"
+    #: Responses carry request ids and may come in any order.
+    multiplexed = True
+
+    def codec(self, role: Role, limits: Limits) -> BinaryCodec:
+        """
+        Make the sans-IO codec for one connection.
+
+        :param role: which end of the connection the codec serves.
+        :param limits: what this side accepts.
+        :returns: a fresh :class:`BinaryCodec`.
+        """
+        return BinaryCodec(role, limits)
+
+    def __repr__(self) -> str:
+        return "BinaryFormat()"
+
+
+class BinaryCodec:
+    """
+    One connection's binary-format codec: buffers received bytes, decodes
+    whole frames into events one at a time, and encodes events to bytes.
+
+    It checks framing and field syntax only; which side may send what is the
+    :class:`~twisted_reqresp._connection.Connection`'s business.
+    """
+
+    #: The client sends a preface and both sides exchange SETTINGS before
+    #: the connection is ready.
+    handshake = True
+    #: Bytes of each frame not counted against the peer's max frame size.
+    frame_overhead = HEADER_SIZE
+
+    def __init__(self, role: Role, limits: Limits) -> None:
+        self._role = role
+        self._max_frame = limits.max_frame_size
+        self._max_metadata = limits.max_metadata_entries
+        # Received bytes: ``_buf[_pos:]`` then the chunks in ``_more``, which
+        # are joined only once a whole frame is known to be there, so a large
+        # frame arriving in many chunks is copied once, not once per chunk.
+        self._buf = b""
+        self._pos = 0
+        self._more: list[bytes] = []
+        self._avail = 0
+        self._await_preface = role is Role.SERVER
+        self._failed = False
+        # Set when the peer never spoke our protocol: what to tell it instead
+        # of a GOAWAY it could not read.
+        self._foreign: bytes | None = None
+
+    # -- receiving ----------------------------------------------------------
+
+    def preface(self) -> bytes:
+        """
+        :returns: the bytes this side sends before anything else: the
+            preface for a client, nothing for a server.
+        """
+        return PREFACE if self._role is Role.CLIENT else b""
+
+    def receive_data(self, data: bytes) -> None:
+        """
+        Buffer bytes from the peer.
+
+        :param data: the bytes, in any chunking.
+        """
+        if not data:
+            return
+        if self._avail == 0:
+            self._buf = bytes(data)
+            self._pos = 0
+            self._avail = len(data)
+        else:
+            self._more.append(bytes(data))
+            self._avail += len(data)
+
+    @property
+    def buffered(self) -> int:
+        """The number of received bytes not yet decoded."""
+        return self._avail
+
+    def _contiguous(self, n: int) -> bool:
+        """Make ``n`` bytes available at ``_buf[_pos:]`` if we have them."""
+        if len(self._buf) - self._pos >= n:
+            return True
+        if self._avail < n:
+            return False
+        self._buf = self._buf[self._pos :] + b"".join(self._more)
+        self._more.clear()
+        self._pos = 0
+        return True
+
+    def _fail(self, code: int, message: str) -> ProtocolViolation:
+        self._failed = True
+        self._more.clear()
+        self._avail = 0
+        self._buf = b""
+        self._pos = 0
+        return ProtocolViolation(code=code, message=message)
+
+    def next_event(self) -> Event | None:
+        """
+        Decode the next event from the buffered bytes.
+
+        :returns: the event, or ``None`` if more bytes are needed.  A
+            :class:`ProtocolViolation` is the last event the codec returns.
+        """
+        while True:
+            if self._failed:
+                return None
+            if self._await_preface:
+                return self._read_preface()
+            event = self._next_frame()
+            if event is not _SKIPPED:
+                return event
+
+    def _next_frame(self) -> Event | None | object:
+        if not self._contiguous(HEADER_SIZE):
+            return None
+        buf = self._buf
+        pos = self._pos
+        length, ftype, flags, rid = _HEADER.unpack_from(buf, pos)
+        if length > self._max_frame:
+            return self._fail(
+                StatusCode.RESOURCE_EXHAUSTED,
+                f"frame of {length} bytes exceeds the maximum of {self._max_frame}",
+            )
+        total = HEADER_SIZE + length
+        if len(buf) - pos < total:
+            if not self._contiguous(total):
+                return None
+            buf = self._buf
+            pos = self._pos
+        start = pos + HEADER_SIZE
+        end = start + length
+        self._pos = end
+        self._avail -= total
+        try:
+            return self._decode(ftype, flags, rid, buf, start, end)
+        except (_Malformed, UnicodeDecodeError, struct.error) as e:
+            reason = str(e) if isinstance(e, _Malformed) else "invalid UTF-8"
+            if ftype in (FrameType.REQUEST, FrameType.RESPONSE, FrameType.ERROR) and rid:
+                code = (
+                    StatusCode.INVALID_ARGUMENT
+                    if ftype == FrameType.REQUEST
+                    else StatusCode.INTERNAL
+                )
+                return Rejected(request_id=rid, code=code, message=f"malformed frame: {reason}")
+            return self._fail(StatusCode.PROTOCOL_ERROR, f"malformed frame type {ftype}: {reason}")
+
+    def _read_preface(self) -> Event | None:
+        have = self._buf[self._pos :] + b"".join(self._more)
+        n = min(len(have), len(MAGIC))
+        if have[:n] != MAGIC[:n]:
+            _, message = describe_foreign_bytes(have)
+            self._foreign = _foreign_reply(have, message)
+            return self._fail(StatusCode.PROTOCOL_ERROR, message)
+        if len(have) < len(PREFACE):
+            return None
+        (version,) = _U16.unpack_from(have, len(MAGIC))
+        if version != VERSION:
+            self._foreign = f"reqresp: unsupported protocol version {version}; this server speaks {VERSION}\r\n".encode()
+            return self._fail(
+                StatusCode.PROTOCOL_ERROR,
+                f"unsupported protocol version {version} (this side speaks {VERSION})",
+            )
+        self._buf = have[len(PREFACE) :]
+        self._pos = 0
+        self._more.clear()
+        self._avail = len(self._buf)
+        self._await_preface = False
+        return PrefaceReceived(version=version)
+
+    def _decode(self, ftype: int, flags: int, rid: int, buf: bytes, pos: int, end: int) -> Event | object:
+        if ftype == FrameType.REQUEST:
+            (mlen,) = _U16.unpack_from(buf, pos)
+            pos += 2
+            if pos + mlen > end:
+                raise _Malformed("method name overruns the frame")
+            method = buf[pos : pos + mlen].decode("utf-8")
+            pos += mlen
+            deadline = None
+            if flags & FLAG_DEADLINE:
+                if pos + 4 > end:
+                    raise _Malformed("truncated deadline")
+                (deadline,) = _U32.unpack_from(buf, pos)
+                pos += 4
+            metadata: Metadata = ()
+            if flags & FLAG_METADATA:
+                metadata, pos = _decode_metadata(buf, pos, end, self._max_metadata)
+            if not method:
+                raise _Malformed("empty method name")
+            return Request(
+                request_id=rid,
+                method=method,
+                body=buf[pos:end],
+                metadata=metadata,
+                deadline_ms=deadline,
+            )
+        if ftype == FrameType.RESPONSE:
+            metadata = ()
+            if flags & FLAG_METADATA:
+                metadata, pos = _decode_metadata(buf, pos, end, self._max_metadata)
+            return Response(request_id=rid, body=buf[pos:end], metadata=metadata)
+        if ftype == FrameType.ERROR:
+            if pos + 6 > end:
+                raise _Malformed("truncated ERROR frame")
+            code, _ = _ERROR_HEAD.unpack_from(buf, pos)
+            message, pos = _decode_text(buf, pos + 4, end)
+            return ErrorResponse(
+                request_id=rid,
+                code=to_status(code),
+                message=message,
+                details=buf[pos:end],
+                retry_safe=bool(flags & FLAG_RETRY_SAFE),
+            )
+        if ftype == FrameType.CANCEL:
+            return Cancel(request_id=rid)
+        if ftype in (FrameType.PING, FrameType.PONG):
+            if end - pos != _PING_SIZE:
+                raise _Malformed(f"payload of {end - pos} bytes (must be 8)")
+            if rid:
+                raise _Malformed("request id must be 0")
+            payload = buf[pos:end]
+            return Ping(payload=payload) if ftype == FrameType.PING else Pong(payload=payload)
+        if ftype == FrameType.GOAWAY:
+            if pos + 6 > end:
+                raise _Malformed("truncated GOAWAY frame")
+            code, _ = _ERROR_HEAD.unpack_from(buf, pos)
+            message, pos = _decode_text(buf, pos + 4, end)
+            return GoAway(last_request_id=rid, code=to_status(code), message=message)
+        if ftype == FrameType.SETTINGS:
+            return self._decode_settings(rid, buf, pos, end)
+        # An unknown frame type: skipped, so that later versions can add
+        # frames an older peer ignores (as HTTP/2 does, RFC 9113 section 4.1).
+        return _SKIPPED
+
+    def _decode_settings(self, rid: int, buf: bytes, pos: int, end: int) -> Settings:
+        if rid:
+            raise _Malformed("request id must be 0")
+        if (end - pos) % _SETTING.size:
+            raise _Malformed("payload is not a whole number of settings")
+        max_frame = 16 * 1024 * 1024
+        max_concurrent = 100
+        for offset in range(pos, end, _SETTING.size):
+            ident, value = _SETTING.unpack_from(buf, offset)
+            if ident == SETTING_MAX_FRAME_SIZE:
+                if value < MIN_MAX_FRAME_SIZE:
+                    raise _Malformed(f"max frame size {value} below the minimum {MIN_MAX_FRAME_SIZE}")
+                max_frame = value
+            elif ident == SETTING_MAX_CONCURRENT:
+                if value < 1:
+                    raise _Malformed("max concurrent requests must be at least 1")
+                max_concurrent = value
+        return Settings(max_frame_size=max_frame, max_concurrent=max_concurrent)
+
+    # -- sending -------------------------------------------------------------
+
+    def encode(self, event: Event) -> bytes:
+        """
+        Encode a message event as one frame.
+
+        :param event: a :class:`Request`, :class:`Response`,
+            :class:`ErrorResponse`, :class:`Cancel`, :class:`Ping`,
+            :class:`Pong`, :class:`GoAway` or :class:`Settings`.
+        :returns: the frame's bytes.
+        :raises LocalProtocolError: if the event cannot be encoded (a field
+            too long, or an event that never travels).
+        """
+        if isinstance(event, Response):
+            body = event.body
+            if event.metadata:
+                md = _encode_metadata(event.metadata)
+                return _HEADER.pack(len(md) + len(body), FrameType.RESPONSE, FLAG_METADATA, event.request_id) + md + body
+            return _HEADER.pack(len(body), FrameType.RESPONSE, 0, event.request_id) + body
+        if isinstance(event, Request):
+            method = _text(event.method, "method name")
+            flags = 0
+            parts = [method]
+            if event.deadline_ms is not None:
+                if not 0 <= event.deadline_ms <= 0xFFFF_FFFF:
+                    raise LocalProtocolError(f"deadline {event.deadline_ms} ms does not fit in 32 bits")
+                flags |= FLAG_DEADLINE
+                parts.append(_U32.pack(event.deadline_ms))
+            if event.metadata:
+                flags |= FLAG_METADATA
+                parts.append(_encode_metadata(event.metadata))
+            head = b"".join(parts)
+            return _HEADER.pack(len(head) + len(event.body), FrameType.REQUEST, flags, event.request_id) + head + event.body
+        if isinstance(event, ErrorResponse):
+            payload = _U32.pack(int(event.code)) + _text(event.message, "error message") + event.details
+            flags = FLAG_RETRY_SAFE if event.retry_safe else 0
+            return _HEADER.pack(len(payload), FrameType.ERROR, flags, event.request_id) + payload
+        if isinstance(event, Cancel):
+            return _HEADER.pack(0, FrameType.CANCEL, 0, event.request_id)
+        if isinstance(event, (Ping, Pong)):
+            if len(event.payload) != _PING_SIZE:
+                raise LocalProtocolError("a ping payload is exactly 8 bytes")
+            ftype = FrameType.PING if isinstance(event, Ping) else FrameType.PONG
+            return _HEADER.pack(_PING_SIZE, ftype, 0, 0) + event.payload
+        if isinstance(event, GoAway):
+            payload = _U32.pack(int(event.code)) + _text(event.message, "GOAWAY message")
+            return _HEADER.pack(len(payload), FrameType.GOAWAY, 0, event.last_request_id) + payload
+        if isinstance(event, Settings):
+            payload = _SETTING.pack(SETTING_MAX_FRAME_SIZE, event.max_frame_size) + _SETTING.pack(
+                SETTING_MAX_CONCURRENT, event.max_concurrent
+            )
+            return _HEADER.pack(len(payload), FrameType.SETTINGS, 0, 0) + payload
+        raise LocalProtocolError(f"{type(event).__name__} is not sent on the wire")
+
+    def encode_fatal(self, code: int, message: str, last_request_id: int) -> bytes:
+        """
+        The last words before closing a connection this side gave up on.
+
+        :param code: why.
+        :param message: for people.
+        :param last_request_id: the highest request id that will be answered.
+        :returns: a GOAWAY frame, or a line of text (an HTTP 400 response
+            for an HTTP client) when the peer never sent our preface.
+        """
+        if self._foreign is not None:
+            return self._foreign
+        if self._await_preface:
+            return f"reqresp: {message}\r\n".encode()
+        return self.encode(GoAway(last_request_id=last_request_id, code=code, message=message[:1000]))

@@ -1,0 +1,108 @@
+"""
+The values a responder sees and returns: :class:`Call`, :class:`Reply` and
+:class:`ConnectionInfo`.
+
+Pure data: imports nothing from Twisted.  A clock is any object with a
+``seconds()`` method (``IReactorTime``), passed in, never imported.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
+
+from ._events import Metadata
+
+__all__ = ["Call", "ConnectionInfo", "Reply", "metadata_pairs"]
+
+
+class _Clock(Protocol):
+    def seconds(self) -> float: ...
+
+
+def metadata_pairs(metadata: Mapping[str, str] | Iterable[tuple[str, str]] | None) -> Metadata:
+    """
+    Normalise user metadata into the wire's ``((key, value), ...)`` form.
+
+    :param metadata: a mapping, an iterable of pairs, or ``None``.
+    :returns: a tuple of ``(str, str)`` pairs.
+    :raises TypeError: if a key or value is not a string.
+    """
+    if not metadata:
+        return ()
+    items = metadata.items() if isinstance(metadata, Mapping) else metadata
+    pairs = tuple((k, v) for k, v in items)
+    for k, v in pairs:
+        if not isinstance(k, str) or not isinstance(v, str):
+            raise TypeError(f"metadata keys and values must be str, not {k!r}: {v!r}")
+    return pairs
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ConnectionInfo:
+    """What a responder may know about the connection a call came in on."""
+
+    #: A number unique among this server's connections, for logs.
+    connection_id: int
+    #: The peer's address (an ``IAddress``), as the transport reports it.
+    peer: Any
+    #: Our own address on this connection.
+    host: Any
+    #: The name of the wire format spoken (``"binary"``, ``"line"``, ...).
+    wire_format: str
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Reply:
+    """
+    A successful answer: a body and metadata.
+
+    A responder may return one to send metadata with its answer (returning
+    a plain value sends it as the body with no metadata); a client's
+    :meth:`~twisted_reqresp.Client.call` fires with one.
+    """
+
+    #: The body: bytes on the wire, or the value a codec decoded.
+    body: Any = b""
+    #: Metadata pairs as a read-only mapping (a later duplicate key wins).
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Call:
+    """
+    One request, as a responder sees it.
+    """
+
+    #: The method name.
+    method: str
+    #: The body: the raw bytes, or the value the method's codec decoded.
+    body: Any
+    #: The request's metadata (a later duplicate key wins).
+    metadata: Mapping[str, str]
+    #: The connection the request came in on.
+    connection: ConnectionInfo
+    #: The request's id on its connection.
+    request_id: int = 0
+    #: When the caller stops waiting, in the server clock's seconds, or
+    #: ``None`` if the request has no deadline.
+    deadline: float | None = None
+    _clock: _Clock | None = field(default=None, repr=False, compare=False)
+
+    def time_remaining(self) -> float | None:
+        """
+        :returns: seconds left before the deadline (never negative), or
+            ``None`` if the request has no deadline.
+        """
+        if self.deadline is None or self._clock is None:
+            return None
+        return max(0.0, self.deadline - self._clock.seconds())
+
+    def with_body(self, body: Any) -> Call:
+        """
+        :param body: the new body.
+        :returns: a copy of this call with ``body`` replaced (how a router
+            hands a responder the decoded value).
+        """
+        return replace(self, body=body)

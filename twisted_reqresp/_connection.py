@@ -1,0 +1,462 @@
+"""
+The connection state machine: one end of one connection, for any wire format.
+
+Wire core: this module contains no networking code and imports nothing from
+Twisted.  Bytes go in through :meth:`Connection.receive_data`, events come
+out one at a time from :meth:`Connection.next_event`; calls such as
+:meth:`Connection.send_request` queue bytes that :meth:`Connection.data_to_send`
+hands back.  The Twisted protocols in ``_protocol.py`` are plumbing around it.
+
+Theory of operation
+===================
+
+A connection has a role (client or server) and a wire codec (binary or line,
+or a user's).  The codec turns bytes into message events and back; this
+module decides what those messages mean and whether they are allowed.
+
+Connection states::
+
+    AWAIT_SETTINGS --peer Settings--> OPEN --send_goaway()--> DRAINING
+          |                            |                          |
+          +----------- ProtocolViolation / close() ---------------+--> CLOSED
+
+A codec without a handshake (the line format) starts in OPEN.  In
+AWAIT_SETTINGS a client may already send requests: it assumes the default
+limits until the server's SETTINGS arrive (``docs/protocol.md``).
+
+Which peer may send which message is the table ``_INBOUND`` below: a pair
+that is missing there is a protocol violation, never a silent pass.
+
+Request ids (binary format): the client numbers its requests 1, 2, 3, ...;
+a server treats a REQUEST whose id is not above every id it has seen as a
+violation, which also rejects an id reused while in flight.  A client drops
+an answer whose id it sent but no longer waits for (the call was cancelled
+or timed out) and treats an answer to an id it never sent as a violation.
+
+Requests a server receives after it sent GOAWAY are answered with
+UNAVAILABLE, marked retry-safe, and never reach the application.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from enum import Enum
+from typing import Protocol
+
+from ._errors import LocalProtocolError
+from ._events import (
+    Cancel,
+    ErrorResponse,
+    Event,
+    GoAway,
+    Metadata,
+    Ping,
+    Pong,
+    PrefaceReceived,
+    ProtocolViolation,
+    Rejected,
+    Request,
+    Response,
+    Role,
+    Settings,
+)
+from ._limits import DEFAULT_LIMITS, Limits
+from ._status import StatusCode
+
+__all__ = ["Connection", "ConnectionState", "WireCodec", "WireFormat"]
+
+#: The largest request id: ids are unsigned 32-bit numbers.
+MAX_REQUEST_ID = 0xFFFF_FFFF
+
+
+class WireCodec(Protocol):
+    """What the core needs of a per-connection wire codec (see
+    :class:`twisted_reqresp.interfaces.IWireCodec` for the contract)."""
+
+    handshake: bool
+    frame_overhead: int
+
+    def preface(self) -> bytes: ...
+    def receive_data(self, data: bytes) -> None: ...
+    def next_event(self) -> Event | None: ...
+    def encode(self, event: Event) -> bytes: ...
+    def encode_fatal(self, code: int, message: str, last_request_id: int) -> bytes: ...
+
+    @property
+    def buffered(self) -> int: ...
+
+
+class WireFormat(Protocol):
+    """What the core needs of a wire format (see
+    :class:`twisted_reqresp.interfaces.IWireFormat`)."""
+
+    name: str
+    multiplexed: bool
+
+    def codec(self, role: Role, limits: Limits) -> WireCodec: ...
+
+
+class ConnectionState(Enum):
+    """Where a :class:`Connection` is in its life."""
+
+    AWAIT_SETTINGS = "await-settings"
+    OPEN = "open"
+    DRAINING = "draining"
+    CLOSED = "closed"
+
+
+# (our role, type of the received event) -> name of the method that handles
+# it.  Anything not listed is a protocol violation.
+_INBOUND: dict[tuple[Role, type], str] = {
+    (Role.SERVER, PrefaceReceived): "_on_preface",
+    (Role.SERVER, Settings): "_on_settings",
+    (Role.SERVER, Request): "_on_request",
+    (Role.SERVER, Rejected): "_on_request",
+    (Role.SERVER, Cancel): "_on_cancel",
+    (Role.SERVER, Ping): "_on_ping",
+    (Role.SERVER, Pong): "_on_pass",
+    (Role.SERVER, GoAway): "_on_pass",
+    (Role.CLIENT, Settings): "_on_settings",
+    (Role.CLIENT, Response): "_on_answer",
+    (Role.CLIENT, ErrorResponse): "_on_answer",
+    (Role.CLIENT, Rejected): "_on_answer",
+    (Role.CLIENT, Ping): "_on_ping",
+    (Role.CLIENT, Pong): "_on_pass",
+    (Role.CLIENT, GoAway): "_on_goaway",
+}
+
+
+class Connection:
+    """
+    One end of a request/response connection, as a sans-IO state machine.
+
+    :param role: :attr:`Role.CLIENT` or :attr:`Role.SERVER`.
+    :param wire: the wire format (an
+        :class:`~twisted_reqresp.interfaces.IWireFormat` provider).
+    :param limits: what this side accepts from its peer.
+    """
+
+    def __init__(self, role: Role, wire: WireFormat, limits: Limits = DEFAULT_LIMITS) -> None:
+        self.role = role
+        self.wire = wire
+        self.limits = limits
+        self._codec = wire.codec(role, limits)
+        self._out: list[bytes] = []
+        self.state = (
+            ConnectionState.AWAIT_SETTINGS if self._codec.handshake else ConnectionState.OPEN
+        )
+        #: The peer's limits; the defaults until its SETTINGS arrive.
+        self.peer_settings = Settings(
+            max_frame_size=DEFAULT_LIMITS.max_frame_size,
+            max_concurrent=DEFAULT_LIMITS.max_concurrent,
+        )
+        #: Request ids waiting for an answer: sent (client) or received and
+        #: not yet answered (server).
+        self.in_flight: set[int] = set()
+        #: The highest request id sent (client) or received (server).
+        self.last_request_id = 0
+        #: Set when the peer sent GOAWAY: no new requests may be sent.
+        self.peer_goaway: GoAway | None = None
+        self._dispatch: dict[type, Callable[[Event], Event | None]] = {
+            kind: getattr(self, name) for (r, kind), name in _INBOUND.items() if r is role
+        }
+        if role is Role.CLIENT:
+            self._out.append(self._codec.preface())
+            self._out.append(self._codec.encode(self._our_settings()))
+
+    def _our_settings(self) -> Settings:
+        return Settings(
+            max_frame_size=self.limits.max_frame_size,
+            max_concurrent=self.limits.max_concurrent,
+        )
+
+    # -- receiving ----------------------------------------------------------
+
+    def receive_data(self, data: bytes) -> None:
+        """
+        Take bytes from the peer.  Call :meth:`next_event` to decode them.
+
+        :param data: the bytes, in any chunking.
+        """
+        if self.state is not ConnectionState.CLOSED:
+            self._codec.receive_data(data)
+
+    @property
+    def buffered(self) -> int:
+        """Received bytes not yet decoded (a truncated frame at EOF)."""
+        return self._codec.buffered
+
+    def next_event(self) -> Event | None:
+        """
+        Decode and vet the next event.
+
+        Messages the core answers by itself (PING, requests after GOAWAY,
+        a server's SETTINGS) are handled here and not returned.
+
+        :returns: the next event for the application, or ``None`` when more
+            bytes are needed.  After a :class:`ProtocolViolation` it always
+            returns ``None``; the bytes to send before closing are queued.
+        """
+        codec = self._codec
+        dispatch = self._dispatch
+        while self.state is not ConnectionState.CLOSED:
+            event = codec.next_event()
+            if event is None:
+                return None
+            handler = dispatch.get(type(event))
+            if handler is None:
+                if isinstance(event, ProtocolViolation):
+                    return self._violation(event)
+                name = type(event).__name__
+                return self._violation(
+                    ProtocolViolation(
+                        code=StatusCode.PROTOCOL_ERROR,
+                        message=f"a {self.role.value} does not accept {name} frames",
+                    )
+                )
+            result = handler(event)
+            if result is not None:
+                return result
+        return None
+
+    def _violation(self, event: ProtocolViolation) -> ProtocolViolation:
+        self._out.append(self._codec.encode_fatal(event.code, event.message, self.last_request_id))
+        self.state = ConnectionState.CLOSED
+        return event
+
+    def _protocol_error(self, message: str) -> ProtocolViolation:
+        return self._violation(ProtocolViolation(code=StatusCode.PROTOCOL_ERROR, message=message))
+
+    def _on_preface(self, event: Event) -> Event | None:
+        self._out.append(self._codec.encode(self._our_settings()))
+        return None
+
+    def _on_settings(self, event: Event) -> Event | None:
+        assert isinstance(event, Settings)
+        self.peer_settings = event
+        if self.state is ConnectionState.AWAIT_SETTINGS:
+            self.state = ConnectionState.OPEN
+        return event
+
+    def _on_request(self, event: Event) -> Event | None:
+        assert isinstance(event, (Request, Rejected))
+        rid = event.request_id
+        if self.state is ConnectionState.AWAIT_SETTINGS:
+            return self._protocol_error("REQUEST before SETTINGS")
+        if rid <= self.last_request_id:
+            return self._protocol_error(
+                f"request id {rid} is not above the last one ({self.last_request_id})"
+            )
+        self.last_request_id = rid
+        if isinstance(event, Rejected):
+            self._out.append(
+                self._codec.encode(
+                    ErrorResponse(request_id=rid, code=event.code, message=event.message)
+                )
+            )
+            return event
+        if self.state is ConnectionState.DRAINING:
+            self._out.append(
+                self._codec.encode(
+                    ErrorResponse(
+                        request_id=rid,
+                        code=StatusCode.UNAVAILABLE,
+                        message="server is shutting down",
+                        retry_safe=True,
+                    )
+                )
+            )
+            return None
+        self.in_flight.add(rid)
+        return event
+
+    def _on_cancel(self, event: Event) -> Event | None:
+        assert isinstance(event, Cancel)
+        # A cancel that crosses our answer on the wire is normal: ignore it.
+        return event if event.request_id in self.in_flight else None
+
+    def _on_answer(self, event: Event) -> Event | None:
+        assert isinstance(event, (Response, ErrorResponse, Rejected))
+        rid = event.request_id
+        if rid in self.in_flight:
+            self.in_flight.discard(rid)
+            if isinstance(event, Rejected):
+                return ErrorResponse(
+                    request_id=rid,
+                    code=StatusCode.INTERNAL,
+                    message=f"the server's answer could not be decoded: {event.message}",
+                )
+            return event
+        if 0 < rid <= self.last_request_id:
+            return None  # a late answer to a call we gave up on
+        return self._protocol_error(f"answer to request id {rid}, which was never sent")
+
+    def _on_ping(self, event: Event) -> Event | None:
+        assert isinstance(event, Ping)
+        self._out.append(self._codec.encode(Pong(payload=event.payload)))
+        return event
+
+    def _on_pass(self, event: Event) -> Event | None:
+        return event
+
+    def _on_goaway(self, event: Event) -> Event | None:
+        assert isinstance(event, GoAway)
+        self.peer_goaway = event
+        return event
+
+    # -- sending -------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self.state is ConnectionState.CLOSED:
+            raise LocalProtocolError("the connection is closed", StatusCode.UNAVAILABLE)
+
+    def send_request(
+        self,
+        method: str,
+        body: bytes = b"",
+        metadata: Metadata = (),
+        deadline_ms: int | None = None,
+    ) -> int:
+        """
+        Queue a request.
+
+        :returns: the new request's id.
+        :raises LocalProtocolError: if this is not a client, the connection
+            is closed or going away, the request is larger than the peer
+            accepts, or a field cannot be encoded.
+        """
+        if self.role is not Role.CLIENT:
+            raise LocalProtocolError("only a client sends requests")
+        self._check_open()
+        if self.peer_goaway is not None:
+            raise LocalProtocolError("the server is going away", StatusCode.UNAVAILABLE)
+        rid = self.last_request_id + 1
+        if rid > MAX_REQUEST_ID:
+            raise LocalProtocolError(
+                "request ids exhausted on this connection; open a new one",
+                StatusCode.UNAVAILABLE,
+            )
+        data = self._codec.encode(
+            Request(
+                request_id=rid,
+                method=method,
+                body=body,
+                metadata=metadata,
+                deadline_ms=deadline_ms,
+            )
+        )
+        self._check_size(data)
+        self.last_request_id = rid
+        self.in_flight.add(rid)
+        self._out.append(data)
+        return rid
+
+    def _check_size(self, frame: bytes) -> None:
+        # The framing is not counted: the limit is on the payload.
+        size = len(frame) - self._codec.frame_overhead
+        if size > self.peer_settings.max_frame_size:
+            raise LocalProtocolError(
+                f"message of {size} bytes exceeds the peer's maximum frame size "
+                f"of {self.peer_settings.max_frame_size}",
+                StatusCode.RESOURCE_EXHAUSTED,
+            )
+
+    def send_cancel(self, request_id: int) -> None:
+        """
+        Give up on a request (client).  Its answer, if it still comes, is
+        dropped.
+
+        :param request_id: a request sent and not yet answered; anything
+            else is ignored.
+        """
+        if request_id in self.in_flight and self.state is not ConnectionState.CLOSED:
+            self.in_flight.discard(request_id)
+            self._out.append(self._codec.encode(Cancel(request_id=request_id)))
+
+    def _answer(self, event: Response | ErrorResponse) -> None:
+        if event.request_id not in self.in_flight:
+            raise LocalProtocolError(f"request {event.request_id} is not awaiting an answer")
+        data = self._codec.encode(event)
+        self._check_size(data)
+        self.in_flight.discard(event.request_id)
+        if self.state is not ConnectionState.CLOSED:
+            self._out.append(data)
+
+    def send_response(self, request_id: int, body: bytes = b"", metadata: Metadata = ()) -> None:
+        """
+        Answer a request successfully (server).
+
+        :raises LocalProtocolError: if the request is not awaiting an answer
+            or the response is larger than the peer accepts (then the request
+            is still awaiting an answer, and an error can be sent instead).
+        """
+        self._answer(Response(request_id=request_id, body=body, metadata=metadata))
+
+    def send_error(
+        self,
+        request_id: int,
+        code: int,
+        message: str = "",
+        details: bytes = b"",
+        retry_safe: bool = False,
+    ) -> None:
+        """
+        Answer a request with an error status (server).
+
+        :raises LocalProtocolError: if the request is not awaiting an answer.
+        """
+        self._answer(
+            ErrorResponse(
+                request_id=request_id,
+                code=code,
+                message=message,
+                details=details,
+                retry_safe=retry_safe,
+            )
+        )
+
+    def forget(self, request_id: int) -> None:
+        """
+        Drop a request without answering it (server): the client cancelled
+        it, so no answer is owed.
+        """
+        self.in_flight.discard(request_id)
+
+    def send_ping(self, payload: bytes) -> None:
+        """Queue a PING with an 8-byte payload (binary format only)."""
+        self._check_open()
+        self._out.append(self._codec.encode(Ping(payload=payload)))
+
+    def send_goaway(self, code: int = StatusCode.OK, message: str = "") -> None:
+        """
+        Announce that this side accepts no new requests (server).  Requests
+        already accepted may still be answered; later ones are refused with
+        UNAVAILABLE, marked retry-safe.
+        """
+        self._check_open()
+        if self.state is ConnectionState.DRAINING:
+            return
+        self.state = ConnectionState.DRAINING
+        self._out.append(
+            self._codec.encode(
+                GoAway(last_request_id=self.last_request_id, code=code, message=message)
+            )
+        )
+
+    def close(self) -> None:
+        """Mark the connection closed (the transport is gone): nothing is
+        awaiting an answer any more and nothing more will be sent."""
+        self.state = ConnectionState.CLOSED
+        self.in_flight.clear()
+        self._out.clear()
+
+    def data_to_send(self) -> bytes:
+        """
+        :returns: every byte queued since the last call (possibly ``b""``).
+        """
+        out = self._out
+        if not out:
+            return b""
+        data = out[0] if len(out) == 1 else b"".join(out)
+        out.clear()
+        return data
