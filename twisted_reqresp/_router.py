@@ -1,0 +1,175 @@
+"""
+:class:`Router`: an :class:`~twisted_reqresp.interfaces.IResponder` that
+dispatches each call to a function registered for its method name.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from twisted.internet.defer import Deferred
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from ._call import Call, ConnectionInfo, Reply
+from ._errors import CodecError, StatusError
+from ._status import StatusCode
+from .codecs import BYTES
+from .interfaces import ICodec, IResponder
+
+__all__ = ["Router"]
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+@dataclass(frozen=True, slots=True)
+class _Method:
+    function: Callable[[Call], Any]
+    codec: ICodec
+    errors: tuple[tuple[type[BaseException], int], ...]
+
+
+@implementer(IResponder)
+class Router:
+    """
+    Routes calls to functions by method name.
+
+    Register functions with the :meth:`method` decorator or with
+    :meth:`add`.  Each function takes a :class:`~twisted_reqresp.Call` whose
+    ``body`` is the value the method's codec decoded, and returns the answer
+    (a value for the codec to encode, or a :class:`~twisted_reqresp.Reply`),
+    a Deferred of one, or is an ``async def`` function.
+
+    A call to a method nobody registered is answered NOT_FOUND; a body the
+    codec cannot decode is answered INVALID_ARGUMENT.
+
+    One router may serve every connection; for per-connection state, see
+    :class:`~twisted_reqresp.interfaces.IResponderFactory`.
+    """
+
+    def __init__(self) -> None:
+        self._methods: dict[str, _Method] = {}
+
+    def add(
+        self,
+        name: str,
+        function: Callable[[Call], Any],
+        *,
+        codec: ICodec = BYTES,
+        errors: Mapping[type[BaseException], int] | None = None,
+    ) -> None:
+        """
+        Register ``function`` as method ``name``.
+
+        :param name: the method name callers use.
+        :param function: called with a :class:`~twisted_reqresp.Call`.
+        :param codec: decodes the request body and encodes the answer.
+        :param errors: exception types the function may raise, mapped to the
+            status each is answered with (its message is ``str(exception)``),
+            like AMP's declared errors.  Anything else undeclared is logged
+            and answered INTERNAL.
+        :raises ValueError: if ``name`` is empty, contains whitespace, or is
+            already registered.
+        """
+        if not name or any(c.isspace() for c in name):
+            raise ValueError(f"method names are non-empty with no whitespace: {name!r}")
+        if name in self._methods:
+            raise ValueError(f"method {name!r} is already registered")
+        declared = tuple((kind, int(code)) for kind, code in (errors or {}).items())
+        self._methods[name] = _Method(function, codec, declared)
+
+    def method(
+        self,
+        name: str | None = None,
+        *,
+        codec: ICodec = BYTES,
+        errors: Mapping[type[BaseException], int] | None = None,
+    ) -> Callable[[_F], _F]:
+        """
+        A decorator that registers a function; see :meth:`add`.
+
+        :param name: the method name; the function's own name if omitted.
+        :returns: the decorator, which returns the function unchanged.
+        """
+
+        def register(function: _F) -> _F:
+            self.add(name or function.__name__, function, codec=codec, errors=errors)
+            return function
+
+        return register
+
+    def methods(self) -> list[str]:
+        """
+        :returns: the registered method names, sorted.
+        """
+        return sorted(self._methods)
+
+    # -- IResponder -------------------------------------------------------------
+
+    def connection_made(self, connection: ConnectionInfo) -> None:
+        """A router keeps no per-connection state: nothing to do."""
+
+    def connection_lost(self, reason: Failure) -> None:
+        """A router keeps no per-connection state: nothing to do."""
+
+    def respond(self, call: Call) -> Any:
+        """
+        Dispatch ``call`` to the function registered for its method.
+
+        :returns: bytes, a :class:`~twisted_reqresp.Reply` with bytes, or a
+            Deferred of either.
+        :raises StatusError: NOT_FOUND, INVALID_ARGUMENT, or what the
+            function raised or declared.
+        """
+        entry = self._methods.get(call.method)
+        if entry is None:
+            raise StatusError(StatusCode.NOT_FOUND, f"unknown method {call.method!r}")
+        codec = entry.codec
+        if codec is not BYTES:
+            try:
+                call = call.with_body(codec.decode(call.body))
+            except CodecError as e:
+                raise StatusError(StatusCode.INVALID_ARGUMENT, str(e)) from e
+        try:
+            result = entry.function(call)
+        except Exception as e:
+            translated = _translate(e, entry.errors)
+            if translated is e:
+                raise
+            raise translated from e
+        if inspect.iscoroutine(result):
+            result = Deferred.fromCoroutine(result)
+        if isinstance(result, Deferred):
+            result.addCallback(_encode, codec)
+            if entry.errors:
+                result.addErrback(_translate_failure, entry.errors)
+            return result
+        return _encode(result, codec)
+
+
+def _encode(result: Any, codec: ICodec) -> Any:
+    if isinstance(result, Reply):
+        return Reply(body=codec.encode(result.body), metadata=result.metadata)
+    return codec.encode(result)
+
+
+def _translate(error: Exception, declared: tuple[tuple[type[BaseException], int], ...]) -> Exception:
+    if not isinstance(error, StatusError):
+        for kind, code in declared:
+            if isinstance(error, kind):
+                return StatusError(code, str(error))
+    return error
+
+
+def _translate_failure(
+    failure: Failure, declared: tuple[tuple[type[BaseException], int], ...]
+) -> Failure:
+    error = failure.value
+    if isinstance(error, Exception):
+        translated = _translate(error, declared)
+        if translated is not error:
+            return Failure(translated)
+    return failure

@@ -1,0 +1,382 @@
+"""
+The server side's Twisted adapter: :class:`ServerFactory` builds one
+:class:`ServerProtocol` per accepted connection.
+
+The protocol is plumbing around the sans-IO
+:class:`~twisted_reqresp._connection.Connection`: it feeds received bytes in,
+runs the responder for each request, owns the responders' Deferreds and
+timers, and writes what the connection queues.  It *has* a connection and
+*has* a responder (composition, not AMP's mix-ins), so each can be faked
+alone.
+"""
+
+from __future__ import annotations
+
+import inspect
+import itertools
+from typing import Any
+
+from twisted.internet.defer import CancelledError, Deferred, TimeoutError as DeferTimeout
+from twisted.internet.interfaces import IAddress, IPushProducer, IReactorTime
+from twisted.internet.protocol import Factory, Protocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from ._binary import BinaryFormat
+from ._call import Call, ConnectionInfo, Reply, metadata_pairs
+from ._connection import Connection, WireFormat
+from ._errors import LocalProtocolError, StatusError
+from ._events import Cancel, GoAway, Ping, ProtocolViolation, Rejected, Request, Role
+from ._limits import DEFAULT_LIMITS, Limits
+from ._stats import ServerStats
+from ._status import StatusCode, status_name
+from .codecs import BYTES
+from .interfaces import IResponder, IResponderFactory
+
+__all__ = ["ServerFactory", "ServerProtocol", "SharedResponder"]
+
+_log = Logger(namespace="twisted_reqresp.server")
+
+
+@implementer(IResponderFactory)
+class SharedResponder:
+    """
+    An :class:`~twisted_reqresp.interfaces.IResponderFactory` that gives
+    every connection the same responder (how a :class:`ServerFactory`
+    serves a plain responder such as a :class:`~twisted_reqresp.Router`).
+
+    :param responder: the shared :class:`IResponder` provider.
+    """
+
+    def __init__(self, responder: IResponder) -> None:
+        self.responder = responder
+
+    def responder_for(self, connection: ConnectionInfo) -> IResponder:
+        """:returns: the shared responder."""
+        return self.responder
+
+
+@implementer(IPushProducer)
+class _WriteBackpressure:
+    """
+    Registered with the transport: Twisted pauses it when the transport's
+    write buffer passes its high-water mark and resumes it once drained, and
+    the protocol stops reading requests meanwhile.
+    """
+
+    def __init__(self, protocol: ServerProtocol) -> None:
+        self._protocol = protocol
+
+    def pauseProducing(self) -> None:
+        self._protocol._set_paused("writes", True)
+
+    def resumeProducing(self) -> None:
+        self._protocol._set_paused("writes", False)
+
+    def stopProducing(self) -> None:
+        pass
+
+
+class ServerProtocol(Protocol):
+    """
+    One accepted connection.  Built by :class:`ServerFactory`; users do not
+    make these themselves.
+    """
+
+    def __init__(self, factory: ServerFactory, connection_id: int) -> None:
+        self.factory = factory
+        self.connection_id = connection_id
+        self.conn = Connection(Role.SERVER, factory.wire, factory.limits)
+        self.responder: IResponder | None = None
+        self.info: ConnectionInfo | None = None
+        #: Responders still running, by request id.
+        self.running: dict[int, Deferred[Any]] = {}
+        self._clock = factory.clock
+        self._paused: set[str] = set()
+        self._batching = False
+        self._closed = False
+
+    # -- Twisted plumbing ------------------------------------------------------
+
+    def connectionMade(self) -> None:
+        transport = self.transport
+        assert transport is not None
+        self.info = ConnectionInfo(
+            connection_id=self.connection_id,
+            peer=transport.getPeer(),
+            host=transport.getHost(),
+            wire_format=self.factory.wire.name,
+        )
+        self.factory._connection_opened(self)
+        transport.registerProducer(_WriteBackpressure(self), True)  # type: ignore[attr-defined]
+        self.responder = self.factory.responder_factory.responder_for(self.info)
+        self.responder.connection_made(self.info)
+        self._flush()
+
+    def dataReceived(self, data: bytes) -> None:
+        self.conn.receive_data(data)
+        self._process()
+
+    def connectionLost(self, reason: Failure = Failure(Exception())) -> None:  # noqa: B008
+        if self._closed:
+            return
+        self._closed = True
+        self.conn.close()
+        running, self.running = self.running, {}
+        for deferred in running.values():
+            deferred.cancel()
+        if self.responder is not None:
+            try:
+                self.responder.connection_lost(reason)
+            except Exception:
+                _log.failure("responder.connection_lost failed")
+        self.factory._connection_closed(self)
+
+    # -- reading ---------------------------------------------------------------
+
+    def _set_paused(self, why: str, paused: bool) -> None:
+        was = bool(self._paused)
+        if paused:
+            self._paused.add(why)
+        else:
+            self._paused.discard(why)
+        if self._closed or self.transport is None:
+            return
+        if self._paused and not was:
+            self.transport.pauseProducing()  # type: ignore[attr-defined]
+        elif was and not self._paused:
+            self.transport.resumeProducing()  # type: ignore[attr-defined]
+            # Requests already received while paused wait in the codec.
+            self._process()
+
+    def _process(self) -> None:
+        conn = self.conn
+        limit = conn.limits.max_concurrent
+        self._batching = True
+        try:
+            while not self._paused:
+                event = conn.next_event()
+                if event is None:
+                    break
+                kind = type(event)
+                if kind is Request:
+                    assert isinstance(event, Request)
+                    self._start(event)
+                    if len(conn.in_flight) >= limit:
+                        self._set_paused("concurrency", True)
+                elif kind is Cancel:
+                    assert isinstance(event, Cancel)
+                    self._cancel(event.request_id)
+                elif kind is ProtocolViolation:
+                    assert isinstance(event, ProtocolViolation)
+                    self._violated(event)
+                    return
+                elif kind is Rejected:
+                    assert isinstance(event, Rejected)
+                    self.factory.stats.requests_total += 1
+                    self.factory.stats.errors_total += 1
+                    _log.info(
+                        "rejected request {request_id} from {peer}: {message}",
+                        request_id=event.request_id,
+                        peer=self.info.peer if self.info else None,
+                        message=event.message,
+                    )
+                elif kind is GoAway or kind is Ping:
+                    pass  # the connection answers pings; a client's GOAWAY needs nothing
+        finally:
+            self._batching = False
+        self._flush()
+
+    def _violated(self, event: ProtocolViolation) -> None:
+        self.factory.stats.protocol_errors += 1
+        _log.info(
+            "closing connection from {peer}: {code}: {message}",
+            peer=self.info.peer if self.info else None,
+            code=status_name(event.code),
+            message=event.message,
+        )
+        self._flush()
+        if self.transport is not None:
+            self.transport.loseConnection()
+
+    def _flush(self) -> None:
+        data = self.conn.data_to_send()
+        if data and self.transport is not None and not self._closed:
+            self.transport.write(data)
+
+    # -- running responders --------------------------------------------------------
+
+    def _start(self, request: Request) -> None:
+        self.factory.stats.requests_total += 1
+        rid = request.request_id
+        deadline = None
+        if request.deadline_ms is not None:
+            deadline = self._clock.seconds() + request.deadline_ms / 1000.0
+        call = Call(
+            method=request.method,
+            body=request.body,
+            metadata=dict(request.metadata) if request.metadata else {},
+            connection=self.info,  # type: ignore[arg-type]
+            request_id=rid,
+            deadline=deadline,
+            _clock=self._clock,
+        )
+        assert self.responder is not None
+        try:
+            result = self.responder.respond(call)
+            if inspect.iscoroutine(result):
+                result = Deferred.fromCoroutine(result)
+        except BaseException:
+            self._failed(Failure(), rid, request.method)
+            return
+        if not isinstance(result, Deferred):
+            self._answer(result, rid, request.method)
+            return
+        self.running[rid] = result
+        if request.deadline_ms is not None:
+            result.addTimeout(request.deadline_ms / 1000.0, self._clock)
+        result.addCallbacks(
+            self._answer,
+            self._failed,
+            callbackArgs=(rid, request.method),
+            errbackArgs=(rid, request.method),
+        )
+
+    def _cancel(self, rid: int) -> None:
+        self.conn.forget(rid)
+        deferred = self.running.pop(rid, None)
+        if deferred is not None:
+            deferred.cancel()
+        self._request_done()
+
+    def _answer(self, result: Any, rid: int, method: str) -> None:
+        self.running.pop(rid, None)
+        conn = self.conn
+        if rid not in conn.in_flight:
+            return  # cancelled by the client, or the connection is gone
+        if isinstance(result, Reply):
+            body, metadata = result.body, metadata_pairs(result.metadata)
+        else:
+            body, metadata = result, ()
+        try:
+            if type(body) is not bytes:
+                body = BYTES.encode(body)
+            conn.send_response(rid, body, metadata)
+        except LocalProtocolError as e:
+            self._send_error(rid, e.code, e.message)
+        except Exception:
+            self._failed(Failure(), rid, method)
+            return
+        self._request_done()
+
+    def _failed(self, failure: Failure, rid: int, method: str) -> None:
+        self.running.pop(rid, None)
+        if rid not in self.conn.in_flight:
+            return None  # cancelled by the client, or the connection is gone
+        error = failure.value
+        if isinstance(error, StatusError):
+            self._send_error(rid, error.code, error.message, error.details, error.retry_safe)
+        elif isinstance(error, DeferTimeout):
+            self._send_error(rid, StatusCode.DEADLINE_EXCEEDED, "deadline exceeded")
+        elif isinstance(error, CancelledError):
+            self._send_error(rid, StatusCode.CANCELLED, "cancelled by the server")
+        else:
+            _log.failure(
+                "responder for {method!r} (request {request_id}) failed",
+                failure,
+                method=method,
+                request_id=rid,
+            )
+            self._send_error(rid, StatusCode.INTERNAL, "internal error")
+        self._request_done()
+        return None
+
+    def _send_error(
+        self, rid: int, code: int, message: str, details: bytes = b"", retry_safe: bool = False
+    ) -> None:
+        self.factory.stats.errors_total += 1
+        try:
+            self.conn.send_error(rid, code, message, details, retry_safe)
+        except LocalProtocolError as e:
+            # Details too large for the peer: keep the status, drop them.
+            self.conn.send_error(rid, code, f"{message} ({e.message})")
+
+    def _request_done(self) -> None:
+        if self._batching:
+            return
+        self._flush()
+        if "concurrency" in self._paused and len(self.conn.in_flight) < self.conn.limits.max_concurrent:
+            self._set_paused("concurrency", False)
+
+
+class ServerFactory(Factory):
+    """
+    Serves a responder on every connection accepted.
+
+    :param responder: an :class:`~twisted_reqresp.interfaces.IResponder`
+        shared by every connection (a :class:`~twisted_reqresp.Router`, for
+        instance), or an
+        :class:`~twisted_reqresp.interfaces.IResponderFactory` that makes one
+        per connection.
+    :param wire: the wire format (:data:`~twisted_reqresp.BINARY` by default).
+    :param limits: what the server accepts from each client.
+    :param clock: the clock for deadlines; the global reactor if omitted,
+        looked up only when first needed.
+    """
+
+    protocol = ServerProtocol  # type: ignore[assignment]
+
+    def __init__(
+        self,
+        responder: IResponder | IResponderFactory,
+        *,
+        wire: WireFormat | None = None,
+        limits: Limits = DEFAULT_LIMITS,
+        clock: IReactorTime | None = None,
+    ) -> None:
+        if IResponderFactory.providedBy(responder):
+            self.responder_factory: IResponderFactory = responder  # type: ignore[assignment]
+        elif IResponder.providedBy(responder):
+            self.responder_factory = SharedResponder(responder)  # type: ignore[arg-type]
+        else:
+            raise TypeError(
+                f"{responder!r} provides neither IResponder nor IResponderFactory"
+            )
+        self.wire: WireFormat = wire if wire is not None else BinaryFormat()
+        self.limits = limits
+        self._clock = clock
+        self._ids = itertools.count(1)
+        self._stats: ServerStats | None = None
+        #: The protocols of the connections open now.
+        self.connections: set[ServerProtocol] = set()
+
+    @property
+    def clock(self) -> IReactorTime:
+        """The clock used for deadlines and uptime."""
+        if self._clock is None:
+            from twisted.internet import reactor
+
+            self._clock = reactor  # type: ignore[assignment]
+        return self._clock  # type: ignore[return-value]
+
+    @property
+    def stats(self) -> ServerStats:
+        """The server's :class:`ServerStats` counters."""
+        if self._stats is None:
+            self._stats = ServerStats(self.clock)
+        return self._stats
+
+    def buildProtocol(self, addr: IAddress) -> ServerProtocol:
+        """:returns: a new :class:`ServerProtocol` for one connection."""
+        return ServerProtocol(self, next(self._ids))
+
+    def _connection_opened(self, protocol: ServerProtocol) -> None:
+        self.connections.add(protocol)
+        self.stats.connections_open += 1
+        self.stats.connections_total += 1
+
+    def _connection_closed(self, protocol: ServerProtocol) -> None:
+        self.connections.discard(protocol)
+        self.stats.connections_open -= 1
+

@@ -1,0 +1,55 @@
+"""
+Server-wide counters, shared by every connection of a server and reported
+by the default service's ``stats`` method.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from twisted.internet.interfaces import IReactorTime
+
+__all__ = ["ServerStats"]
+
+
+@dataclass
+class ServerStats:
+    """
+    Counters a :class:`~twisted_reqresp.ServerFactory` keeps.
+
+    :ivar clock: the clock ``started`` and ``uptime`` are measured with.
+    """
+
+    clock: IReactorTime
+    #: Connections open now.
+    connections_open: int = 0
+    #: Connections accepted since the start.
+    connections_total: int = 0
+    #: Connections refused by a connection limit.
+    connections_refused: int = 0
+    #: Requests received (including those answered with an error).
+    requests_total: int = 0
+    #: Requests answered with an error status.
+    errors_total: int = 0
+    #: Peers closed for breaking the protocol.
+    protocol_errors: int = 0
+    #: When counting started, in the clock's seconds.
+    started: float = field(default=0.0)
+
+    def __post_init__(self) -> None:
+        self.started = self.clock.seconds()
+
+    def as_dict(self) -> dict[str, Any]:
+        """
+        :returns: the counters and the uptime in seconds, as JSON-ready data.
+        """
+        return {
+            "connections_open": self.connections_open,
+            "connections_total": self.connections_total,
+            "connections_refused": self.connections_refused,
+            "requests_total": self.requests_total,
+            "errors_total": self.errors_total,
+            "protocol_errors": self.protocol_errors,
+            "uptime": round(self.clock.seconds() - self.started, 3),
+        }
