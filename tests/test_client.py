@@ -64,6 +64,7 @@ class CallTests(SynchronousTestCase):
         self.assertIsInstance(failure.value, TimeoutError)
         pair.pump()
         self.assertTrue(waiting[0].called)
+        pair.disconnect()
         self.assertEqual(pair.clock.getDelayedCalls(), [])
 
     def test_default_timeout(self) -> None:
@@ -83,6 +84,7 @@ class CallTests(SynchronousTestCase):
         d = pair.client.call("echo", b"x", timeout=5)
         pair.pump()
         self.successResultOf(d)
+        pair.disconnect()
         self.assertEqual(pair.clock.getDelayedCalls(), [])
 
     def test_cancel(self) -> None:
@@ -215,7 +217,7 @@ class ConnectionEndTests(SynchronousTestCase):
         from twisted.internet.testing import MemoryReactorClock, StringTransport
 
         from twisted_reqresp import BINARY
-        from twisted_reqresp._client import ClientProtocol
+        from twisted_reqresp._client_protocol import ClientProtocol
 
         protocol = ClientProtocol(wire=BINARY, limits=Limits(), clock=MemoryReactorClock())
         protocol.makeConnection(StringTransport())

@@ -243,6 +243,7 @@ class DeadlineAndCancelTests(SynchronousTestCase):
         self.failureResultOf(d, DeadlineExceeded)
         self.assertEqual(seen, ["cancelled"])
         self.assertEqual(pair.server.running, {})
+        pair.disconnect()
         self.assertEqual(pair.clock.getDelayedCalls(), [])
 
     def test_server_deadline_answer(self) -> None:

@@ -49,6 +49,7 @@ __all__ = [
     "PREFACE",
     "VERSION",
     "describe_foreign_bytes",
+    "foreign_reply",
 ]
 
 #: The first eight bytes a client sends.  Like PNG's signature: the high
@@ -128,7 +129,7 @@ def describe_foreign_bytes(data: bytes) -> tuple[str, str]:
     )
 
 
-def _foreign_reply(data: bytes, message: str) -> bytes:
+def foreign_reply(data: bytes, message: str) -> bytes:
     """The last words for a peer that does not speak our protocol at all."""
     kind, _ = describe_foreign_bytes(data)
     text = f"reqresp: {message}\r\n".encode()
@@ -248,6 +249,8 @@ class BinaryCodec:
     #: The client sends a preface and both sides exchange SETTINGS before
     #: the connection is ready.
     handshake = True
+    #: PING and PONG frames exist, so either side can check the other.
+    keepalive = True
     #: Bytes of each frame not counted against the peer's max frame size.
     frame_overhead = HEADER_SIZE
 
@@ -372,7 +375,7 @@ class BinaryCodec:
         n = min(len(have), len(MAGIC))
         if have[:n] != MAGIC[:n]:
             _, message = describe_foreign_bytes(have)
-            self._foreign = _foreign_reply(have, message)
+            self._foreign = foreign_reply(have, message)
             return self._fail(StatusCode.PROTOCOL_ERROR, message)
         if len(have) < len(PREFACE):
             return None

@@ -157,6 +157,7 @@ class Connection:
         self.last_request_id = 0
         #: Set when the peer sent GOAWAY: no new requests may be sent.
         self.peer_goaway: GoAway | None = None
+        self._refusal: ProtocolViolation | None = None
         self._dispatch: dict[type, Callable[[Event], Event | None]] = {
             kind: getattr(self, name) for (r, kind), name in _INBOUND.items() if r is role
         }
@@ -182,6 +183,11 @@ class Connection:
             self._codec.receive_data(data)
 
     @property
+    def keepalive(self) -> bool:
+        """Whether the wire format carries PING frames."""
+        return bool(getattr(self._codec, "keepalive", False))
+
+    @property
     def buffered(self) -> int:
         """Received bytes not yet decoded (a truncated frame at EOF)."""
         return self._codec.buffered
@@ -203,6 +209,8 @@ class Connection:
             event = codec.next_event()
             if event is None:
                 return None
+            if self._refusal is not None and type(event) is not ProtocolViolation:
+                return self._violation(self._refusal)
             handler = dispatch.get(type(event))
             if handler is None:
                 if isinstance(event, ProtocolViolation):
@@ -442,6 +450,26 @@ class Connection:
                 GoAway(last_request_id=self.last_request_id, code=code, message=message)
             )
         )
+
+    def refuse(self, code: int, message: str) -> None:
+        """
+        Refuse this connection (server): at the peer's first message, queue
+        the last words in the peer's own format (after a binary preface, a
+        GOAWAY with ``code`` and ``message``) and close.
+        :meth:`next_event` then returns the :class:`ProtocolViolation`.
+        """
+        self._refusal = ProtocolViolation(code=code, message=message)
+
+    def close_with_error(self, code: int, message: str) -> None:
+        """
+        Give up on the connection from this side (a timeout, a dead peer):
+        queue the last words (a GOAWAY, or a text line to a peer that never
+        finished its preface) and close.
+        """
+        if self.state is not ConnectionState.CLOSED:
+            self._out.append(self._codec.encode_fatal(code, message, self.last_request_id))
+            self.state = ConnectionState.CLOSED
+            self.in_flight.clear()
 
     def close(self) -> None:
         """Mark the connection closed (the transport is gone): nothing is

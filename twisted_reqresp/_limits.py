@@ -1,12 +1,14 @@
 """
-Every limit the wire core enforces, in one place.
+Every limit and timeout, in one place.
 
 Wire core: imports nothing from Twisted.
 
-Each default says why it is what it is.  The limits bound memory: no buffer
-the core keeps grows past them, whatever a peer sends (see
+Each default says why it is what it is.  The size limits bound memory: no
+buffer grows past them, whatever a peer sends (see
 ``IntNStringReceiver.MAX_LENGTH`` in ``twisted/protocols/basic.py`` for the
-precedent of checking a length prefix before buffering the body).
+precedent of checking a length prefix before buffering the body).  The
+first group is enforced by the wire core; the second by the Twisted
+adapters, which own the clocks and the listening ports.
 """
 
 from __future__ import annotations
@@ -47,20 +49,87 @@ class Limits:
     #: entries from costing many small objects.
     max_metadata_entries: int = 64
 
+    # -- enforced by the Twisted adapters ---------------------------------------
+
+    #: Seconds a new connection has to finish its handshake (binary: preface
+    #: and SETTINGS; line: its first whole line).  10 s is generous for a
+    #: real client and short for a slowloris holding a socket open.
+    preface_timeout: float | None = 10.0
+
+    #: Seconds a connection with nothing in flight may go without a whole
+    #: message before the server closes it with GOAWAY.  300 s, nginx's
+    #: order of magnitude for idle keep-alive connections.
+    idle_timeout: float | None = 300.0
+
+    #: Seconds without a byte from the peer before sending a PING (binary
+    #: format).  60 s keeps NAT and firewall state alive (many drop idle
+    #: flows after 2-5 minutes) at a negligible cost.
+    ping_interval: float | None = 60.0
+
+    #: Seconds a PING may go unanswered (no byte at all from the peer)
+    #: before the peer is declared dead and the connection closed.  20 s,
+    #: gRPC's default keepalive timeout.
+    ping_timeout: float = 20.0
+
+    #: The longest deadline a server grants, in seconds; requests asking
+    #: for more, or for none, get this one.  ``None``: no cap.
+    max_deadline: float | None = None
+
+    #: Connections a server keeps open at once; more are refused with
+    #: RESOURCE_EXHAUSTED.  10,000: well below the usual file-descriptor
+    #: hard limits, and about 80 MiB of buffers at most.
+    max_connections: int | None = 10_000
+
+    #: Connections one peer address may keep open at once (Twisted's
+    #: ``LimitConnectionsByPeer`` is broken on current Twisted, so the server
+    #: counts itself).  ``None``: no per-peer limit.
+    max_connections_per_peer: int | None = None
+
+    #: Seconds a stopping server lets requests already accepted finish
+    #: before it closes their connections.  10 s, as Kubernetes' default
+    #: termination grace period leaves 30 s for the whole pod.
+    grace: float = 10.0
+
+    #: Requests a client holds back, while the server is not reading, before
+    #: failing new calls with RESOURCE_EXHAUSTED (marked retry-safe).
+    max_queued_calls: int = 1000
+
     def __post_init__(self) -> None:
         for name in (
             "max_frame_size",
             "max_concurrent",
             "max_line_length",
             "max_metadata_entries",
+            "max_queued_calls",
         ):
+            _positive_int(name, getattr(self, name))
+        for name in ("max_connections", "max_connections_per_peer"):
             value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, not {value!r}")
+            if value is not None:
+                _positive_int(name, value)
+        for name in ("preface_timeout", "idle_timeout", "ping_interval", "max_deadline"):
+            value = getattr(self, name)
+            if value is not None:
+                _positive_number(name, value)
+        _positive_number("ping_timeout", self.ping_timeout)
+        if not isinstance(self.grace, (int, float)) or self.grace < 0:
+            raise ValueError(f"grace must be a number of seconds >= 0, not {self.grace!r}")
         if self.max_frame_size > 0xFFFF_FFFF:
             raise ValueError("max_frame_size must fit in 32 bits")
+        if self.max_frame_size < 1024:
+            raise ValueError("max_frame_size must be at least 1024 (docs/protocol.md)")
         if self.max_concurrent > 0xFFFF_FFFF:
             raise ValueError("max_concurrent must fit in 32 bits")
+
+
+def _positive_int(name: str, value: object) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, not {value!r}")
+
+
+def _positive_number(name: str, value: object) -> None:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
+        raise ValueError(f"{name} must be a positive number of seconds, not {value!r}")
 
 
 #: The limits used when none are given.

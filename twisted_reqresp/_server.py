@@ -25,10 +25,11 @@ from zope.interface import implementer
 
 from ._binary import BinaryFormat
 from ._call import Call, ConnectionInfo, Reply, metadata_pairs
-from ._connection import Connection, WireFormat
+from ._connection import Connection, ConnectionState, WireFormat
 from ._errors import LocalProtocolError, StatusError
-from ._events import Cancel, GoAway, Ping, ProtocolViolation, Rejected, Request, Role
+from ._events import Cancel, GoAway, Ping, ProtocolViolation, Rejected, Request, Role, Settings
 from ._limits import DEFAULT_LIMITS, Limits
+from ._liveness import Liveness
 from ._stats import ServerStats
 from ._status import StatusCode, status_name
 from .codecs import BYTES
@@ -37,6 +38,9 @@ from .interfaces import IResponder, IResponderFactory
 __all__ = ["ServerFactory", "ServerProtocol", "SharedResponder"]
 
 _log = Logger(namespace="twisted_reqresp.server")
+
+#: Seconds a refused connection may wait before sending its first message.
+_REFUSED_TIMEOUT = 2.0
 
 
 @implementer(IResponderFactory)
@@ -84,15 +88,42 @@ class ServerProtocol(Protocol):
     make these themselves.
     """
 
-    def __init__(self, factory: ServerFactory, connection_id: int) -> None:
+    def __init__(
+        self,
+        factory: ServerFactory,
+        connection_id: int,
+        refusal: tuple[int, str] | None = None,
+    ) -> None:
         self.factory = factory
         self.connection_id = connection_id
         self.conn = Connection(Role.SERVER, factory.wire, factory.limits)
+        #: Why this connection is refused (a connection limit), if it is.
+        self.refusal = refusal
+        self._clock = factory.clock
+        limits = factory.limits
+        handshake_timeout = limits.preface_timeout
+        if refusal is not None:
+            # A refused peer gets its answer at its first message; it may not
+            # hold the socket for long waiting to send one.
+            handshake_timeout = min(handshake_timeout or _REFUSED_TIMEOUT, _REFUSED_TIMEOUT)
+        self.liveness = Liveness(
+            self._clock,
+            limits,
+            busy=lambda: bool(self.running or self.conn.in_flight),
+            can_ping=lambda: self.conn.keepalive,
+            send_ping=self._send_ping,
+            give_up=self._give_up,
+            idle=self._close_idle,
+            handshake_timeout=handshake_timeout,
+        )
+        self._draining = False
+        self._lost_waiters: list[Deferred[None]] = []
+        cap = factory.limits.max_deadline
+        self._max_deadline_ms = None if cap is None else max(1, int(cap * 1000))
         self.responder: IResponder | None = None
         self.info: ConnectionInfo | None = None
         #: Responders still running, by request id.
         self.running: dict[int, Deferred[Any]] = {}
-        self._clock = factory.clock
         self._paused: set[str] = set()
         self._batching = False
         self._closed = False
@@ -108,14 +139,19 @@ class ServerProtocol(Protocol):
             host=transport.getHost(),
             wire_format=self.factory.wire.name,
         )
+        self.liveness.start()
         self.factory._connection_opened(self)
         transport.registerProducer(_WriteBackpressure(self), True)  # type: ignore[attr-defined]
+        if self.refusal is not None:
+            self.conn.refuse(*self.refusal)
+            return
         self.responder = self.factory.responder_factory.responder_for(self.info)
         self.responder.connection_made(self.info)
         self._flush()
 
     def dataReceived(self, data: bytes) -> None:
         self.conn.receive_data(data)
+        self.liveness.last_bytes = self._clock.seconds()
         self._process()
 
     def connectionLost(self, reason: Failure = Failure(Exception())) -> None:  # noqa: B008
@@ -123,6 +159,7 @@ class ServerProtocol(Protocol):
             return
         self._closed = True
         self.conn.close()
+        self.liveness.stop()
         running, self.running = self.running, {}
         for deferred in running.values():
             deferred.cancel()
@@ -132,6 +169,62 @@ class ServerProtocol(Protocol):
             except Exception:
                 _log.failure("responder.connection_lost failed")
         self.factory._connection_closed(self)
+        waiters, self._lost_waiters = self._lost_waiters, []
+        for waiter in waiters:
+            waiter.callback(None)
+
+    # -- liveness and drain -------------------------------------------------------
+
+    def _send_ping(self) -> None:
+        self.conn.send_ping(b"\0" * 8)
+        self._flush()
+
+    def _give_up(self, code: int, message: str) -> None:
+        _log.info(
+            "closing connection from {peer}: {message}",
+            peer=self.info.peer if self.info else None,
+            message=message,
+        )
+        self.conn.close_with_error(code, message)
+        self._flush()
+        if self.transport is not None:
+            self.transport.loseConnection()
+
+    def _close_idle(self) -> None:
+        if self.conn.keepalive:
+            self._give_up(StatusCode.OK, "idle timeout")
+        elif self.transport is not None:
+            self.transport.loseConnection()
+
+    def drain(self) -> Deferred[None]:
+        """
+        Stop in order: send GOAWAY, answer the requests already accepted,
+        then close.  Requests that arrive later are refused with
+        UNAVAILABLE, marked retry-safe.
+
+        :returns: a Deferred that fires when the connection is closed.
+        """
+        d: Deferred[None] = Deferred()
+        if self._closed:
+            d.callback(None)
+            return d
+        self._lost_waiters.append(d)
+        if not self._draining:
+            self._draining = True
+            if self.conn.state is not ConnectionState.CLOSED:
+                self.conn.send_goaway(StatusCode.OK, "server shutting down")
+            self._flush()
+            self._close_if_drained()
+        return d
+
+    def _close_if_drained(self) -> None:
+        if (
+            self._draining
+            and not self.running
+            and not self.conn.in_flight
+            and self.transport is not None
+        ):
+            self.transport.loseConnection()
 
     # -- reading ---------------------------------------------------------------
 
@@ -152,6 +245,7 @@ class ServerProtocol(Protocol):
 
     def _process(self) -> None:
         conn = self.conn
+        live = self.liveness
         limit = conn.limits.max_concurrent
         self._batching = True
         try:
@@ -160,6 +254,7 @@ class ServerProtocol(Protocol):
                 if event is None:
                     break
                 kind = type(event)
+                live.last_message = self._clock.seconds()
                 if kind is Request:
                     assert isinstance(event, Request)
                     self._start(event)
@@ -182,13 +277,21 @@ class ServerProtocol(Protocol):
                         peer=self.info.peer if self.info else None,
                         message=event.message,
                     )
-                elif kind is GoAway or kind is Ping:
-                    pass  # the connection answers pings; a client's GOAWAY needs nothing
+                # Settings, GoAway, Ping: the connection handled them already.
+                if not live.handshaken and conn.state is not ConnectionState.AWAIT_SETTINGS:
+                    live.handshaken = True
         finally:
             self._batching = False
         self._flush()
+        if self._draining:
+            self._close_if_drained()
 
     def _violated(self, event: ProtocolViolation) -> None:
+        if self.refusal is not None:
+            self._flush()
+            if self.transport is not None:
+                self.transport.loseConnection()
+            return
         self.factory.stats.protocol_errors += 1
         _log.info(
             "closing connection from {peer}: {code}: {message}",
@@ -211,8 +314,12 @@ class ServerProtocol(Protocol):
         self.factory.stats.requests_total += 1
         rid = request.request_id
         deadline = None
-        if request.deadline_ms is not None:
-            deadline = self._clock.seconds() + request.deadline_ms / 1000.0
+        deadline_ms = request.deadline_ms
+        cap = self._max_deadline_ms
+        if cap is not None and (deadline_ms is None or deadline_ms > cap):
+            deadline_ms = cap
+        if deadline_ms is not None:
+            deadline = self._clock.seconds() + deadline_ms / 1000.0
         call = Call(
             method=request.method,
             body=request.body,
@@ -234,8 +341,8 @@ class ServerProtocol(Protocol):
             self._answer(result, rid, request.method)
             return
         self.running[rid] = result
-        if request.deadline_ms is not None:
-            result.addTimeout(request.deadline_ms / 1000.0, self._clock)
+        if deadline_ms is not None:
+            result.addTimeout(deadline_ms / 1000.0, self._clock)
         result.addCallbacks(
             self._answer,
             self._failed,
@@ -306,7 +413,12 @@ class ServerProtocol(Protocol):
         if self._batching:
             return
         self._flush()
-        if "concurrency" in self._paused and len(self.conn.in_flight) < self.conn.limits.max_concurrent:
+        if self._draining:
+            self._close_if_drained()
+        elif (
+            "concurrency" in self._paused
+            and len(self.conn.in_flight) < self.conn.limits.max_concurrent
+        ):
             self._set_paused("concurrency", False)
 
 
@@ -320,9 +432,10 @@ class ServerFactory(Factory):
         :class:`~twisted_reqresp.interfaces.IResponderFactory` that makes one
         per connection.
     :param wire: the wire format (:data:`~twisted_reqresp.BINARY` by default).
-    :param limits: what the server accepts from each client.
-    :param clock: the clock for deadlines; the global reactor if omitted,
-        looked up only when first needed.
+    :param limits: what the server accepts from each client, its timeouts
+        and its connection limits.
+    :param clock: the clock for deadlines and timeouts; the global reactor
+        if omitted, looked up only when first needed.
     """
 
     protocol = ServerProtocol  # type: ignore[assignment]
@@ -348,12 +461,15 @@ class ServerFactory(Factory):
         self._clock = clock
         self._ids = itertools.count(1)
         self._stats: ServerStats | None = None
-        #: The protocols of the connections open now.
+        self._per_peer: dict[str, int] = {}
+        #: True once :meth:`drain` was called: new connections are refused.
+        self.draining = False
+        #: The protocols of the connections open now (refused ones included).
         self.connections: set[ServerProtocol] = set()
 
     @property
     def clock(self) -> IReactorTime:
-        """The clock used for deadlines and uptime."""
+        """The clock used for deadlines, timeouts and uptime."""
         if self._clock is None:
             from twisted.internet import reactor
 
@@ -368,15 +484,103 @@ class ServerFactory(Factory):
         return self._stats
 
     def buildProtocol(self, addr: IAddress) -> ServerProtocol:
-        """:returns: a new :class:`ServerProtocol` for one connection."""
-        return ServerProtocol(self, next(self._ids))
+        """
+        :returns: a new :class:`ServerProtocol` for one connection; one that
+            refuses the peer (at its first message, in its own format) when
+            a connection limit is reached or the server is draining.
+        """
+        return ServerProtocol(self, next(self._ids), self._refusal(addr))
+
+    def _refusal(self, addr: IAddress) -> tuple[int, str] | None:
+        limits = self.limits
+        if self.draining:
+            return StatusCode.UNAVAILABLE, "server is shutting down"
+        accepted = len(self.connections) - self.stats.connections_refusing
+        if limits.max_connections is not None and accepted >= limits.max_connections:
+            return (
+                StatusCode.RESOURCE_EXHAUSTED,
+                f"too many connections (limit {limits.max_connections})",
+            )
+        per_peer = limits.max_connections_per_peer
+        host = getattr(addr, "host", None)
+        if per_peer is not None and host is not None and self._per_peer.get(host, 0) >= per_peer:
+            return (
+                StatusCode.RESOURCE_EXHAUSTED,
+                f"too many connections from {host} (limit {per_peer})",
+            )
+        return None
+
+    def _peer_host(self, protocol: ServerProtocol) -> str | None:
+        return getattr(protocol.info.peer, "host", None) if protocol.info else None
 
     def _connection_opened(self, protocol: ServerProtocol) -> None:
         self.connections.add(protocol)
-        self.stats.connections_open += 1
-        self.stats.connections_total += 1
+        stats = self.stats
+        if protocol.refusal is not None:
+            stats.connections_refused += 1
+            stats.connections_refusing += 1
+            return
+        stats.connections_open += 1
+        stats.connections_total += 1
+        host = self._peer_host(protocol)
+        if host is not None:
+            self._per_peer[host] = self._per_peer.get(host, 0) + 1
 
     def _connection_closed(self, protocol: ServerProtocol) -> None:
         self.connections.discard(protocol)
+        if protocol.refusal is not None:
+            self.stats.connections_refusing -= 1
+            return
         self.stats.connections_open -= 1
+        host = self._peer_host(protocol)
+        if host is not None:
+            left = self._per_peer.get(host, 1) - 1
+            if left:
+                self._per_peer[host] = left
+            else:
+                self._per_peer.pop(host, None)
 
+    def drain(self, grace: float | None = None) -> Deferred[None]:
+        """
+        Stop serving in order: refuse new connections, send GOAWAY on every
+        open one, let the requests already accepted finish, and close each
+        connection once it has answered them.  Connections still busy after
+        ``grace`` seconds are closed anyway (their remaining calls fail on
+        the client).
+
+        Call it after the listening ports stopped (the service returned by
+        the twistd plugin does this on ``stopService``).
+
+        :param grace: seconds to wait; ``limits.grace`` if omitted.
+        :returns: a Deferred that fires when every connection is closed.
+        """
+        self.draining = True
+        grace = self.limits.grace if grace is None else grace
+        waiting = [protocol.drain() for protocol in list(self.connections)]
+        done: Deferred[None] = Deferred()
+        if not waiting:
+            done.callback(None)
+            return done
+        remaining = [len(waiting)]
+
+        def closed(_: object) -> None:
+            remaining[0] -= 1
+            if remaining[0] == 0:
+                if timer.active():
+                    timer.cancel()
+                done.callback(None)
+
+        def force() -> None:
+            for protocol in list(self.connections):
+                if protocol.transport is not None:
+                    _log.info(
+                        "grace period over: closing connection {id} with {n} requests running",
+                        id=protocol.connection_id,
+                        n=len(protocol.running),
+                    )
+                    protocol.transport.abortConnection()  # type: ignore[attr-defined]
+
+        timer = self.clock.callLater(grace, force)
+        for d in waiting:
+            d.addCallback(closed)
+        return done

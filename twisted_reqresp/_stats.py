@@ -26,8 +26,10 @@ class ServerStats:
     connections_open: int = 0
     #: Connections accepted since the start.
     connections_total: int = 0
-    #: Connections refused by a connection limit.
+    #: Connections refused by a connection limit (or while draining).
     connections_refused: int = 0
+    #: Refused connections not yet closed.
+    connections_refusing: int = 0
     #: Requests received (including those answered with an error).
     requests_total: int = 0
     #: Requests answered with an error status.

@@ -32,7 +32,8 @@ from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
 
 from ._binary import BinaryFormat
-from ._client import Client, ClientProtocol
+from ._client import Client
+from ._client_protocol import ClientProtocol
 from ._conformance import CodecConformanceMixin, WireFormatConformanceMixin
 from ._connection import WireFormat
 from ._limits import DEFAULT_LIMITS, Limits

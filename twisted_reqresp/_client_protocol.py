@@ -1,0 +1,407 @@
+"""
+:class:`ClientProtocol`: the client side's Twisted adapter.
+
+As in AMP's ``BoxDispatcher``: a per-connection id counter (in the sans-IO
+connection), a map of request id to Deferred, every pending call failed at
+once when the connection goes, and ``call`` never raises synchronously.
+Unlike AMP, each Deferred has a canceller that sends CANCEL to the server,
+and a timeout is ``Deferred.addTimeout`` on an injected clock, so a timeout
+and a cancellation share one path.  While the server is not reading (the
+transport's write buffer is full) new calls wait in a bounded queue instead
+of piling bytes into memory.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import struct
+from collections import deque
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from twisted.internet.defer import CancelledError, Deferred, fail, succeed
+from twisted.internet.interfaces import IPushProducer, IReactorTime
+from twisted.internet.protocol import Protocol
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from ._call import Reply, metadata_pairs
+from ._connection import Connection, ConnectionState, WireFormat
+from ._errors import (
+    ConnectionClosed,
+    DeadlineExceeded,
+    LocalProtocolError,
+    RemoteError,
+    StatusError,
+)
+from ._events import ErrorResponse, GoAway, Metadata, Pong, ProtocolViolation, Response, Role
+from ._events import Settings as SettingsEvent
+from ._limits import Limits
+from ._liveness import Liveness
+from ._status import StatusCode
+
+__all__ = ["ClientProtocol"]
+
+_PING = struct.Struct(">Q")
+
+
+def _deadline_ms(timeout: float) -> int:
+    # Round up: a deadline of 0 ms would expire before the server starts.
+    return min(0xFFFF_FFFF, max(1, math.ceil(timeout * 1000)))
+
+
+class _Queued:
+    """A call waiting for the server to read again."""
+
+    __slots__ = ("body", "deferred", "deadline_ms", "metadata", "method", "request_id")
+
+    def __init__(
+        self, method: str, body: bytes, metadata: Metadata, deadline_ms: int | None
+    ) -> None:
+        self.method = method
+        self.body = body
+        self.metadata = metadata
+        self.deadline_ms = deadline_ms
+        self.request_id: int | None = None
+        self.deferred: Deferred[Reply] | None = None
+
+
+@implementer(IPushProducer)
+class _WriteBackpressure:
+    """Twisted pauses this when the write buffer is full (the server is not
+    reading) and resumes it once drained."""
+
+    def __init__(self, protocol: ClientProtocol) -> None:
+        self._protocol = protocol
+
+    def pauseProducing(self) -> None:
+        self._protocol.write_paused = True
+
+    def resumeProducing(self) -> None:
+        self._protocol.write_paused = False
+        self._protocol._release_queue()
+
+    def stopProducing(self) -> None:
+        pass
+
+
+class ClientProtocol(Protocol):
+    """
+    One client connection.  :func:`~twisted_reqresp.connect` builds it and
+    wraps it in a :class:`~twisted_reqresp.Client`; use this class directly
+    only to plug the protocol into your own Twisted factory.
+
+    :param wire: the wire format.
+    :param limits: what this side accepts from the server, its handshake
+        timeout, keepalive and call queue bound.
+    :param clock: the clock for timeouts and ping round trips.
+    """
+
+    def __init__(self, *, wire: WireFormat, limits: Limits, clock: IReactorTime) -> None:
+        self.conn = Connection(Role.CLIENT, wire, limits)
+        self.clock = clock
+        #: Calls waiting for an answer, by request id.
+        self.pending: dict[int, Deferred[Reply]] = {}
+        #: Calls waiting for the server to read again.
+        self.queued: deque[_Queued] = deque()
+        #: True while the transport's write buffer is full.
+        self.write_paused = False
+        #: Why the connection was lost, once it is.
+        self.lost: Failure | None = None
+        self._pings: dict[bytes, tuple[Deferred[float], float]] = {}
+        self._ping_ids = itertools.count(1)
+        # Who waits for the handshake; None once it is done.
+        self._ready: list[Deferred[ClientProtocol]] | None = []
+        self._close_waiters: list[Deferred[None]] = []
+        self._closing = False
+        self._gave_up: str | None = None
+        self.liveness = Liveness(
+            clock,
+            limits,
+            busy=lambda: bool(self.pending),
+            can_ping=lambda: self.conn.keepalive,
+            send_ping=self._keepalive_ping,
+            give_up=self._give_up,
+            idle=lambda: None,
+            idle_timeout=False,
+        )
+
+    # -- Twisted plumbing ------------------------------------------------------
+
+    def connectionMade(self) -> None:
+        assert self.transport is not None
+        self.transport.registerProducer(_WriteBackpressure(self), True)  # type: ignore[attr-defined]
+        self._flush()
+        if self.conn.state is not ConnectionState.AWAIT_SETTINGS:
+            self._fire_ready()
+        self.liveness.start()
+
+    def when_ready(self) -> Deferred[ClientProtocol]:
+        """
+        :returns: a Deferred that fires with this protocol once the server's
+            SETTINGS arrived (at once for formats without a handshake), or
+            fails with :class:`~twisted_reqresp.ConnectionClosed` if the
+            connection closes first or the server refuses it.
+        """
+        if self.lost is not None:
+            return fail(self._closed_error("connection closed during the handshake"))
+        if self._ready is None:
+            return succeed(self)
+        d: Deferred[ClientProtocol] = Deferred()
+        self._ready.append(d)
+        return d
+
+    def _fire_ready(self) -> None:
+        self.liveness.handshaken = True
+        waiting, self._ready = self._ready, None
+        for d in waiting or ():
+            d.callback(self)
+
+    def dataReceived(self, data: bytes) -> None:
+        conn = self.conn
+        conn.receive_data(data)
+        self.liveness.last_bytes = self.clock.seconds()
+        pending = self.pending
+        while True:
+            event = conn.next_event()
+            if event is None:
+                break
+            kind = type(event)
+            if kind is Response:
+                assert isinstance(event, Response)
+                d = pending.pop(event.request_id, None)
+                if d is not None:
+                    d.callback(Reply(body=event.body, metadata=dict(event.metadata)))
+            elif kind is ErrorResponse:
+                assert isinstance(event, ErrorResponse)
+                d = pending.pop(event.request_id, None)
+                if d is not None:
+                    d.errback(
+                        RemoteError(
+                            event.code, event.message, event.details, retry_safe=event.retry_safe
+                        )
+                    )
+            elif kind is SettingsEvent:
+                self._fire_ready()
+            elif kind is Pong:
+                assert isinstance(event, Pong)
+                entry = self._pings.pop(event.payload, None)
+                if entry is not None:
+                    entry[0].callback(self.clock.seconds() - entry[1])
+            elif kind is GoAway:
+                assert isinstance(event, GoAway)
+                self._goaway(event)
+            elif kind is ProtocolViolation:
+                assert isinstance(event, ProtocolViolation)
+                self._gave_up = f"the server broke the protocol: {event.message}"
+                self._flush()
+                if self.transport is not None:
+                    self.transport.loseConnection()
+                return
+        self._flush()
+        self._maybe_finish_close()
+
+    def _closed_error(self, message: str, *, retry_safe: bool = False) -> ConnectionClosed:
+        if self._gave_up is not None:
+            message = f"{message}: {self._gave_up}"
+        return ConnectionClosed(message, self.lost, retry_safe=retry_safe)
+
+    def connectionLost(self, reason: Failure = Failure(Exception())) -> None:  # noqa: B008
+        self.lost = reason
+        self.conn.close()
+        self.liveness.stop()
+        goaway = self.conn.peer_goaway
+        pending, self.pending = self.pending, {}
+        for rid, d in sorted(pending.items()):
+            safe = goaway is not None and rid > goaway.last_request_id
+            d.errback(self._closed_error("connection lost before the answer", retry_safe=safe))
+        self._fail_queued(lambda: self._closed_error("connection lost", retry_safe=True))
+        pings, self._pings = self._pings, {}
+        for d, _ in pings.values():
+            d.errback(self._closed_error("connection lost before the pong"))
+        waiting, self._ready = self._ready, None
+        for d in waiting or ():
+            d.errback(self._closed_error("connection closed during the handshake"))
+        waiters, self._close_waiters = self._close_waiters, []
+        for w in waiters:
+            w.callback(None)
+
+    def _flush(self) -> None:
+        data = self.conn.data_to_send()
+        if data and self.transport is not None and self.lost is None:
+            self.transport.write(data)
+
+    def _goaway(self, event: GoAway) -> None:
+        why = f"the server is going away: {event.message or 'shutting down'}"
+        if self._ready is not None:
+            # A GOAWAY instead of SETTINGS: the server refused the connection.
+            self._gave_up = f"the server refused the connection: {event.message}"
+            return
+        # Calls the server never accepted fail now, marked safe to retry;
+        # the ones it accepted still get their answers.
+        for rid in sorted(self.pending):
+            if rid > event.last_request_id:
+                d = self.pending.pop(rid)
+                self.conn.send_cancel(rid)
+                d.errback(ConnectionClosed(why, retry_safe=True))
+        self._fail_queued(lambda: ConnectionClosed(why, retry_safe=True))
+
+    def _fail_queued(self, error: Any) -> None:
+        queued, self.queued = self.queued, deque()
+        for entry in queued:
+            if entry.deferred is not None:
+                entry.deferred.errback(error())
+
+    # -- liveness ------------------------------------------------------------------
+
+    def _keepalive_ping(self) -> None:
+        self.conn.send_ping(b"\xff" * 8)  # never one of ping()'s counters
+        self._flush()
+
+    def _give_up(self, code: int, message: str) -> None:
+        self._gave_up = message
+        self.conn.close_with_error(code, message)
+        self._flush()
+        if self.transport is not None:
+            self.transport.loseConnection()
+
+    # -- calls -------------------------------------------------------------------
+
+    def call(
+        self,
+        method: str,
+        body: bytes = b"",
+        *,
+        metadata: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
+        timeout: float | None = None,
+    ) -> Deferred[Reply]:
+        """
+        Send a request.  See :meth:`twisted_reqresp.Client.call`; this one
+        takes and gives bytes only.
+        """
+        if self._closing or self.lost is not None:
+            return fail(self._closed_error("the connection is closed"))
+        try:
+            pairs = metadata_pairs(metadata)
+            deadline_ms = _deadline_ms(timeout) if timeout is not None else None
+        except Exception:
+            return fail()
+        if self.write_paused or self.queued:
+            d = self._enqueue(method, body, pairs, deadline_ms)
+        else:
+            try:
+                rid = self.conn.send_request(method, body, pairs, deadline_ms)
+            except LocalProtocolError as e:
+                return fail(_local_error(e))
+            except Exception:
+                return fail()
+            d = Deferred(lambda _: self._cancel(rid))
+            self.pending[rid] = d
+            self._flush()
+        if timeout is not None:
+            d.addTimeout(timeout, self.clock, onTimeoutCancel=_timed_out)
+        return d
+
+    def _enqueue(
+        self, method: str, body: bytes, metadata: Metadata, deadline_ms: int | None
+    ) -> Deferred[Reply]:
+        if len(self.queued) >= self.conn.limits.max_queued_calls:
+            return fail(
+                StatusError(
+                    StatusCode.RESOURCE_EXHAUSTED,
+                    f"the server is not reading and {len(self.queued)} calls are queued",
+                    retry_safe=True,
+                )
+            )
+        entry = _Queued(method, body, metadata, deadline_ms)
+        d: Deferred[Reply] = Deferred(lambda _: self._cancel_queued(entry))
+        entry.deferred = d
+        self.queued.append(entry)
+        return d
+
+    def _cancel_queued(self, entry: _Queued) -> None:
+        if entry.request_id is not None:
+            self._cancel(entry.request_id)
+        else:
+            try:
+                self.queued.remove(entry)
+            except ValueError:
+                pass
+
+    def _release_queue(self) -> None:
+        queued = self.queued
+        while queued and not self.write_paused and self.lost is None:
+            entry = queued.popleft()
+            d = entry.deferred
+            assert d is not None
+            try:
+                rid = self.conn.send_request(
+                    entry.method, entry.body, entry.metadata, entry.deadline_ms
+                )
+            except LocalProtocolError as e:
+                d.errback(_local_error(e))
+                continue
+            entry.request_id = rid
+            self.pending[rid] = d
+            self._flush()  # may pause us again
+
+    def _cancel(self, rid: int) -> None:
+        if self.pending.pop(rid, None) is not None:
+            self.conn.send_cancel(rid)
+            self._flush()
+            self._maybe_finish_close()
+
+    def ping(self) -> Deferred[float]:
+        """
+        Send a PING.
+
+        :returns: a Deferred firing with the round-trip time in seconds.
+        """
+        if self.lost is not None:
+            return fail(self._closed_error("the connection is closed"))
+        if not self.conn.keepalive:
+            return fail(StatusError(StatusCode.UNIMPLEMENTED, "this wire format has no PING"))
+        payload = _PING.pack(next(self._ping_ids))
+        d: Deferred[float] = Deferred(lambda _: self._pings.pop(payload, None))
+        self._pings[payload] = (d, self.clock.seconds())
+        self.conn.send_ping(payload)
+        self._flush()
+        return d
+
+    def close(self) -> Deferred[None]:
+        """
+        Close in order: no new calls; the pending ones finish (or time out);
+        then the connection closes.
+
+        :returns: a Deferred that fires once the connection is closed.
+        """
+        d: Deferred[None] = Deferred()
+        if self.lost is not None:
+            d.callback(None)
+            return d
+        self._close_waiters.append(d)
+        self._closing = True
+        self._maybe_finish_close()
+        return d
+
+    def abort(self) -> None:
+        """Close at once; pending calls fail with ConnectionClosed."""
+        if self.transport is not None and self.lost is None:
+            self.transport.abortConnection()  # type: ignore[attr-defined]
+
+    def _maybe_finish_close(self) -> None:
+        if self._closing and not self.pending and not self.queued and self.transport is not None:
+            self.transport.loseConnection()
+
+
+def _local_error(error: LocalProtocolError) -> StatusError:
+    if error.code == StatusCode.UNAVAILABLE:
+        return ConnectionClosed(error.message, retry_safe=True)
+    return StatusError(error.code, error.message)
+
+
+def _timed_out(result: Any, timeout: float) -> Any:
+    if isinstance(result, Failure) and result.check(CancelledError):
+        raise DeadlineExceeded(f"no answer within {timeout:g} s")
+    return result

@@ -1,0 +1,139 @@
+"""
+:class:`Liveness`: one connection's handshake timeout, idle timeout and
+keepalive, on one timer.
+
+A Twisted adapter owns one per connection.  Received bytes and messages
+only stamp a time (two attribute writes, nothing scheduled), and the single
+``DelayedCall`` re-arms itself for the nearest deadline when it fires, so a
+busy connection costs no timer churn (``TimeoutMixin`` resets a DelayedCall
+on every read).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+
+from ._limits import Limits
+from ._status import StatusCode
+
+__all__ = ["Liveness"]
+
+
+class Liveness:
+    """
+    Watches one connection and calls back when it must be closed or pinged.
+
+    :param clock: the clock.
+    :param limits: ``preface_timeout``, ``idle_timeout``, ``ping_interval``
+        and ``ping_timeout`` are read from here; a ``None`` one is off.
+    :param busy: says whether the connection has anything in flight (an
+        idle timeout only runs while it is not busy).
+    :param can_ping: says whether the wire format has PING frames.
+    :param send_ping: sends a PING.
+    :param give_up: closes the connection with a status and a message.
+    :param idle: closes an idle connection in order.
+    :param idle_timeout: whether to enforce the idle timeout (servers do,
+        clients don't).
+    """
+
+    def __init__(
+        self,
+        clock: IReactorTime,
+        limits: Limits,
+        *,
+        busy: Callable[[], bool],
+        can_ping: Callable[[], bool],
+        send_ping: Callable[[], None],
+        give_up: Callable[[int, str], None],
+        idle: Callable[[], None],
+        idle_timeout: bool = True,
+        handshake_timeout: float | None = None,
+    ) -> None:
+        self._clock = clock
+        self._limits = limits
+        self._busy = busy
+        self._can_ping = can_ping
+        self._send_ping = send_ping
+        self._give_up = give_up
+        self._idle = idle
+        self._idle_timeout = limits.idle_timeout if idle_timeout else None
+        self._handshake_timeout = (
+            handshake_timeout if handshake_timeout is not None else limits.preface_timeout
+        )
+        now = clock.seconds()
+        self._started = now
+        #: When the last byte arrived.
+        self.last_bytes = now
+        #: When the last whole message arrived.
+        self.last_message = now
+        #: Whether the handshake is done.
+        self.handshaken = False
+        self._ping_sent: float | None = None
+        self._timer: IDelayedCall | None = None
+
+    def start(self) -> None:
+        """Start watching."""
+        self._check()
+
+    def stop(self) -> None:
+        """Stop watching; no timer is left behind."""
+        if self._timer is not None:
+            if self._timer.active():
+                self._timer.cancel()
+            self._timer = None
+
+    def _check(self) -> None:
+        self._timer = None
+        now = self._clock.seconds()
+        due: list[float] = []
+        if not self.handshaken:
+            if self._handshake_timeout is not None:
+                deadline = self._started + self._handshake_timeout
+                if now >= deadline:
+                    self._give_up(
+                        StatusCode.DEADLINE_EXCEEDED,
+                        f"no handshake within {self._handshake_timeout:g} s",
+                    )
+                    return
+                due.append(deadline)
+        else:
+            if self._idle_timeout is not None:
+                if self._busy():
+                    due.append(now + self._idle_timeout)
+                else:
+                    deadline = self.last_message + self._idle_timeout
+                    if now >= deadline:
+                        self._idle()
+                        return
+                    due.append(deadline)
+            if self._limits.ping_interval is not None and self._can_ping():
+                ping_due = self._keepalive(now)
+                if ping_due is None:
+                    return
+                due.append(ping_due)
+        if due:
+            self._timer = self._clock.callLater(max(0.0, min(due) - now), self._check)
+
+    def _keepalive(self, now: float) -> float | None:
+        """Send or check a PING; returns when to look again, None if gave up."""
+        interval = self._limits.ping_interval
+        assert interval is not None
+        timeout = self._limits.ping_timeout
+        if self._ping_sent is not None:
+            if self.last_bytes >= self._ping_sent:
+                self._ping_sent = None  # the peer spoke: it is alive
+            elif now >= self._ping_sent + timeout:
+                self._give_up(
+                    StatusCode.UNAVAILABLE, f"peer did not answer a PING within {timeout:g} s"
+                )
+                return None
+            else:
+                return self._ping_sent + timeout
+        quiet_since = self.last_bytes
+        if now >= quiet_since + interval:
+            self._ping_sent = now
+            self._send_ping()
+            return now + timeout
+        return quiet_since + interval

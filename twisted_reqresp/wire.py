@@ -1,0 +1,55 @@
+"""
+For authors of wire formats: the events a wire codec produces and encodes,
+the roles, the sans-IO :class:`Connection` that drives a codec, and the two
+shipped formats to read as examples.
+
+A wire format is an :class:`~twisted_reqresp.interfaces.IWireFormat`
+provider; check yours with
+:class:`twisted_reqresp.testing.WireFormatConformanceMixin`.  Nothing here
+imports Twisted.
+"""
+
+from ._binary import PREFACE, BinaryCodec, BinaryFormat
+from ._connection import Connection, ConnectionState
+from ._events import (
+    Cancel,
+    ErrorResponse,
+    Event,
+    GoAway,
+    Metadata,
+    Ping,
+    Pong,
+    PrefaceReceived,
+    ProtocolViolation,
+    Rejected,
+    Request,
+    Response,
+    Role,
+    Settings,
+)
+from ._status import parse_status, status_name, to_status
+
+__all__ = [
+    "PREFACE",
+    "BinaryCodec",
+    "BinaryFormat",
+    "Cancel",
+    "Connection",
+    "ConnectionState",
+    "ErrorResponse",
+    "Event",
+    "GoAway",
+    "Metadata",
+    "Ping",
+    "Pong",
+    "PrefaceReceived",
+    "ProtocolViolation",
+    "Rejected",
+    "Request",
+    "Response",
+    "Role",
+    "Settings",
+    "parse_status",
+    "status_name",
+    "to_status",
+]
