@@ -159,6 +159,13 @@ def _encode_metadata(metadata: Metadata) -> bytes:
 
 _SKIPPED = object()  # what _decode returns for a frame of an unknown type
 
+# The frames whose malformed payload fails only their request (a Rejected
+# event), by the role that receives them.
+_PER_REQUEST = {
+    Role.SERVER: (FrameType.REQUEST,),
+    Role.CLIENT: (FrameType.RESPONSE, FrameType.ERROR),
+}
+
 
 class _Malformed(Exception):
     """A frame's payload does not match its type's layout."""
@@ -361,7 +368,10 @@ class BinaryCodec:
             return self._decode(ftype, flags, rid, buf, start, end)
         except (_Malformed, UnicodeDecodeError, struct.error) as e:
             reason = str(e) if isinstance(e, _Malformed) else "invalid UTF-8"
-            if ftype in (FrameType.REQUEST, FrameType.RESPONSE, FrameType.ERROR) and rid:
+            # Only a frame this role receives can be confined to one request;
+            # a malformed frame the peer may not send at all (a RESPONSE from
+            # a client) is as fatal as a well-formed one would be.
+            if ftype in _PER_REQUEST[self._role] and rid:
                 code = (
                     StatusCode.INVALID_ARGUMENT
                     if ftype == FrameType.REQUEST
@@ -395,6 +405,8 @@ class BinaryCodec:
 
     def _decode(self, ftype: int, flags: int, rid: int, buf: bytes, pos: int, end: int) -> Event | object:
         if ftype == FrameType.REQUEST:
+            if pos + 2 > end:
+                raise _Malformed("truncated method name length")
             (mlen,) = _U16.unpack_from(buf, pos)
             pos += 2
             if pos + mlen > end:
@@ -487,8 +499,19 @@ class BinaryCodec:
             :class:`Pong`, :class:`GoAway` or :class:`Settings`.
         :returns: the frame's bytes.
         :raises LocalProtocolError: if the event cannot be encoded (a field
-            too long, or an event that never travels).
+            too long, a number out of its field's range, text that is not
+            valid Unicode, an empty method name, or an event that never
+            travels).
         """
+        try:
+            return self._encode(event)
+        except (struct.error, UnicodeEncodeError) as e:
+            # A number outside its field (a negative id, a status code above
+            # 2**32 - 1, 65536 metadata entries) or a lone surrogate: the
+            # caller's mistake, reported as such rather than as a crash.
+            raise LocalProtocolError(f"cannot encode {type(event).__name__}: {e}") from None
+
+    def _encode(self, event: Event) -> bytes:
         if isinstance(event, Response):
             body = event.body
             if event.metadata:
@@ -496,6 +519,8 @@ class BinaryCodec:
                 return _HEADER.pack(len(md) + len(body), FrameType.RESPONSE, FLAG_METADATA, event.request_id) + md + body
             return _HEADER.pack(len(body), FrameType.RESPONSE, 0, event.request_id) + body
         if isinstance(event, Request):
+            if not event.method:
+                raise LocalProtocolError("empty method name")
             method = _text(event.method, "method name")
             flags = 0
             parts = [method]

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 from zope.interface import Attribute, Interface, classImplements
 
+from ._auto import AutoCodec, AutoFormat
 from ._binary import BinaryCodec, BinaryFormat
+from ._line import LineCodec, LineFormat
 
 __all__ = [
     "ICodec",
@@ -110,6 +112,7 @@ class IWireCodec(Interface):
         "Bytes of each encoded message not counted against the peer's max frame size."
     )
     buffered = Attribute("Received bytes not yet decoded.")
+    keepalive = Attribute("True if the format carries PING and PONG frames.")
 
     def preface():  # type: ignore[no-untyped-def]
         """:returns: bytes a client sends first (``b''`` if none)."""
@@ -154,3 +157,7 @@ class IWireFormat(Interface):
 
 classImplements(BinaryFormat, IWireFormat)
 classImplements(BinaryCodec, IWireCodec)
+classImplements(LineFormat, IWireFormat)
+classImplements(LineCodec, IWireCodec)
+classImplements(AutoFormat, IWireFormat)
+classImplements(AutoCodec, IWireCodec)
