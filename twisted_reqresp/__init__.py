@@ -13,6 +13,7 @@ authors of wire formats, :mod:`twisted_reqresp.wire`.  Everything else is
 private.  Importing this package does not install a reactor.
 """
 
+from ._auto import AutoFormat
 from ._binary import BinaryFormat
 from ._call import Call, ConnectionInfo, Reply
 from ._client import Client, connect
@@ -28,6 +29,7 @@ from ._errors import (
     StatusError,
 )
 from ._limits import DEFAULT_LIMITS, Limits
+from ._line import LineFormat
 from ._router import Router
 from ._server import ServerFactory
 from ._stats import ServerStats
@@ -38,10 +40,14 @@ __version__ = "0.1.0"
 #: The binary wire format (the default): multiplexed, with deadlines,
 #: metadata, cancellation, keepalive and graceful drain.
 BINARY = BinaryFormat()
+#: The line format: one request per line, answers in order, for people.
+LINE = LineFormat()
 
 __all__ = [
     "APPLICATION_MIN",
     "BINARY",
+    "LINE",
+    "AutoFormat",
     "DEFAULT_LIMITS",
     "BinaryFormat",
     "Call",
@@ -51,6 +57,7 @@ __all__ = [
     "ConnectionInfo",
     "DeadlineExceeded",
     "Limits",
+    "LineFormat",
     "LocalProtocolError",
     "ProtocolError",
     "RemoteError",

@@ -9,6 +9,7 @@ provider; check yours with
 imports Twisted.
 """
 
+from ._auto import AutoCodec, AutoFormat
 from ._binary import PREFACE, BinaryCodec, BinaryFormat
 from ._connection import Connection, ConnectionState
 from ._events import (
@@ -27,10 +28,13 @@ from ._events import (
     Role,
     Settings,
 )
+from ._line import LineCodec, LineFormat
 from ._status import parse_status, status_name, to_status
 
 __all__ = [
     "PREFACE",
+    "AutoCodec",
+    "AutoFormat",
     "BinaryCodec",
     "BinaryFormat",
     "Cancel",
@@ -39,6 +43,8 @@ __all__ = [
     "ErrorResponse",
     "Event",
     "GoAway",
+    "LineCodec",
+    "LineFormat",
     "Metadata",
     "Ping",
     "Pong",
