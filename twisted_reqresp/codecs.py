@@ -10,6 +10,7 @@ with ``name``, ``encode`` and ``decode`` and checking it with
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from zope.interface import implementer
@@ -89,12 +90,28 @@ class JSONCodec:
         if not data:
             return None
         try:
-            return json.loads(data.decode("utf-8"))
+            return json.loads(
+                data.decode("utf-8"), parse_constant=_no_constant, parse_float=_finite_float
+            )
         except (UnicodeDecodeError, ValueError) as e:
             raise CodecError(f"body is not valid JSON: {e}") from e
+        except RecursionError as e:
+            raise CodecError("body is not valid JSON: nested too deeply") from e
 
     def __repr__(self) -> str:
         return "JSONCodec()"
+
+
+def _no_constant(name: str) -> Any:
+    # NaN and Infinity are Python extensions, not JSON (RFC 8259 section 6).
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError(f"number out of range: {text}")
+    return value
 
 
 #: The shared :class:`BytesCodec`.
