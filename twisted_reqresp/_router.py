@@ -140,6 +140,8 @@ class Router:
             if translated is e:
                 raise
             raise translated from e
+        if type(result) is bytes and codec is BYTES:
+            return result  # the common case, answered without further checks
         if inspect.iscoroutine(result):
             result = Deferred.fromCoroutine(result)
         if isinstance(result, Deferred):

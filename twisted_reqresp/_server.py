@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import inspect
 import itertools
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 
 from twisted.internet.defer import CancelledError, Deferred, TimeoutError as DeferTimeout
@@ -38,6 +40,8 @@ from .interfaces import IResponder, IResponderFactory
 __all__ = ["ServerFactory", "ServerProtocol", "SharedResponder"]
 
 _log = Logger(namespace="twisted_reqresp.server")
+
+_NO_METADATA: Mapping[str, str] = MappingProxyType({})
 
 #: Seconds a refused connection may wait before sending its first message.
 _REFUSED_TIMEOUT = 2.0
@@ -323,7 +327,7 @@ class ServerProtocol(Protocol):
         call = Call(
             method=request.method,
             body=request.body,
-            metadata=dict(request.metadata) if request.metadata else {},
+            metadata=dict(request.metadata) if request.metadata else _NO_METADATA,
             connection=self.info,  # type: ignore[arg-type]
             request_id=rid,
             deadline=deadline,
@@ -332,10 +336,16 @@ class ServerProtocol(Protocol):
         assert self.responder is not None
         try:
             result = self.responder.respond(call)
-            if inspect.iscoroutine(result):
+            if type(result) is not bytes and inspect.iscoroutine(result):
                 result = Deferred.fromCoroutine(result)
         except BaseException:
             self._failed(Failure(), rid, request.method)
+            return
+        if type(result) is bytes:  # the common case, straight to the wire
+            try:
+                self.conn.send_response(rid, result)
+            except LocalProtocolError as e:
+                self._send_error(rid, e.code, e.message)
             return
         if not isinstance(result, Deferred):
             self._answer(result, rid, request.method)
