@@ -1,0 +1,355 @@
+"""
+The binary wire format against its test vectors and against the worked
+example in ``docs/protocol.md``, in both directions: each vector's bytes
+decode to its event, and its event encodes to its bytes.  The document's
+hex dumps are checked too, so the specification cannot drift from the code.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from twisted_reqresp._binary import PREFACE, BinaryCodec, BinaryFormat
+from twisted_reqresp._connection import Connection
+from twisted_reqresp._events import (
+    Cancel,
+    ErrorResponse,
+    Event,
+    GoAway,
+    Ping,
+    Pong,
+    PrefaceReceived,
+    Request,
+    Response,
+    Role,
+    Settings,
+)
+from twisted_reqresp._limits import DEFAULT_LIMITS, Limits
+from twisted_reqresp._status import StatusCode
+
+_ROOT = Path(__file__).resolve().parent.parent
+VECTORS_PATH = _ROOT / "tests" / "vectors" / "binary.json"
+PROTOCOL_DOC = _ROOT / "docs" / "protocol.md"
+
+_EVENT_TYPES: dict[str, type] = {
+    cls.__name__: cls
+    for cls in (Settings, Request, Response, ErrorResponse, Cancel, Ping, Pong, GoAway)
+}
+_BYTES_FIELDS = frozenset({"body", "details", "payload"})
+_DIRECTIONS = ("client->server", "server->client", "both")
+
+
+def event_from_json(data: dict[str, Any]) -> Event:
+    """
+    Build an event from a vector's ``event`` object.
+
+    :param data: ``{"type": class name, field: value, ...}``, bytes fields
+        as hex strings and metadata as a list of pairs.
+    :returns: the event.
+    """
+    fields = dict(data)
+    cls = _EVENT_TYPES[fields.pop("type")]
+    for name, value in fields.items():
+        if name in _BYTES_FIELDS:
+            fields[name] = bytes.fromhex(value)
+        elif name == "metadata":
+            fields[name] = tuple((key, val) for key, val in value)
+    event: Event = cls(**fields)
+    return event
+
+
+def decode_all(role: Role, data: bytes) -> list[Event]:
+    """
+    Decode ``data`` with a fresh codec of ``role`` (a server codec is fed the
+    preface first, and its :class:`PrefaceReceived` is checked and dropped).
+
+    :returns: every event decoded.
+    """
+    codec = BinaryCodec(role, DEFAULT_LIMITS)
+    codec.receive_data(PREFACE + data if role is Role.SERVER else data)
+    events = []
+    while (event := codec.next_event()) is not None:
+        events.append(event)
+    if role is Role.SERVER:
+        assert events[:1] == [PrefaceReceived(version=1)], events
+        del events[0]
+    assert codec.buffered == 0
+    return events
+
+
+def load_vectors() -> dict[str, Any]:
+    """:returns: the parsed vector file."""
+    with VECTORS_PATH.open(encoding="utf-8") as f:
+        loaded: dict[str, Any] = json.load(f)
+    return loaded
+
+
+def _receivers(direction: str) -> list[Role]:
+    return {
+        "client->server": [Role.SERVER],
+        "server->client": [Role.CLIENT],
+        "both": [Role.SERVER, Role.CLIENT],
+    }[direction]
+
+
+def _sender(direction: str) -> Role:
+    return Role.SERVER if direction == "server->client" else Role.CLIENT
+
+
+class VectorFileTests(SynchronousTestCase):
+    """The vector file itself is well formed and covers every frame type."""
+
+    def test_shape(self) -> None:
+        """The file has a note, the preface and uniquely named, well-formed vectors."""
+        data = load_vectors()
+        self.assertIn("hex strings", data["note"])
+        self.assertEqual(bytes.fromhex(data["preface"]), PREFACE)
+        names = [v["name"] for v in data["vectors"]]
+        self.assertEqual(len(names), len(set(names)))
+        for vector in data["vectors"]:
+            self.assertIn(vector["direction"], _DIRECTIONS, vector["name"])
+            self.assertEqual(bytes.fromhex(vector["hex"]).hex(), vector["hex"], vector["name"])
+            self.assertIn(vector["event"]["type"], _EVENT_TYPES, vector["name"])
+
+    def test_coverage(self) -> None:
+        """Every frame type and every defined flag combination has an encodable vector."""
+        events = [
+            event_from_json(v["event"])
+            for v in load_vectors()["vectors"]
+            if not v.get("decode_only")
+        ]
+        self.assertEqual({type(e).__name__ for e in events}, set(_EVENT_TYPES))
+        requests = [e for e in events if isinstance(e, Request)]
+        self.assertEqual(
+            {(r.deadline_ms is not None, bool(r.metadata)) for r in requests},
+            {(False, False), (False, True), (True, False), (True, True)},
+        )
+        self.assertTrue(any(not r.body for r in requests))
+        self.assertTrue(any(not r.method.isascii() for r in requests))
+        responses = [e for e in events if isinstance(e, Response)]
+        self.assertEqual({bool(r.metadata) for r in responses}, {False, True})
+        self.assertTrue(any(not r.body for r in responses))
+        errors = [e for e in events if isinstance(e, ErrorResponse)]
+        self.assertEqual({e.retry_safe for e in errors}, {False, True})
+        self.assertIn(4242, [e.code for e in errors])
+        self.assertTrue(any(e.details for e in errors))
+
+
+class VectorTests(SynchronousTestCase):
+    """Each vector decodes to its event, and encodes back to its bytes."""
+
+    def test_decode(self) -> None:
+        """Each vector's bytes decode to exactly its event, on every receiving role."""
+        for vector in load_vectors()["vectors"]:
+            expected = event_from_json(vector["event"])
+            for role in _receivers(vector["direction"]):
+                with self.subTest(vector=vector["name"], role=role.value):
+                    self.assertEqual(decode_all(role, bytes.fromhex(vector["hex"])), [expected])
+
+    def test_encode(self) -> None:
+        """Each vector's event encodes to exactly its bytes (decode-only vectors excepted)."""
+        for vector in load_vectors()["vectors"]:
+            if vector.get("decode_only"):
+                continue
+            codec = BinaryCodec(_sender(vector["direction"]), DEFAULT_LIMITS)
+            with self.subTest(vector=vector["name"]):
+                self.assertEqual(
+                    codec.encode(event_from_json(vector["event"])).hex(), vector["hex"]
+                )
+
+    def test_decode_all_at_once_and_byte_by_byte(self) -> None:
+        """All vectors of a direction, sent back to back, decode the same whole or byte by byte."""
+        vectors = load_vectors()["vectors"]
+        for role in (Role.SERVER, Role.CLIENT):
+            chosen = [v for v in vectors if role in _receivers(v["direction"])]
+            stream = b"".join(bytes.fromhex(v["hex"]) for v in chosen)
+            expected = [event_from_json(v["event"]) for v in chosen]
+            self.assertEqual(decode_all(role, stream), expected)
+            codec = BinaryCodec(role, DEFAULT_LIMITS)
+            events: list[Event] = []
+            for byte in PREFACE + stream if role is Role.SERVER else stream:
+                codec.receive_data(bytes([byte]))
+                while (event := codec.next_event()) is not None:
+                    events.append(event)
+            if role is Role.SERVER:
+                events = events[1:]
+            self.assertEqual(events, expected)
+
+    def test_status_codes_typed(self) -> None:
+        """Known status codes decode as StatusCode members, others as plain integers."""
+        for vector in load_vectors()["vectors"]:
+            if vector["event"]["type"] not in ("ErrorResponse", "GoAway"):
+                continue
+            (event,) = decode_all(_receivers(vector["direction"])[-1], bytes.fromhex(vector["hex"]))
+            assert isinstance(event, (ErrorResponse, GoAway))
+            if event.code in {int(c) for c in StatusCode}:
+                self.assertIsInstance(event.code, StatusCode)
+            else:
+                self.assertIs(type(event.code), int)
+
+
+# --- the worked example in docs/protocol.md --------------------------------
+
+#: The marker that precedes each checked dump in docs/protocol.md.
+_MARKER = re.compile(r"^<!-- wire-example: ([a-z0-9-]+) -->\s*\n```[a-z]*\n(.*?)^```", re.M | re.S)
+
+_C2S, _S2C = "client->server", "server->client"
+_SERVER_LIMITS = Limits(max_frame_size=1024 * 1024, max_concurrent=32)
+_PING_PAYLOAD = bytes.fromhex("0000000000000001")
+
+#: The session the worked example shows: (marker, direction, event); the
+#: preface is the one step that is not an event.
+EXAMPLE: list[tuple[str, str, Event | None]] = [
+    ("client-preface", _C2S, None),
+    ("client-settings", _C2S, Settings(max_frame_size=16 * 1024 * 1024, max_concurrent=100)),
+    ("server-settings", _S2C, Settings(max_frame_size=1024 * 1024, max_concurrent=32)),
+    (
+        "request-echo",
+        _C2S,
+        Request(request_id=1, method="echo", body=b"hi", metadata=(("trace-id", "abc123"),)),
+    ),
+    ("response-echo", _S2C, Response(request_id=1, body=b"hi")),
+    (
+        "request-lookup",
+        _C2S,
+        Request(request_id=2, method="lookup", body=b"user:42", deadline_ms=5000),
+    ),
+    (
+        "error-not-found",
+        _S2C,
+        ErrorResponse(request_id=2, code=StatusCode.NOT_FOUND, message="no such user"),
+    ),
+    ("ping", _C2S, Ping(payload=_PING_PAYLOAD)),
+    ("pong", _S2C, Pong(payload=_PING_PAYLOAD)),
+    ("goaway", _S2C, GoAway(last_request_id=2, code=StatusCode.OK, message="server shutting down")),
+]
+
+
+def parse_hex_dump(text: str) -> bytes:
+    """
+    Read a dump from the document: on each line, hex byte pairs separated by
+    blanks, then optionally ``#`` and a comment.
+
+    :returns: the bytes.
+    """
+    out = bytearray()
+    for line in text.splitlines():
+        hex_part = line.split("#", 1)[0]
+        for token in hex_part.split():
+            if not re.fullmatch(r"[0-9a-f]{2}", token):
+                raise ValueError(f"not a hex byte: {token!r} in {line!r}")
+            out.append(int(token, 16))
+    return bytes(out)
+
+
+def doc_dumps() -> dict[str, bytes]:
+    """:returns: the checked dumps of docs/protocol.md, by marker, in order."""
+    text = PROTOCOL_DOC.read_text(encoding="utf-8")
+    dumps: dict[str, bytes] = {}
+    for match in _MARKER.finditer(text):
+        name = match.group(1)
+        assert name not in dumps, f"marker {name} used twice"
+        dumps[name] = parse_hex_dump(match.group(2))
+    return dumps
+
+
+def run_example_session() -> dict[str, bytes]:
+    """
+    Play the example with a real client and server :class:`Connection`.
+
+    :returns: the bytes each side sent, as ``{direction: bytes}``.
+    """
+    client = Connection(Role.CLIENT, BinaryFormat())
+    server = Connection(Role.SERVER, BinaryFormat(), _SERVER_LIMITS)
+    sent = {_C2S: b"", _S2C: b""}
+
+    def pump() -> tuple[list[Event], list[Event]]:
+        got_server: list[Event] = []
+        got_client: list[Event] = []
+        while True:
+            c2s, s2c = client.data_to_send(), server.data_to_send()
+            if not c2s and not s2c:
+                return got_server, got_client
+            sent[_C2S] += c2s
+            sent[_S2C] += s2c
+            server.receive_data(c2s)
+            client.receive_data(s2c)
+            while (event := server.next_event()) is not None:
+                got_server.append(event)
+            while (event := client.next_event()) is not None:
+                got_client.append(event)
+
+    def expect(to_server: list[str], to_client: list[str]) -> None:
+        # Each side sees the events of the steps named, and nothing else.
+        by_name = {name: event for name, _, event in EXAMPLE}
+        got = pump()
+        want = ([by_name[n] for n in to_server], [by_name[n] for n in to_client])
+        assert got == want, (got, want)
+
+    expect(["client-settings"], ["server-settings"])
+    rid = client.send_request("echo", b"hi", (("trace-id", "abc123"),))
+    expect(["request-echo"], [])
+    server.send_response(rid, b"hi")
+    expect([], ["response-echo"])
+    rid = client.send_request("lookup", b"user:42", deadline_ms=5000)
+    expect(["request-lookup"], [])
+    server.send_error(rid, StatusCode.NOT_FOUND, "no such user")
+    expect([], ["error-not-found"])
+    client.send_ping(_PING_PAYLOAD)
+    expect(["ping"], ["pong"])  # the server's Connection answers the PING itself
+    server.send_goaway(StatusCode.OK, "server shutting down")
+    expect([], ["goaway"])
+    return sent
+
+
+class WorkedExampleTests(SynchronousTestCase):
+    """The hex dumps in docs/protocol.md are what the code sends."""
+
+    def test_markers(self) -> None:
+        """The document holds exactly the example's dumps, in session order, plus both streams."""
+        names = list(doc_dumps())
+        expected = [name for name, _, _ in EXAMPLE]
+        expected += ["stream-client-to-server", "stream-server-to-client"]
+        self.assertEqual(names, expected)
+
+    def test_each_frame(self) -> None:
+        """Each annotated dump is the encoding of the event the document describes."""
+        dumps = doc_dumps()
+        for name, direction, event in EXAMPLE:
+            with self.subTest(step=name):
+                if event is None:
+                    self.assertEqual(dumps[name], PREFACE)
+                    continue
+                codec = BinaryCodec(_sender(direction), DEFAULT_LIMITS)
+                self.assertEqual(dumps[name].hex(" "), codec.encode(event).hex(" "))
+
+    def test_streams(self) -> None:
+        """The whole-session dumps are what a real client and server Connection send."""
+        dumps = doc_dumps()
+        sent = run_example_session()
+        self.assertEqual(dumps["stream-client-to-server"].hex(" "), sent[_C2S].hex(" "))
+        self.assertEqual(dumps["stream-server-to-client"].hex(" "), sent[_S2C].hex(" "))
+        streams = ((_C2S, "stream-client-to-server"), (_S2C, "stream-server-to-client"))
+        for direction, stream in streams:
+            steps = b"".join(dumps[name] for name, d, _ in EXAMPLE if d == direction)
+            self.assertEqual(dumps[stream], steps)
+
+    def test_json_example(self) -> None:
+        """The vector shown in the document's "Test vectors" section is the one in the file."""
+        text = PROTOCOL_DOC.read_text(encoding="utf-8")
+        blocks = re.findall(r"^```json\n(.*?)^```", text, re.M | re.S)
+        self.assertTrue(blocks)
+        vectors = {v["name"]: v for v in load_vectors()["vectors"]}
+        for block in blocks:
+            shown = json.loads(block)
+            self.assertEqual(shown, vectors[shown["name"]])
+
+    def test_parse_hex_dump(self) -> None:
+        """The dump reader takes hex pairs, skips comments and refuses anything else."""
+        self.assertEqual(parse_hex_dump("00 01  # two\n\nff # x 12\n"), b"\x00\x01\xff")
+        self.assertRaises(ValueError, parse_hex_dump, "0g")
