@@ -1,0 +1,433 @@
+"""
+The ``reqresp`` command line: argument parsing, bodies, output, and the exit
+status of every kind of failure, driven over the in-memory pair and fake
+connectors (no sockets, no global reactor).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import tempfile
+from typing import Any
+
+from twisted.internet import error as ierror
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.testing import MemoryReactorClock
+from twisted.trial.unittest import SynchronousTestCase
+
+from twisted_reqresp import Client, ConnectionClosed, RemoteError, Router, StatusCode
+from twisted_reqresp._cli import (
+    DEFAULT_ENDPOINT,
+    DEFAULT_TIMEOUT,
+    EXIT_CONNECTION,
+    EXIT_OK,
+    EXIT_REMOTE,
+    EXIT_TIMEOUT,
+    EXIT_USAGE,
+    CommandError,
+    build_parser,
+    encode_body,
+    explain,
+    format_body,
+    main,
+    run,
+    run_call,
+    run_methods,
+    run_ping,
+)
+from twisted_reqresp._client import connect
+from twisted_reqresp._service import default_factory
+from twisted_reqresp.codecs import JSON
+from twisted_reqresp.testing import ConnectedPair, connected_pair
+
+
+def _pair() -> ConnectedPair:
+    clock = MemoryReactorClock()
+    factory = default_factory(clock=clock)
+    factory.responder_factory.responder.add(  # type: ignore[attr-defined]
+        "metadata", lambda call: dict(call.metadata), codec=JSON
+    )
+    return connected_pair(factory.responder_factory, factory=factory, clock=clock)
+
+
+def _parse(*argv: str, environ: dict[str, str] | None = None) -> Any:
+    return build_parser(environ or {}).parse_args(list(argv))
+
+
+class ParserTests(SynchronousTestCase):
+    """The argument parser's defaults, choices and refusals."""
+
+    def test_call_defaults(self) -> None:
+        """call takes METHOD and an optional BODY, with the default endpoint and timeout."""
+        args = _parse("call", "echo")
+        self.assertEqual(
+            (args.command, args.method, args.body, args.connect, args.timeout, args.raw),
+            ("call", "echo", None, DEFAULT_ENDPOINT, DEFAULT_TIMEOUT, False),
+        )
+        self.assertEqual(args.metadata, [])
+
+    def test_call_options(self) -> None:
+        """--connect, --timeout, repeated --metadata and --raw are parsed."""
+        args = _parse(
+            "call",
+            "--connect",
+            "unix:/tmp/s",
+            "--timeout",
+            "2.5",
+            "-m",
+            "a=1",
+            "-m",
+            "b=x=y",
+            "--raw",
+            "echo",
+            "hello",
+        )
+        self.assertEqual(args.connect, "unix:/tmp/s")
+        self.assertEqual(args.timeout, 2.5)
+        self.assertEqual(args.metadata, [("a", "1"), ("b", "x=y")])
+        self.assertTrue(args.raw)
+        self.assertEqual(args.body, "hello")
+
+    def test_environment(self) -> None:
+        """REQRESP_CONNECT replaces the default endpoint."""
+        args = _parse("methods", environ={"REQRESP_CONNECT": "tcp:example.com:1"})
+        self.assertEqual(args.connect, "tcp:example.com:1")
+
+    def test_ping_count(self) -> None:
+        """ping takes --count, 1 by default."""
+        self.assertEqual(_parse("ping").count, 1)
+        self.assertEqual(_parse("ping", "-n", "3").count, 3)
+
+    def _refused(self, *argv: str) -> str:
+        stderr = io.StringIO()
+        with contextlib.redirect_stderr(stderr):
+            error = self.assertRaises(SystemExit, _parse, *argv)
+        self.assertEqual(error.code, EXIT_USAGE)
+        return stderr.getvalue()
+
+    def test_bad_arguments(self) -> None:
+        """Bad metadata, timeouts, counts and missing arguments exit with the usage status."""
+        self.assertIn("KEY=VALUE", self._refused("call", "-m", "novalue", "echo"))
+        self.assertIn("positive", self._refused("call", "--timeout", "0", "echo"))
+        self.assertIn("seconds", self._refused("call", "--timeout", "soon", "echo"))
+        self.assertIn("at least 1", self._refused("ping", "--count", "0"))
+        self._refused("call")
+        self._refused()
+        self._refused("frobnicate")
+
+    def test_main_usage_error(self) -> None:
+        """main returns the usage status instead of exiting."""
+        with contextlib.redirect_stderr(io.StringIO()):
+            self.assertEqual(main(["call"]), EXIT_USAGE)
+
+    def test_help_documents_exit_codes(self) -> None:
+        """--help exits 0 and its epilog lists every exit status."""
+        stdout = io.StringIO()
+        with contextlib.redirect_stdout(stdout):
+            self.assertEqual(main(["--help"]), EXIT_OK)
+        text = stdout.getvalue()
+        for code in (EXIT_OK, EXIT_REMOTE, EXIT_USAGE, EXIT_CONNECTION, EXIT_TIMEOUT):
+            self.assertIn(f"  {code}  ", text)
+        self.assertIn("REQRESP_CONNECT", text)
+
+
+class BodyTests(SynchronousTestCase):
+    """BODY is JSON by default, a file with @, or raw text with --raw."""
+
+    def test_none(self) -> None:
+        """No BODY is an empty body."""
+        self.assertEqual(encode_body(None), b"")
+
+    def test_json_compact(self) -> None:
+        """JSON is re-encoded compact, in UTF-8."""
+        self.assertEqual(encode_body('{ "a" : [1, 2],  "é": "ü" }'), '{"a":[1,2],"é":"ü"}'.encode())
+
+    def test_json_scalar(self) -> None:
+        """A JSON string keeps its quotes."""
+        self.assertEqual(encode_body('"hi"'), b'"hi"')
+
+    def test_invalid_json(self) -> None:
+        """Text that is not JSON is a usage error that suggests --raw."""
+        error = self.assertRaises(CommandError, encode_body, "hello")
+        self.assertEqual(error.code, EXIT_USAGE)
+        self.assertIn("not valid JSON", error.message)
+        self.assertIn("--raw", error.message)
+
+    def test_raw(self) -> None:
+        """--raw sends the UTF-8 bytes unchanged, even if they look like @ or JSON."""
+        self.assertEqual(encode_body("héllo", raw=True), "héllo".encode())
+        self.assertEqual(encode_body("@file", raw=True), b"@file")
+        self.assertEqual(encode_body(" [1, 2] ", raw=True), b" [1, 2] ")
+
+    def test_file(self) -> None:
+        """@PATH sends the file's bytes unchanged, not checked as JSON."""
+        # Not self.mktemp(): under pytest that writes into the checkout.
+        with tempfile.NamedTemporaryFile(delete=False) as f:
+            f.write(b"\x00\xffnot json")
+        path = f.name
+        self.addCleanup(os.remove, path)
+        self.assertEqual(encode_body("@" + path), b"\x00\xffnot json")
+
+    def test_stdin(self) -> None:
+        """@- reads the body through the reader with the name '-'."""
+        self.assertEqual(encode_body("@-", read_file={"-": b"piped"}.__getitem__), b"piped")
+
+    def test_missing_file(self) -> None:
+        """An unreadable @PATH is a usage error naming the path."""
+        error = self.assertRaises(CommandError, encode_body, "@/nonexistent/body.json")
+        self.assertEqual(error.code, EXIT_USAGE)
+        self.assertIn("'/nonexistent/body.json'", error.message)
+
+
+class FormatTests(SynchronousTestCase):
+    """Answers print as JSON when they are JSON, else as their bytes."""
+
+    def test_object_indented(self) -> None:
+        """A JSON object is printed indented, with a newline."""
+        self.assertEqual(format_body(b'{"a":[1]}'), b'{\n  "a": [\n    1\n  ]\n}\n')
+
+    def test_scalar_compact(self) -> None:
+        """A JSON scalar is printed on one line, non-ASCII kept."""
+        self.assertEqual(format_body('"héllo"'.encode()), '"héllo"\n'.encode())
+        self.assertEqual(format_body(b"3"), b"3\n")
+
+    def test_not_json(self) -> None:
+        """Bytes that are not JSON are written unchanged, with no newline added."""
+        self.assertEqual(format_body(b"pong"), b"pong")
+        self.assertEqual(format_body(b"\xff\x00"), b"\xff\x00")
+        self.assertEqual(format_body(b""), b"")
+
+
+class CommandTests(SynchronousTestCase):
+    """run_call, run_methods and run_ping on a connected client."""
+
+    def test_call_echo(self) -> None:
+        """A successful call prints the answer and gives status 0."""
+        pair = _pair()
+        out = io.BytesIO()
+        d = run_call(pair.client, "echo", b'{"x":1}', out=out)
+        pair.pump()
+        self.assertEqual(self.successResultOf(d), EXIT_OK)
+        self.assertEqual(out.getvalue(), b'{\n  "x": 1\n}\n')
+
+    def test_call_metadata(self) -> None:
+        """Metadata pairs travel with the call."""
+        pair = _pair()
+        out = io.BytesIO()
+        d = run_call(pair.client, "metadata", b"", out=out, metadata=[("k", "v")])
+        pair.pump()
+        self.successResultOf(d)
+        self.assertEqual(json.loads(out.getvalue()), {"k": "v"})
+
+    def test_call_remote_error(self) -> None:
+        """An error status is reported as CODE: message with status 1."""
+        pair = _pair()
+        out = io.BytesIO()
+        d = run_call(pair.client, "x", b"", out=out)
+        pair.pump()
+        error = self.failureResultOf(d, CommandError).value
+        self.assertEqual(
+            (error.code, error.message), (EXIT_REMOTE, "NOT_FOUND: unknown method 'x'")
+        )
+        self.assertEqual(out.getvalue(), b"")
+
+    def test_call_timeout(self) -> None:
+        """No answer within the timeout gives status 4 and says how long."""
+        pair = _pair()
+        d = run_call(pair.client, "sleep", b"30", out=io.BytesIO(), timeout=5)
+        pair.pump()
+        pair.clock.advance(5)
+        pair.pump()
+        error = self.failureResultOf(d, CommandError).value
+        self.assertEqual((error.code, error.message), (EXIT_TIMEOUT, "timed out after 5 s"))
+
+    def test_call_connection_lost(self) -> None:
+        """A connection lost before the answer gives status 3."""
+        pair = _pair()
+        d = run_call(pair.client, "sleep", b"30", out=io.BytesIO())
+        pair.pump()
+        pair.disconnect()
+        error = self.failureResultOf(d, CommandError).value
+        self.assertEqual(error.code, EXIT_CONNECTION)
+        self.assertTrue(error.message.startswith("connection lost"), error.message)
+
+    def test_methods(self) -> None:
+        """methods prints one name per line."""
+        pair = _pair()
+        out = io.BytesIO()
+        d = run_methods(pair.client, out=out)
+        pair.pump()
+        self.assertEqual(self.successResultOf(d), EXIT_OK)
+        self.assertEqual(out.getvalue(), b"echo\nmetadata\nmethods\nping\nsleep\nstats\n")
+
+    def test_methods_bad_answer(self) -> None:
+        """An answer to methods that is not a list of names gives status 1."""
+        router = Router()
+        router.add("methods", lambda call: {"not": "a list"}, codec=JSON)
+        pair = connected_pair(router)
+        d = run_methods(pair.client, out=io.BytesIO())
+        pair.pump()
+        self.assertEqual(self.failureResultOf(d, CommandError).value.code, EXIT_REMOTE)
+
+    def test_ping(self) -> None:
+        """ping prints one line per pong, a second apart."""
+        pair = _pair()
+        out = io.BytesIO()
+        d = run_ping(pair.client, pair.clock, out=out, endpoint="tcp:h:1", count=2)
+        pair.pump()
+        self.assertNoResult(d)
+        pair.clock.advance(1)
+        pair.pump()
+        self.assertEqual(self.successResultOf(d), EXIT_OK)
+        self.assertEqual(out.getvalue(), b"pong from tcp:h:1: time=0.00 ms\n" * 2)
+
+    def test_ping_timeout(self) -> None:
+        """A pong that never comes gives status 4."""
+        pair = _pair()
+        d = run_ping(pair.client, pair.clock, out=io.BytesIO(), endpoint="e", timeout=2)
+        # Not pumped: the PING never reaches the server.
+        pair.clock.advance(2)
+        error = self.failureResultOf(d, CommandError).value
+        self.assertEqual((error.code, error.message), (EXIT_TIMEOUT, "timed out after 2 s"))
+
+
+class ExplainTests(SynchronousTestCase):
+    """Each kind of failure maps to its message and exit status."""
+
+    def test_kinds(self) -> None:
+        """Refused, lost, unreachable, timed out and remote errors each get their status."""
+        cases: list[tuple[BaseException, int, str]] = [
+            (ierror.ConnectionRefusedError(), EXIT_CONNECTION, "connection refused: tcp:h:1"),
+            (ConnectionClosed("gone"), EXIT_CONNECTION, "connection lost: tcp:h:1: gone"),
+            (ierror.ConnectionLost(), EXIT_CONNECTION, "cannot connect: tcp:h:1: "),
+            (ierror.NoRouteError(), EXIT_CONNECTION, "cannot connect: tcp:h:1: "),
+            (ierror.DNSLookupError("h"), EXIT_CONNECTION, "cannot connect: tcp:h:1: "),
+            (ierror.TimeoutError(), EXIT_CONNECTION, "cannot connect: tcp:h:1: "),
+            (RemoteError(StatusCode.INTERNAL, "boom"), EXIT_REMOTE, "INTERNAL: boom"),
+            (RemoteError(StatusCode.DEADLINE_EXCEEDED, "x"), EXIT_TIMEOUT, "timed out after 3 s"),
+            (RuntimeError("odd"), EXIT_REMOTE, "unexpected error: RuntimeError: odd"),
+        ]
+        for error, code, message in cases:
+            with self.subTest(error=error):
+                result = explain(error, timeout=3, endpoint="tcp:h:1")
+                self.assertEqual(result.code, code)
+                self.assertTrue(result.message.startswith(message), result.message)
+
+
+class RunTests(SynchronousTestCase):
+    """run: connect, run the command, close, with every failure mapped."""
+
+    def _run_command(
+        self, argv: list[str], connector: Any, clock: MemoryReactorClock | None = None
+    ) -> tuple[Deferred[int], io.BytesIO, MemoryReactorClock]:
+        clock = clock if clock is not None else MemoryReactorClock()
+        out = io.BytesIO()
+        d = run(clock, _parse(*argv), out=out, connector=connector)
+        return d, out, clock
+
+    def test_success_closes(self) -> None:
+        """A successful command prints, closes the connection and gives status 0."""
+        pair = _pair()
+        seen: list[tuple[Any, str, float]] = []
+
+        def connector(reactor: Any, endpoint: str, *, timeout: float) -> Deferred[Client]:
+            seen.append((reactor, endpoint, timeout))
+            return succeed(pair.client)
+
+        d, out, _ = self._run_command(
+            ["call", "-c", "tcp:h:1", "-t", "3", "echo", '"hi"'], connector, pair.clock
+        )
+        pair.pump()
+        self.assertEqual(self.successResultOf(d), EXIT_OK)
+        self.assertEqual(out.getvalue(), b'"hi"\n')
+        self.assertEqual(seen, [(pair.clock, "tcp:h:1", 3.0)])
+        self.assertTrue(pair.client_transport.disconnecting)
+
+    def test_refused(self) -> None:
+        """A refused connection gives status 3 and names the endpoint."""
+        d, _, _ = self._run_command(
+            ["methods", "-c", "tcp:127.0.0.1:1"],
+            lambda reactor, endpoint, timeout: fail(ierror.ConnectionRefusedError()),
+        )
+        error = self.failureResultOf(d, CommandError).value
+        self.assertEqual(
+            (error.code, error.message), (EXIT_CONNECTION, "connection refused: tcp:127.0.0.1:1")
+        )
+
+    def test_connect_timeout(self) -> None:
+        """A connection that never completes gives status 4 after --timeout."""
+        d, _, clock = self._run_command(
+            ["ping", "-t", "5"], lambda reactor, endpoint, timeout: Deferred()
+        )
+        clock.advance(4.9)
+        self.assertNoResult(d)
+        clock.advance(0.1)
+        error = self.failureResultOf(d, CommandError).value
+        self.assertEqual((error.code, error.message), (EXIT_TIMEOUT, "timed out after 5 s"))
+
+    def test_connect_timeout_real_connect(self) -> None:
+        """With the real connect, a TCP attempt that never completes times out too."""
+        d, _, clock = self._run_command(["methods", "-t", "2"], connect)
+        self.assertEqual(len(clock.tcpClients), 1)
+        clock.advance(2)
+        self.assertEqual(self.failureResultOf(d, CommandError).value.code, EXIT_TIMEOUT)
+
+    def test_bad_endpoint(self) -> None:
+        """An endpoint string nobody can parse is a usage error."""
+        d, _, _ = self._run_command(["methods", "-c", "nosuch:thing"], connect)
+        error = self.failureResultOf(d, CommandError).value
+        self.assertEqual(error.code, EXIT_USAGE)
+        self.assertIn("invalid endpoint 'nosuch:thing'", error.message)
+
+    def test_bad_body_before_connecting(self) -> None:
+        """A body that is not JSON is refused without connecting."""
+        connected: list[str] = []
+
+        def connector(reactor: Any, endpoint: str, *, timeout: float) -> Deferred[Client]:
+            connected.append(endpoint)
+            return Deferred()
+
+        d, _, _ = self._run_command(["call", "echo", "{oops"], connector)
+        self.assertEqual(self.failureResultOf(d, CommandError).value.code, EXIT_USAGE)
+        self.assertEqual(connected, [])
+
+    def test_remote_error_still_closes(self) -> None:
+        """After an error status the connection is closed all the same."""
+        pair = _pair()
+        d, _, _ = self._run_command(
+            ["call", "nope"], lambda reactor, endpoint, timeout: succeed(pair.client), pair.clock
+        )
+        pair.pump()
+        self.assertEqual(self.failureResultOf(d, CommandError).value.code, EXIT_REMOTE)
+        self.assertTrue(pair.client_transport.disconnecting)
+
+    def test_hung_close_does_not_hang(self) -> None:
+        """A close that never completes is abandoned after a second."""
+        pair = _pair()
+        d, _, clock = self._run_command(
+            ["call", "echo"], lambda reactor, endpoint, timeout: succeed(pair.client), pair.clock
+        )
+        # Deliver the request and the answer, but never the close.
+        pair.server.dataReceived(pair.client_transport.value())
+        pair.client_transport.clear()
+        pair.client_protocol.dataReceived(pair.server_transport.value())
+        pair.server_transport.clear()
+        self.assertNoResult(d)
+        clock.advance(1)
+        self.assertEqual(self.successResultOf(d), EXIT_OK)
+
+    def test_sleep_call_uses_timeout(self) -> None:
+        """--timeout bounds the call as well as the connection."""
+        pair = _pair()
+        d, _, clock = self._run_command(
+            ["call", "-t", "2", "sleep", "10"],
+            lambda reactor, endpoint, timeout: succeed(pair.client),
+            pair.clock,
+        )
+        pair.pump()
+        clock.advance(2)
+        pair.pump()
+        self.assertEqual(self.failureResultOf(d, CommandError).value.code, EXIT_TIMEOUT)

@@ -1,0 +1,411 @@
+"""
+``twistd reqresp`` options and service: ports, responder resolution, wire
+formats, limits, and the service built from them (on a memory reactor: no
+sockets, no global reactor).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+
+from twisted.application.internet import StreamServerEndpointService
+from twisted.application.service import IService, IServiceMaker
+from twisted.internet.testing import MemoryReactorClock
+from twisted.logger import capturedLogs
+from twisted.plugin import getPlugins
+from twisted.python.usage import UsageError
+from twisted.scripts.twistd import ServerOptions
+from twisted.trial.unittest import SynchronousTestCase
+
+from twisted_reqresp import (
+    BinaryFormat,
+    ConnectionClosed,
+    Limits,
+    Router,
+    ServerFactory,
+    StatusError,
+)
+from twisted_reqresp._server import SharedResponder
+from twisted_reqresp._tap import (
+    DEFAULT_RESPONDER_NAME,
+    LIMIT_OPTIONS,
+    Options,
+    ReqRespService,
+    make_service,
+    makeService,
+    resolve_responder,
+)
+from twisted_reqresp.codecs import JSON
+from twisted_reqresp.interfaces import IResponderFactory
+from twisted_reqresp.testing import connected_pair
+
+_TESTS = os.path.dirname(os.path.abspath(__file__))
+
+
+def _parse(*argv: str) -> Options:
+    options = Options()
+    options.parseOptions(list(argv))
+    return options
+
+
+class _ResponderModuleMixin(SynchronousTestCase):
+    def setUp(self) -> None:
+        # e2e_responder lives next to this file; make it importable by name,
+        # as PYTHONPATH does for twistd in the end-to-end tests.
+        if _TESTS not in sys.path:
+            sys.path.insert(0, _TESTS)
+            self.addCleanup(sys.path.remove, _TESTS)
+
+
+class PortTests(SynchronousTestCase):
+    """--port: endpoint strings, repeatable, with a default."""
+
+    def test_default(self) -> None:
+        """With no --port the server listens on tcp:9000."""
+        self.assertEqual(_parse()["ports"], ["tcp:9000"])
+
+    def test_bare_number(self) -> None:
+        """A bare number N means tcp:N."""
+        self.assertEqual(_parse("--port", "8123")["ports"], ["tcp:8123"])
+
+    def test_short_option(self) -> None:
+        """-p is --port."""
+        self.assertEqual(_parse("-p", "8123")["ports"], ["tcp:8123"])
+
+    def test_repeated(self) -> None:
+        """Every --port is kept, in order, and the default is then not added."""
+        options = _parse("-p", "tcp:1:interface=127.0.0.1", "--port", "unix:/tmp/x.sock", "-p", "7")
+        self.assertEqual(
+            options["ports"], ["tcp:1:interface=127.0.0.1", "unix:/tmp/x.sock", "tcp:7"]
+        )
+
+    def test_any_endpoint_type(self) -> None:
+        """Wrapping endpoint types such as haproxy: are accepted."""
+        self.assertEqual(_parse("-p", "haproxy:tcp:9000")["ports"], ["haproxy:tcp:9000"])
+
+    def test_empty(self) -> None:
+        """An empty --port is a usage error."""
+        self.assertRaises(UsageError, _parse, "--port", " ")
+
+    def test_unknown_endpoint_type(self) -> None:
+        """An endpoint type nobody provides is a usage error naming the port."""
+        error = self.assertRaises(UsageError, _parse, "--port", "nosuch:1")
+        self.assertIn("'nosuch:1'", str(error))
+
+    def test_bad_port_number(self) -> None:
+        """A TCP port that is not a number is a usage error."""
+        self.assertRaises(UsageError, _parse, "--port", "tcp:eighty")
+
+
+class WireTests(SynchronousTestCase):
+    """--wire picks the wire format."""
+
+    def test_default_auto(self) -> None:
+        """The default wire format is auto."""
+        self.assertEqual(_parse()["wire_format"].name, "auto")
+
+    def test_choices(self) -> None:
+        """Each choice gives the format of that name."""
+        for name in ("auto", "binary", "line"):
+            with self.subTest(name=name):
+                self.assertEqual(_parse("--wire", name)["wire_format"].name, name)
+
+    def test_unknown(self) -> None:
+        """Any other name is a usage error listing the choices."""
+        error = self.assertRaises(UsageError, _parse, "--wire", "xml")
+        self.assertIn("auto, binary, line", str(error))
+
+
+class LimitTests(SynchronousTestCase):
+    """--max-frame-size, --max-concurrent and --max-line-length set Limits."""
+
+    def test_defaults(self) -> None:
+        """Without limit options the defaults apply."""
+        self.assertEqual(_parse()["limits"], Limits())
+
+    def test_given(self) -> None:
+        """Each option sets its field and leaves the others alone."""
+        options = _parse(
+            "--max-frame-size", "1024", "--max-concurrent", "5", "--max-line-length", "200"
+        )
+        limits = options["limits"]
+        self.assertEqual(
+            (limits.max_frame_size, limits.max_concurrent, limits.max_line_length),
+            (1024, 5, 200),
+        )
+        self.assertEqual(limits.max_metadata_entries, Limits().max_metadata_entries)
+
+    def test_not_a_number(self) -> None:
+        """A limit that is not an integer is a usage error naming the option."""
+        error = self.assertRaises(UsageError, _parse, "--max-concurrent", "many")
+        self.assertIn("--max-concurrent", str(error))
+
+    def test_zero(self) -> None:
+        """A limit of zero is a usage error naming the option."""
+        error = self.assertRaises(UsageError, _parse, "--max-frame-size", "0")
+        self.assertIn("--max-frame-size", str(error))
+
+    def test_too_large(self) -> None:
+        """A frame size that does not fit the wire's 32 bits is a usage error."""
+        error = self.assertRaises(UsageError, _parse, "--max-frame-size", str(2**32))
+        self.assertIn("--max-frame-size", str(error))
+
+    def test_every_server_limit(self) -> None:
+        """Every Limits field but the client-only max_queued_calls has an option."""
+        fields = {f.name for f in dataclasses.fields(Limits)} - {"max_queued_calls"}
+        self.assertEqual({limit.field for limit in LIMIT_OPTIONS}, fields)
+
+    def test_seconds(self) -> None:
+        """Timeouts take fractional seconds."""
+        limits = _parse("--idle-timeout", "1.5", "--ping-timeout", "3", "--grace", "0")["limits"]
+        self.assertEqual((limits.idle_timeout, limits.ping_timeout, limits.grace), (1.5, 3, 0))
+
+    def test_zero_turns_off(self) -> None:
+        """0 turns off the limits that can be off."""
+        limits = _parse("--idle-timeout", "0", "--max-connections", "0", "--ping-interval", "0")[
+            "limits"
+        ]
+        self.assertEqual(
+            (limits.idle_timeout, limits.max_connections, limits.ping_interval),
+            (None, None, None),
+        )
+
+    def test_turn_on(self) -> None:
+        """Limits that are off by default can be set."""
+        limits = _parse("--max-deadline", "30", "--max-connections-per-peer", "4")["limits"]
+        self.assertEqual((limits.max_deadline, limits.max_connections_per_peer), (30, 4))
+
+    def test_zero_not_off(self) -> None:
+        """0 is refused for a limit that cannot be off."""
+        error = self.assertRaises(UsageError, _parse, "--ping-timeout", "0")
+        self.assertIn("--ping-timeout", str(error))
+
+    def test_bad_seconds(self) -> None:
+        """Seconds that are not a finite number are a usage error naming the option."""
+        for text in ("soon", "inf", "nan"):
+            with self.subTest(text=text):
+                error = self.assertRaises(UsageError, _parse, "--idle-timeout", text)
+                self.assertIn("--idle-timeout", str(error))
+
+    def test_negative(self) -> None:
+        """A negative value is a usage error, even where 0 means off."""
+        self.assertRaises(UsageError, _parse, "--max-connections", "-1")
+        self.assertRaises(UsageError, _parse, "--grace", "-1")
+
+    def test_help_shows_defaults(self) -> None:
+        """The help text gives each limit's default and how to turn it off."""
+        text = " ".join(str(Options()).split())  # undo the wrapping
+        self.assertIn("[default: 300 s; 0: off]", text)
+        self.assertIn("[default: 16777216]", text)
+
+
+class ResponderTests(_ResponderModuleMixin):
+    """--responder names what to serve; every mistake gets its own message."""
+
+    def test_default(self) -> None:
+        """Without --responder the default service is served."""
+        options = _parse()
+        self.assertIsNone(options["responder"])
+        self.assertEqual(options["responder_name"], DEFAULT_RESPONDER_NAME)
+
+    def test_router_object(self) -> None:
+        """A module-level IResponder provider is used as it is."""
+        import e2e_responder
+
+        options = _parse("--responder", "e2e_responder:router")
+        self.assertIs(options["responder"], e2e_responder.router)
+        self.assertEqual(options["responder_name"], "e2e_responder:router")
+
+    def test_dotted_path(self) -> None:
+        """A dotted attribute path after the colon is followed."""
+        import e2e_responder
+
+        self.assertIs(resolve_responder("e2e_responder:Holder.router"), e2e_responder.router)
+
+    def test_factory_function(self) -> None:
+        """A zero-argument callable is called and its responder used."""
+        responder = resolve_responder("e2e_responder:make_router")
+        self.assertIsInstance(responder, Router)
+        self.assertEqual(responder.methods(), ["made"])  # type: ignore[union-attr]
+
+    def test_responder_factory_class(self) -> None:
+        """A class implementing IResponderFactory is instantiated."""
+        self.assertTrue(
+            IResponderFactory.providedBy(resolve_responder("e2e_responder:PerConnection"))
+        )
+
+    def _error(self, spec: str) -> str:
+        return str(self.assertRaises(UsageError, resolve_responder, spec))
+
+    def test_no_colon(self) -> None:
+        """A value without module:object is refused with the expected shape."""
+        self.assertIn("package.module:object", self._error("e2e_responder"))
+
+    def test_empty_object(self) -> None:
+        """A value with nothing after the colon is refused."""
+        self.assertIn("package.module:object", self._error("e2e_responder:"))
+
+    def test_no_module(self) -> None:
+        """A module that cannot be imported is named."""
+        message = self._error("no_such_module_xyz:router")
+        self.assertIn("cannot import 'no_such_module_xyz'", message)
+
+    def test_no_attribute(self) -> None:
+        """A missing attribute is named with its module."""
+        message = self._error("e2e_responder:Holder.nope")
+        self.assertIn("'e2e_responder' has no attribute 'Holder.nope'", message)
+
+    def test_not_a_provider(self) -> None:
+        """An object that is neither a responder nor callable is named with its type."""
+        message = self._error("e2e_responder:not_a_responder")
+        self.assertIn(
+            "'e2e_responder:not_a_responder' is an object of type int providing no interfaces",
+            message,
+        )
+        self.assertIn("must provide IResponder or IResponderFactory", message)
+
+    def test_other_interface(self) -> None:
+        """An object providing some other interface is told apart by what it provides."""
+        message = self._error("e2e_responder:a_codec")
+        self.assertIn("providing ICodec", message)
+
+    def test_callable_returns_wrong_thing(self) -> None:
+        """A callable whose result is not a responder is refused, naming the result's type."""
+        message = self._error("e2e_responder:returns_nothing")
+        self.assertIn("returned an object of type NoneType providing no interfaces", message)
+
+    def test_callable_fails(self) -> None:
+        """A callable that raises is refused with its exception."""
+        message = self._error("e2e_responder:broken")
+        self.assertIn("RuntimeError: no database", message)
+
+    def test_callable_needs_arguments(self) -> None:
+        """A callable that needs arguments is refused."""
+        message = self._error("e2e_responder:needs_argument")
+        self.assertIn("calling it with no arguments failed: TypeError", message)
+
+    def test_through_options(self) -> None:
+        """A bad --responder fails option parsing."""
+        self.assertRaises(UsageError, _parse, "--responder", "e2e_responder:not_a_responder")
+
+
+class MakeServiceTests(_ResponderModuleMixin):
+    """make_service builds one endpoint service per port around one factory."""
+
+    def _service(self, *argv: str) -> tuple[ReqRespService, MemoryReactorClock]:
+        reactor = MemoryReactorClock()
+        return make_service(_parse(*argv), reactor), reactor
+
+    def test_one_child_per_port(self) -> None:
+        """Each --port becomes one endpoint service sharing the factory."""
+        service, _ = self._service("-p", "1", "-p", "2", "-p", "unix:/tmp/reqresp-test.sock")
+        children = list(service)
+        self.assertEqual(len(children), 3)
+        for child in children:
+            self.assertIsInstance(child, StreamServerEndpointService)
+            self.assertIs(child.factory, service.factory)  # type: ignore[attr-defined]
+
+    def test_default_service(self) -> None:
+        """Without --responder the factory serves the default methods."""
+        service, reactor = self._service()
+        factory = service.factory
+        self.assertIsInstance(factory, ServerFactory)
+        self.assertIs(factory.clock, reactor)
+        self.assertIsInstance(factory.responder_factory, SharedResponder)
+        router = factory.responder_factory.responder  # type: ignore[attr-defined]
+        self.assertIn("stats", router.methods())
+
+    def test_responder_and_options(self) -> None:
+        """The responder, wire format and limits reach the factory."""
+        import e2e_responder
+
+        service, _ = self._service(
+            "--responder", "e2e_responder:router", "--wire", "binary", "--max-concurrent", "3"
+        )
+        factory = service.factory
+        self.assertIs(factory.responder_factory.responder, e2e_responder.router)  # type: ignore[attr-defined]
+        self.assertIsInstance(factory.wire, BinaryFormat)
+        self.assertEqual(factory.limits.max_concurrent, 3)
+
+    def test_start_and_stop(self) -> None:
+        """Starting listens on every port, logging one line each; stopping stops them."""
+        service, reactor = self._service("-p", "tcp:0:interface=127.0.0.1", "-p", "9001")
+        with capturedLogs() as events:
+            service.privilegedStartService()
+            service.startService()
+        self.assertEqual(
+            [(port, interface) for port, _, _, interface in reactor.tcpServers],
+            [(0, "127.0.0.1"), (9001, "")],
+        )
+        lines = [e for e in events if e.get("log_namespace") == "twisted_reqresp.tap"]
+        self.assertEqual([e["endpoint"] for e in lines], ["tcp:0:interface=127.0.0.1", "tcp:9001"])
+        for event in lines:
+            self.assertEqual(event["wire"], "auto")
+            self.assertEqual(event["responder"], DEFAULT_RESPONDER_NAME)
+        d = service.stopService()
+        self.successResultOf(d)
+        self.assertFalse(service.running)
+        self.assertEqual([child.running for child in service], [0, 0])
+
+    def test_stop_drains(self) -> None:
+        """Stopping sends GOAWAY, lets a running call finish, then closes the connection."""
+        service, reactor = self._service("--grace", "30")
+        service.privilegedStartService()
+        service.startService()
+        pair = connected_pair(service.factory, factory=service.factory, clock=reactor)
+        call = pair.client.call("sleep", 2, codec=JSON)
+        pair.pump()
+        stopped = service.stopService()
+        pair.pump()
+        self.assertTrue(service.factory.draining)
+        self.assertNoResult(stopped)
+        late = pair.client.call("echo", b"late")
+        pair.pump()
+        self.assertTrue(self.failureResultOf(late, StatusError).value.retry_safe)
+        reactor.advance(2)
+        pair.pump()
+        self.assertEqual(self.successResultOf(call).body, 2)
+        self.successResultOf(stopped)
+        self.assertEqual(service.factory.connections, set())
+
+    def test_stop_grace(self) -> None:
+        """A call still running after the grace period is cut off and the stop completes."""
+        service, reactor = self._service("--grace", "1")
+        service.privilegedStartService()
+        service.startService()
+        pair = connected_pair(service.factory, factory=service.factory, clock=reactor)
+        call = pair.client.call("sleep", 50, codec=JSON)
+        pair.pump()
+        stopped = service.stopService()
+        pair.pump()
+        reactor.advance(1)
+        self.assertTrue(pair.server_transport.disconnecting)
+        pair.disconnect()
+        self.failureResultOf(call, ConnectionClosed)
+        self.successResultOf(stopped)
+
+    def test_makeservice_provides_iservice(self) -> None:
+        """makeService returns an IService without starting it."""
+        service = makeService(_parse("-p", "tcp:0:interface=127.0.0.1"))
+        self.assertTrue(IService.providedBy(service))
+        self.assertFalse(service.running)
+
+
+class PluginTests(SynchronousTestCase):
+    """The twistd plugin finds this module."""
+
+    def test_plugin(self) -> None:
+        """Twisted's plugin system lists a 'reqresp' service maker using these options."""
+        makers = {maker.tapname: maker for maker in getPlugins(IServiceMaker)}
+        self.assertIn("reqresp", makers)
+        self.assertIs(makers["reqresp"].options, Options)
+
+    def test_twistd_options(self) -> None:
+        """twistd's own option parser hands the subcommand's arguments to Options."""
+        config = ServerOptions()
+        config.parseOptions(["reqresp", "-p", "1234", "--wire", "line"])
+        self.assertEqual(config.subCommand, "reqresp")
+        self.assertEqual(config.subOptions["ports"], ["tcp:1234"])
+        self.assertEqual(config.subOptions["wire_format"].name, "line")

@@ -1,0 +1,8 @@
+from twisted.application.service import ServiceMaker
+
+reqresp = ServiceMaker(
+    "reqresp",
+    "twisted_reqresp._tap",
+    "Serve a twisted-reqresp request/response responder on one or more endpoints.",
+    "reqresp",
+)

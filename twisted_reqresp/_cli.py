@@ -1,0 +1,550 @@
+"""
+The ``reqresp`` command: call a server from a shell.
+
+::
+
+    reqresp call echo '"hi"'
+    reqresp call --raw echo hello
+    reqresp call --metadata trace=abc sleep 2 --timeout 1
+    reqresp methods
+    reqresp ping --count 3
+
+The work is done by functions that take a connected
+:class:`~twisted_reqresp.Client` and a clock (:func:`run_call`,
+:func:`run_methods`, :func:`run_ping`), so tests drive them over
+:func:`twisted_reqresp.testing.connected_pair`; :func:`main` only parses
+arguments, connects, and runs the reactor with
+:func:`twisted.internet.task.react`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+from collections.abc import Callable, Generator, Mapping, Sequence
+from typing import Any, BinaryIO
+
+from twisted.internet import error as ierror
+from twisted.internet.defer import (
+    CancelledError,
+    Deferred,
+    inlineCallbacks,
+)
+from twisted.internet.defer import (
+    TimeoutError as DeferTimeout,
+)
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import deferLater, react
+from twisted.python.failure import Failure
+
+from ._client import Client, connect
+from ._errors import ConnectionClosed, DeadlineExceeded, RemoteError, StatusError
+from ._status import StatusCode
+from .codecs import JSON
+
+__all__ = [
+    "EXIT_CONNECTION",
+    "EXIT_OK",
+    "EXIT_REMOTE",
+    "EXIT_TIMEOUT",
+    "EXIT_USAGE",
+    "CommandError",
+    "build_parser",
+    "encode_body",
+    "explain",
+    "format_body",
+    "main",
+    "run",
+    "run_call",
+    "run_methods",
+    "run_ping",
+]
+
+#: The call succeeded.
+EXIT_OK = 0
+#: The server answered with an error status.
+EXIT_REMOTE = 1
+#: The command line was wrong (argparse's own code for usage errors).
+EXIT_USAGE = 2
+#: The server could not be reached, or the connection was lost.
+EXIT_CONNECTION = 3
+#: No answer (or no connection) within ``--timeout``.
+EXIT_TIMEOUT = 4
+
+#: Where to connect when neither ``--connect`` nor the environment says.
+DEFAULT_ENDPOINT = "tcp:127.0.0.1:9000"
+#: The environment variable that overrides :data:`DEFAULT_ENDPOINT`.
+ENDPOINT_ENV = "REQRESP_CONNECT"
+#: Seconds to wait for the connection, and then for each answer.
+DEFAULT_TIMEOUT = 10.0
+#: Seconds between two pings of ``reqresp ping --count N``, as ping(8).
+PING_INTERVAL = 1.0
+#: Seconds to wait for an orderly close before giving up on it: the work is
+#: done by then, so a slow close must not delay the exit code.
+CLOSE_TIMEOUT = 1.0
+
+_EPILOG = f"""\
+exit status:
+  {EXIT_OK}  success
+  {EXIT_REMOTE}  the server answered with an error status (printed as CODE: message)
+  {EXIT_USAGE}  usage error (bad arguments, body not valid JSON, bad endpoint)
+  {EXIT_CONNECTION}  cannot connect, or the connection was lost
+  {EXIT_TIMEOUT}  timed out (connecting, or waiting for an answer)
+
+The endpoint defaults to ${ENDPOINT_ENV}, or {DEFAULT_ENDPOINT} if that is unset.
+"""
+
+
+class CommandError(Exception):
+    """
+    The command failed: print ``reqresp: <message>`` and exit with ``code``.
+
+    :ivar message: one line for stderr.
+    :ivar code: the exit status.
+    """
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message, code)
+        self.message = message
+        self.code = code
+
+
+# -- arguments -------------------------------------------------------------------
+
+
+def _metadata_pair(text: str) -> tuple[str, str]:
+    key, equals, value = text.partition("=")
+    if not equals or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, not {text!r}")
+    return key, value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds: {text!r}")
+    return value
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1: {text!r}")
+    return value
+
+
+def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentParser:
+    """
+    Build the ``reqresp`` argument parser.
+
+    :param environ: the environment to read :data:`ENDPOINT_ENV` from
+        (``os.environ`` if omitted).
+    :returns: the parser; its result has ``command`` set to ``"call"``,
+        ``"methods"`` or ``"ping"``.
+    """
+    environ = os.environ if environ is None else environ
+    endpoint = environ.get(ENDPOINT_ENV) or DEFAULT_ENDPOINT
+
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--connect",
+        "-c",
+        metavar="ENDPOINT",
+        default=endpoint,
+        help=f"client endpoint string of the server [default: {endpoint}]",
+    )
+    common.add_argument(
+        "--timeout",
+        "-t",
+        metavar="S",
+        type=_seconds,
+        default=DEFAULT_TIMEOUT,
+        help=f"seconds to wait to connect, then for each answer [default: {DEFAULT_TIMEOUT:g}]",
+    )
+
+    parser = argparse.ArgumentParser(
+        prog="reqresp",
+        description="Call a twisted-reqresp server.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    call = commands.add_parser(
+        "call",
+        parents=[common],
+        help="call a method and print its answer",
+        description=(
+            "Call METHOD with BODY and print the answer: as JSON if it is JSON "
+            "(indented for objects and arrays), else its bytes unchanged."
+        ),
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    call.add_argument(
+        "--metadata",
+        "-m",
+        metavar="KEY=VALUE",
+        type=_metadata_pair,
+        action="append",
+        default=[],
+        help="send this metadata entry with the request (repeatable)",
+    )
+    call.add_argument(
+        "--raw",
+        action="store_true",
+        help="send BODY's UTF-8 bytes unchanged instead of checking it is JSON",
+    )
+    call.add_argument("method", metavar="METHOD", help="the method name")
+    call.add_argument(
+        "body",
+        metavar="BODY",
+        nargs="?",
+        help="the request body: JSON (sent compact), or @PATH to send a file's bytes "
+        "(@- for stdin); empty if omitted",
+    )
+
+    commands.add_parser(
+        "methods",
+        parents=[common],
+        help="list the server's methods",
+        description="Call the 'methods' method and print one name per line.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+    ping = commands.add_parser(
+        "ping",
+        parents=[common],
+        help="measure round trips with PING frames",
+        description="Send PING frames and print each round-trip time.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ping.add_argument(
+        "--count",
+        "-n",
+        metavar="N",
+        type=_count,
+        default=1,
+        help=f"pings to send, {PING_INTERVAL:g} s apart [default: 1]",
+    )
+    return parser
+
+
+# -- bodies ----------------------------------------------------------------------------
+
+
+def encode_body(
+    body: str | None,
+    *,
+    raw: bool = False,
+    read_file: Callable[[str], bytes] | None = None,
+) -> bytes:
+    """
+    Turn the BODY argument into request bytes.
+
+    :param body: the argument, or ``None`` if it was omitted (an empty body).
+    :param raw: send ``body``'s UTF-8 bytes unchanged.
+    :param read_file: reads ``@PATH`` bodies (``"-"`` means stdin); reads the
+        file system and ``sys.stdin`` if omitted.
+    :returns: the bytes: compact UTF-8 JSON, a file's bytes, or ``body``'s
+        UTF-8 bytes with ``raw``.
+    :raises CommandError: with :data:`EXIT_USAGE` if the body is not valid
+        JSON or the file cannot be read.
+    """
+    if body is None:
+        return b""
+    if raw:
+        return body.encode("utf-8")
+    if body.startswith("@"):
+        path = body[1:]
+        try:
+            return (read_file or _read_file)(path)
+        except OSError as e:
+            raise CommandError(f"cannot read {path!r}: {e.strerror or e}", EXIT_USAGE) from e
+    try:
+        value = json.loads(body)
+    except ValueError as e:
+        raise CommandError(
+            f"BODY is not valid JSON ({e}); use --raw to send it as it is", EXIT_USAGE
+        ) from e
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def _read_file(path: str) -> bytes:
+    if path == "-":
+        return sys.stdin.buffer.read()
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def format_body(data: bytes) -> bytes:
+    """
+    Turn an answer's body into what ``reqresp call`` prints.
+
+    :param data: the body.
+    :returns: JSON with a newline if ``data`` is UTF-8 JSON (indented by two
+        spaces for objects and arrays, compact for scalars); otherwise
+        ``data`` itself, unchanged, so binary answers can be redirected to a
+        file.
+    """
+    try:
+        value = json.loads(data.decode("utf-8"))
+    except ValueError:  # UnicodeDecodeError is a ValueError too
+        return data
+    indent = 2 if isinstance(value, (dict, list)) else None
+    return json.dumps(value, indent=indent, ensure_ascii=False).encode("utf-8") + b"\n"
+
+
+# -- the work, on a connected client ------------------------------------------------------
+
+
+@inlineCallbacks
+def run_call(
+    client: Client,
+    method: str,
+    body: bytes,
+    *,
+    out: BinaryIO,
+    timeout: float | None = DEFAULT_TIMEOUT,
+    metadata: Sequence[tuple[str, str]] = (),
+) -> Generator[Deferred[Any], Any, int]:
+    """
+    Call ``method`` and write the formatted answer to ``out``.
+
+    :param client: a connected client.
+    :param method: the method name.
+    :param body: the request body's bytes.
+    :param out: where the answer goes (binary).
+    :param timeout: seconds to wait for the answer.
+    :param metadata: the request's metadata pairs.
+    :returns: a Deferred firing with :data:`EXIT_OK`, or failing with
+        :class:`CommandError` (see :func:`explain`).
+    """
+    try:
+        reply = yield client.call(method, body, timeout=timeout, metadata=metadata)
+    except Exception as e:
+        raise explain(e, timeout=timeout) from e
+    out.write(format_body(reply.body))
+    out.flush()
+    return EXIT_OK
+
+
+@inlineCallbacks
+def run_methods(
+    client: Client, *, out: BinaryIO, timeout: float | None = DEFAULT_TIMEOUT
+) -> Generator[Deferred[Any], Any, int]:
+    """
+    Call ``methods`` and write one name per line to ``out``.
+
+    :param client: a connected client.
+    :param out: where the names go (binary).
+    :param timeout: seconds to wait for the answer.
+    :returns: a Deferred firing with :data:`EXIT_OK`, or failing with
+        :class:`CommandError`, with :data:`EXIT_REMOTE` as well when the
+        answer is not a JSON list of names.
+    """
+    try:
+        reply = yield client.call("methods", None, codec=JSON, timeout=timeout)
+    except Exception as e:
+        raise explain(e, timeout=timeout) from e
+    names = reply.body
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise CommandError("the answer to 'methods' is not a JSON list of names", EXIT_REMOTE)
+    out.write("".join(f"{name}\n" for name in names).encode("utf-8"))
+    out.flush()
+    return EXIT_OK
+
+
+@inlineCallbacks
+def run_ping(
+    client: Client,
+    clock: IReactorTime,
+    *,
+    out: BinaryIO,
+    endpoint: str,
+    count: int = 1,
+    timeout: float | None = DEFAULT_TIMEOUT,
+    interval: float = PING_INTERVAL,
+) -> Generator[Deferred[Any], Any, int]:
+    """
+    Send ``count`` PING frames, ``interval`` seconds apart, and write one
+    line per pong: ``pong from ENDPOINT: time=0.21 ms``.
+
+    :param client: a connected client.
+    :param clock: times the pauses between pings and the timeouts.
+    :param out: where the lines go (binary).
+    :param endpoint: the server's name in the lines.
+    :param count: how many pings.
+    :param timeout: seconds to wait for each pong.
+    :param interval: seconds between two pings.
+    :returns: a Deferred firing with :data:`EXIT_OK` once every pong came
+        back, or failing with :class:`CommandError` at the first that did not.
+    """
+    for n in range(count):
+        if n:
+            yield deferLater(clock, interval, lambda: None)
+        pinging = client.ping()
+        if timeout is not None:
+            pinging.addTimeout(timeout, clock)
+        try:
+            seconds = yield pinging
+        except Exception as e:
+            raise explain(e, timeout=timeout) from e
+        out.write(f"pong from {endpoint}: time={seconds * 1000:.2f} ms\n".encode())
+        out.flush()
+    return EXIT_OK
+
+
+# -- errors ---------------------------------------------------------------------------------
+
+
+def explain(error: BaseException, *, timeout: float | None, endpoint: str = "") -> CommandError:
+    """
+    Turn what a connection or a call failed with into a one-line message and
+    an exit status.
+
+    :param error: the exception.
+    :param timeout: the timeout in force, for the message.
+    :param endpoint: the server's endpoint string, for connection messages.
+    :returns: the :class:`CommandError` to report.
+    """
+    where = f": {endpoint}" if endpoint else ""
+    if isinstance(error, CommandError):
+        return error
+    if isinstance(error, (DeadlineExceeded, DeferTimeout, CancelledError)) or (
+        # The server's copy of the deadline may fire just before ours.
+        isinstance(error, RemoteError) and error.code == StatusCode.DEADLINE_EXCEEDED
+    ):
+        after = f" after {timeout:g} s" if timeout is not None else ""
+        return CommandError(f"timed out{after}", EXIT_TIMEOUT)
+    if isinstance(error, ierror.ConnectionRefusedError):
+        return CommandError(f"connection refused{where}", EXIT_CONNECTION)
+    if isinstance(error, ConnectionClosed):
+        return CommandError(f"connection lost{where}: {error.message}", EXIT_CONNECTION)
+    if isinstance(error, StatusError):
+        return CommandError(str(error), EXIT_REMOTE)
+    if isinstance(error, (ierror.ConnectError, ierror.ConnectionLost, ierror.ConnectionDone)):
+        detail = str(error).strip().rstrip(".")
+        return CommandError(f"cannot connect{where}: {detail}", EXIT_CONNECTION)
+    if isinstance(error, OSError):
+        return CommandError(f"cannot connect{where}: {error.strerror or error}", EXIT_CONNECTION)
+    return CommandError(f"unexpected error: {type(error).__name__}: {error}", EXIT_REMOTE)
+
+
+def _timed_out(result: Any, timeout: float) -> Any:
+    # Called only when the timeout fired.  Cancelling an endpoint's connect
+    # fails with ConnectingCancelledError, not CancelledError, which
+    # addTimeout's default would pass through unconverted.
+    if isinstance(result, Failure):
+        raise DeferTimeout(f"timed out after {timeout:g} s")
+    return result
+
+
+# -- running ---------------------------------------------------------------------------------
+
+
+@inlineCallbacks
+def run(
+    reactor: Any,
+    args: argparse.Namespace,
+    *,
+    out: BinaryIO,
+    connector: Callable[..., Deferred[Client]] = connect,
+) -> Generator[Deferred[Any], Any, int]:
+    """
+    Connect as ``args`` says, run its command, and close.
+
+    :param reactor: the reactor to connect with (also the clock).
+    :param args: what :func:`build_parser` parsed.
+    :param out: where the command's output goes (binary).
+    :param connector: :func:`twisted_reqresp.connect`, or a stand-in in tests.
+    :returns: a Deferred firing with :data:`EXIT_OK` or failing with
+        :class:`CommandError`.
+    """
+    body = b""
+    if args.command == "call":
+        # Checked before connecting: a typo should not wait for a server.
+        body = encode_body(args.body, raw=args.raw)
+    endpoint: str = args.connect
+    timeout: float = args.timeout
+    try:
+        connecting = connector(reactor, endpoint, timeout=timeout)
+    except (ValueError, TypeError, KeyError) as e:
+        raise CommandError(f"invalid endpoint {endpoint!r}: {e}", EXIT_USAGE) from e
+    connecting.addTimeout(timeout, reactor, onTimeoutCancel=_timed_out)
+    try:
+        client = yield connecting
+    except Exception as e:
+        raise explain(e, timeout=timeout, endpoint=endpoint) from e
+    try:
+        if args.command == "call":
+            code = yield run_call(
+                client, args.method, body, out=out, timeout=timeout, metadata=args.metadata
+            )
+        elif args.command == "methods":
+            code = yield run_methods(client, out=out, timeout=timeout)
+        else:
+            code = yield run_ping(
+                client, reactor, out=out, endpoint=endpoint, count=args.count, timeout=timeout
+            )
+    finally:
+        closing = client.close()
+        closing.addTimeout(CLOSE_TIMEOUT, reactor)
+        # The outcome is known; a close that fails or hangs must not change it.
+        closing.addErrback(lambda _: client.abort())
+        yield closing
+    return int(code)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """
+    The ``reqresp`` console script.
+
+    :param argv: the arguments after the program name (``sys.argv[1:]`` if
+        omitted).
+    :returns: the exit status (see the module's exit-status constants).
+    """
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help, or a usage error argparse already printed
+        return int(e.code or 0)
+    status = 0
+
+    def _main(reactor: Any) -> Deferred[None]:
+        d = run(reactor, args, out=sys.stdout.buffer)
+
+        def report(code: int) -> None:
+            nonlocal status
+            status = code
+
+        def fail(failure: Failure) -> None:
+            nonlocal status
+            error = failure.value
+            assert error is not None
+            if not isinstance(error, CommandError):
+                error = explain(error, timeout=args.timeout, endpoint=args.connect)
+            sys.stderr.write(f"reqresp: {error.message}\n")
+            sys.stderr.flush()
+            status = error.code
+
+        return d.addCallbacks(report, fail)
+
+    try:
+        react(_main)
+    except SystemExit as e:
+        # react always exits; the status is what run decided.
+        if e.code not in (0, None):
+            return int(e.code) if isinstance(e.code, int) else 1
+    return status

@@ -1,0 +1,392 @@
+"""
+``twistd reqresp`` / ``twist reqresp``: command-line options and the service.
+
+The plugin in ``twisted/plugins/twisted_reqresp.py`` names this module; twistd
+imports it only when the ``reqresp`` subcommand is used.  Each ``--port`` is
+a Twisted server endpoint string served by
+:func:`twisted.application.strports.service`, which gives TCP, TLS,
+UNIX sockets, ``haproxy:`` and ``systemd:`` socket activation for free, as
+``twisted/tap/portforward.py`` does.
+
+Nothing here touches the global reactor while parsing options: ``twist``
+installs the reactor it was asked for only after the subcommand's options
+are parsed, so an early import would install the wrong one.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+from twisted.application import strports
+from twisted.application.service import IService, MultiService
+from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import serverFromString
+from twisted.internet.testing import MemoryReactor
+from twisted.logger import Logger
+from twisted.python import usage
+from zope.interface import providedBy
+
+from ._binary import BinaryFormat
+from ._connection import WireFormat
+from ._limits import DEFAULT_LIMITS, Limits
+from ._server import ServerFactory
+from ._service import default_factory
+from .interfaces import IResponder, IResponderFactory
+
+__all__ = ["Options", "ReqRespService", "makeService", "resolve_responder"]
+
+_log = Logger(namespace="twisted_reqresp.tap")
+
+#: The ``--wire`` choices.  ``auto`` tells binary from line by the first
+#: byte, so one port serves both programs and people with ``nc``.
+WIRE_FORMATS = ("auto", "binary", "line")
+
+#: Where the server listens when no ``--port`` is given.
+DEFAULT_PORT = "tcp:9000"
+
+#: The name the logs give the default service.
+DEFAULT_RESPONDER_NAME = "the default service (echo, methods, ping, sleep, stats)"
+
+
+@dataclass(frozen=True)
+class _LimitOption:
+    """One ``--max-*`` / timeout option and the :class:`Limits` field it sets."""
+
+    #: The option name, without the dashes.
+    option: str
+    #: What the value is: ``int`` or ``float`` (seconds).
+    kind: type[int] | type[float]
+    #: Whether ``0`` means "off" (the field may be ``None``).
+    zero_is_off: bool
+    #: The help text, without the default.
+    help: str
+
+    @property
+    def field(self) -> str:
+        """The :class:`Limits` field's name."""
+        return self.option.replace("-", "_")
+
+    def describe(self) -> str:
+        """:returns: the help text with the default, and how to turn it off."""
+        default = getattr(DEFAULT_LIMITS, self.field)
+        if default is None:
+            return f"{self.help} [default: off]"
+        shown = f"{default:g} s" if self.kind is float else str(default)
+        off = "; 0: off" if self.zero_is_off else ""
+        return f"{self.help} [default: {shown}{off}]"
+
+
+#: Every server-side field of :class:`Limits` (``max_queued_calls`` is the
+#: client's), in the order of ``docs/operating-limits.md``.
+LIMIT_OPTIONS = (
+    _LimitOption("max-frame-size", int, False, "Largest frame accepted, in bytes."),
+    _LimitOption(
+        "max-concurrent", int, False, "Requests in flight per connection before reading pauses."
+    ),
+    _LimitOption("max-line-length", int, False, "Longest line of the line format, in bytes."),
+    _LimitOption("max-metadata-entries", int, False, "Most metadata entries in one message."),
+    _LimitOption("preface-timeout", float, True, "Seconds a new connection has to handshake."),
+    _LimitOption("idle-timeout", float, True, "Seconds an idle connection is kept open."),
+    _LimitOption("ping-interval", float, True, "Seconds of silence before a keepalive PING."),
+    _LimitOption("ping-timeout", float, False, "Seconds a PING may go unanswered."),
+    _LimitOption("max-deadline", float, True, "Longest deadline granted, in seconds."),
+    _LimitOption("max-connections", int, True, "Connections open at once."),
+    _LimitOption("max-connections-per-peer", int, True, "Connections open at once per peer IP."),
+    _LimitOption("grace", float, False, "Seconds a stopping server lets running requests finish."),
+)
+
+
+def _wire_format(name: str) -> WireFormat:
+    """
+    Make the wire format called ``name``.
+
+    The line and auto formats are imported here, not at the top, so that a
+    server that does not use them does not load them.
+
+    :param name: one of :data:`WIRE_FORMATS`.
+    :returns: a new wire format.
+    :raises ValueError: for any other name.
+    """
+    if name == "binary":
+        return BinaryFormat()
+    if name == "line":
+        from ._line import LineFormat
+
+        return LineFormat()
+    if name == "auto":
+        from ._auto import AutoFormat
+
+        # cast: AutoCodec.frame_overhead is a read-only property where the
+        # WireCodec protocol declares a settable attribute.
+        return cast(WireFormat, AutoFormat())
+    raise ValueError(f"unknown wire format {name!r}; choose from {', '.join(WIRE_FORMATS)}")
+
+
+def _describe_provides(obj: object) -> str:
+    names = sorted(interface.__name__ for interface in providedBy(obj))
+    return ", ".join(names) if names else "no interfaces"
+
+
+def _is_responder(obj: object) -> bool:
+    return IResponder.providedBy(obj) or IResponderFactory.providedBy(obj)
+
+
+def resolve_responder(spec: str) -> IResponder | IResponderFactory:
+    """
+    Find the responder named by a ``--responder`` value.
+
+    :param spec: ``package.module:name``, where ``name`` may be a dotted
+        attribute path (``pkg.mod:App.router``).  The object must provide
+        :class:`~twisted_reqresp.interfaces.IResponder` or
+        :class:`~twisted_reqresp.interfaces.IResponderFactory`, or be
+        callable with no arguments (a class, a factory function) returning
+        such a provider.
+    :returns: the provider.
+    :raises twisted.python.usage.UsageError: saying what is wrong with
+        ``spec``: its shape, the import, the attribute, or what the object
+        provides.
+    """
+    module_name, colon, path = spec.partition(":")
+    if not colon or not module_name or not path:
+        raise usage.UsageError(f"--responder must look like 'package.module:object', not {spec!r}")
+    try:
+        obj: Any = importlib.import_module(module_name)
+    except Exception as e:  # ImportError, or whatever the module's own code raised
+        raise usage.UsageError(
+            f"--responder {spec!r}: cannot import {module_name!r}: {type(e).__name__}: {e}"
+        ) from e
+    for part in path.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError as e:
+            raise usage.UsageError(
+                f"--responder {spec!r}: {module_name!r} has no attribute {path!r}"
+            ) from e
+    if _is_responder(obj):
+        return obj  # type: ignore[no-any-return]
+    if not callable(obj):
+        raise usage.UsageError(
+            f"--responder {spec!r} is an object of type {type(obj).__name__} providing "
+            f"{_describe_provides(obj)}; it must provide IResponder or IResponderFactory, "
+            "or be a callable returning such a provider"
+        )
+    try:
+        made = obj()
+    except Exception as e:
+        raise usage.UsageError(
+            f"--responder {spec!r}: calling it with no arguments failed: {type(e).__name__}: {e}"
+        ) from e
+    if _is_responder(made):
+        return made  # type: ignore[no-any-return]
+    raise usage.UsageError(
+        f"--responder {spec!r} returned an object of type {type(made).__name__} providing "
+        f"{_describe_provides(made)}; it must provide IResponder or IResponderFactory"
+    )
+
+
+def _check_endpoint(description: str) -> None:
+    # serverFromString wants a reactor, but the built-in endpoint parsers only
+    # store it; a MemoryReactor stands in so that parsing never installs the
+    # global reactor (see the module docstring).  The endpoint is thrown away
+    # and made again in makeService with the real reactor.
+    try:
+        serverFromString(MemoryReactor(), description)  # type: ignore[no-untyped-call, unused-ignore]
+    except Exception as e:
+        raise usage.UsageError(f"--port {description!r}: {e}") from e
+
+
+class Options(usage.Options):
+    """
+    The options of ``twistd reqresp`` and ``twist reqresp``.
+
+    After parsing, ``self["ports"]`` holds the endpoint strings,
+    ``self["responder"]`` the provider to serve (``None`` for the default
+    service), ``self["responder_name"]`` what the logs call it,
+    ``self["wire_format"]`` the :class:`WireFormat` and ``self["limits"]``
+    the :class:`~twisted_reqresp.Limits`.
+    """
+
+    synopsis = "[options]"
+    longdesc = (
+        "Serve a twisted-reqresp responder on one or more endpoints: any Twisted "
+        "server endpoint string, such as tcp:9000, tcp:9000:interface=127.0.0.1, "
+        "ssl:9443:privateKey=key.pem, unix:/run/reqresp.sock, haproxy:tcp:9000 or "
+        "systemd:domain=INET:index=0. Without --responder, serve the default "
+        "service: echo, methods, ping, sleep and stats."
+    )
+
+    optParameters: Sequence[Sequence[Any]] = [
+        [
+            "responder",
+            "r",
+            None,
+            "What to serve: package.module:object, an IResponder or "
+            "IResponderFactory provider, or a no-argument callable returning one.",
+        ],
+        ["wire", "w", "auto", f"Wire format: {', '.join(WIRE_FORMATS)}."],
+        *([limit.option, None, None, limit.describe()] for limit in LIMIT_OPTIONS),
+    ]
+
+    compData = usage.Completions(  # type: ignore[no-untyped-call, unused-ignore]
+        optActions={"wire": usage.CompleteList(list(WIRE_FORMATS))}  # type: ignore[no-untyped-call, unused-ignore]
+    )
+
+    def __init__(self) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self["ports"] = []
+
+    def opt_port(self, description: str) -> None:
+        """Listen on this endpoint (repeatable); a bare number N means tcp:N [default: tcp:9000]"""
+        description = description.strip()
+        if not description:
+            raise usage.UsageError("--port needs an endpoint, such as tcp:9000")
+        if description.isdigit():
+            description = f"tcp:{description}"
+        self["ports"].append(description)
+
+    opt_p = opt_port
+
+    def postOptions(self) -> None:
+        """Fill in the default port and resolve the responder, wire format and limits."""
+        if not self["ports"]:
+            self["ports"].append(DEFAULT_PORT)
+        for description in self["ports"]:
+            _check_endpoint(description)
+
+        wire = self["wire"]
+        if wire not in WIRE_FORMATS:
+            raise usage.UsageError(f"--wire must be one of {', '.join(WIRE_FORMATS)}, not {wire!r}")
+        try:
+            self["wire_format"] = _wire_format(wire)
+        except ImportError as e:
+            raise usage.UsageError(f"wire format {wire!r} is not available: {e}") from e
+
+        self["limits"] = _parse_limits(self)
+
+        spec = self["responder"]
+        if spec is None:
+            self["responder_name"] = DEFAULT_RESPONDER_NAME
+        else:
+            self["responder"] = resolve_responder(spec)
+            self["responder_name"] = spec
+
+
+def _parse_limits(options: usage.Options) -> Limits:
+    given: dict[str, int | float | None] = {}
+    for limit in LIMIT_OPTIONS:
+        text = options[limit.option]
+        if text is None:
+            continue
+        value: int | float | None
+        try:
+            value = limit.kind(text)
+        except ValueError as e:
+            what = "an integer" if limit.kind is int else "a number of seconds"
+            raise usage.UsageError(f"--{limit.option} must be {what}, not {text!r}") from e
+        if limit.kind is float and not math.isfinite(value):
+            raise usage.UsageError(f"--{limit.option} must be a finite number, not {text!r}")
+        if limit.zero_is_off and value == 0:
+            value = None
+        try:
+            # Checked one at a time so that the message names the option.
+            Limits(**{limit.field: value})  # type: ignore[arg-type]
+        except ValueError as e:
+            raise usage.UsageError(f"--{limit.option} {text!r} is out of range: {e}") from e
+        given[limit.field] = value
+    try:
+        return Limits(**given)  # type: ignore[arg-type]
+    except ValueError as e:  # a limit that depends on another
+        raise usage.UsageError(str(e)) from e
+
+
+class ReqRespService(MultiService):
+    """
+    The service ``makeService`` returns: one endpoint service per port, all
+    sharing one :class:`~twisted_reqresp.ServerFactory` (so ``stats``
+    counts the whole server).
+
+    Stopping it drains the server (``docs/operating-limits.md``, "Graceful
+    drain"): it stops listening on every port, then sends GOAWAY on every
+    connection and waits for the requests already accepted, at most
+    ``limits.grace`` seconds.  twistd waits for that before it stops the
+    reactor, so SIGTERM lets running calls finish.
+
+    :ivar factory: the shared server factory.
+    :ivar ports: the endpoint strings, in the order given.
+    :ivar responder_name: what the logs call the responder.
+    """
+
+    def __init__(self, factory: ServerFactory, ports: Sequence[str], responder_name: str) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self.factory = factory
+        self.ports = list(ports)
+        self.responder_name = responder_name
+
+    def startService(self) -> None:
+        """Log what is served where, then start listening."""
+        for description in self.ports:
+            _log.info(
+                "reqresp: serving {responder} on {endpoint} (wire format: {wire})",
+                responder=self.responder_name,
+                endpoint=description,
+                wire=self.factory.wire.name,
+            )
+        super().startService()  # type: ignore[no-untyped-call]
+
+    def stopService(self) -> Deferred[None]:
+        """
+        Stop listening, then drain the connections.
+
+        :returns: a Deferred that fires once every connection is closed.
+        """
+        stopping: Deferred[Any] = super().stopService()  # type: ignore[no-untyped-call]
+        factory = self.factory
+
+        def drain(_: object) -> Deferred[None]:
+            _log.info(
+                "reqresp: stopped listening; draining {count} connection(s), grace {grace:g} s",
+                count=len(factory.connections),
+                grace=factory.limits.grace,
+            )
+            return factory.drain()
+
+        return stopping.addCallback(drain)
+
+
+def make_service(options: Options, reactor: Any) -> ReqRespService:
+    """
+    Build the service from parsed options, with an explicit reactor.
+
+    :param options: parsed :class:`Options`.
+    :param reactor: listens on the ports and is the servers' clock.
+    :returns: a :class:`ReqRespService`, not started.
+    """
+    wire: WireFormat = options["wire_format"]
+    limits: Limits = options["limits"]
+    if options["responder"] is None:
+        factory = default_factory(wire=wire, limits=limits, clock=reactor)
+    else:
+        factory = ServerFactory(options["responder"], wire=wire, limits=limits, clock=reactor)
+    service = ReqRespService(factory, options["ports"], options["responder_name"])
+    for description in options["ports"]:
+        endpoint_service = strports.service(description, factory, reactor=reactor)
+        endpoint_service.setServiceParent(service)  # type: ignore[no-untyped-call, unused-ignore]
+    return service
+
+
+def makeService(options: Options) -> IService:
+    """
+    twistd's entry point: build the service from parsed options.
+
+    :param options: parsed :class:`Options`.
+    :returns: a :class:`ReqRespService` on the global reactor, not started.
+    """
+    # Looked up here, not at import: twistd and twist have installed the
+    # reactor they were asked for by now.
+    from twisted.internet import reactor
+
+    return make_service(options, reactor)
