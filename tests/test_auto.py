@@ -11,7 +11,6 @@ from twisted_reqresp import AutoFormat, Limits, Router, ServerFactory
 from twisted_reqresp.testing import connected_pair
 from twisted_reqresp.wire import Role
 
-
 _ROUTER = Router()
 _ROUTER.add("echo", lambda call: call.body)
 
@@ -45,9 +44,7 @@ class AutoFormatTests(SynchronousTestCase):
         """Typed text is served the line format, on the same factory."""
         factory, _ = _factory()
         transport = _feed(factory, b"echo hello\r\n", b"nope\n")
-        self.assertEqual(
-            transport.value(), b"OK hello\r\nERR NOT_FOUND unknown method 'nope'\r\n"
-        )
+        self.assertEqual(transport.value(), b"OK hello\r\nERR NOT_FOUND unknown method 'nope'\r\n")
         self.assertFalse(transport.disconnecting)
 
     def test_split_first_byte(self) -> None:
@@ -82,4 +79,3 @@ class AutoFormatTests(SynchronousTestCase):
     def test_client_role_refused(self) -> None:
         """A client cannot detect: it must know what it speaks."""
         self.assertRaises(ValueError, AutoFormat().codec, Role.CLIENT, Limits())
-

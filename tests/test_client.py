@@ -49,7 +49,9 @@ class CallTests(SynchronousTestCase):
         pair = connected_pair(router)
         calls = [pair.client.call("echo", str(i).encode()) for i in range(100)]
         pair.pump()
-        self.assertEqual([self.successResultOf(d).body for d in calls], [str(i).encode() for i in range(100)])
+        self.assertEqual(
+            [self.successResultOf(d).body for d in calls], [str(i).encode() for i in range(100)]
+        )
         self.assertEqual(pair.client_protocol.pending, {})
 
     def test_timeout(self) -> None:
@@ -104,6 +106,15 @@ class CallTests(SynchronousTestCase):
         d = pair.client.call("j", [1, "two"])
         pair.pump()
         self.assertEqual(self.successResultOf(d).body, {"got": [1, "two"]})
+
+    def test_no_body_with_a_codec(self) -> None:
+        """A call without a body sends an empty body whatever the codec."""
+        router = Router()
+        router.add("none", lambda call: {"got": call.body}, codec=JSON)
+        pair = connected_pair(router, codec=JSON)
+        d = pair.client.call("none")
+        pair.pump()
+        self.assertEqual(self.successResultOf(d).body, {"got": None})
 
     def test_unencodable_body_fails_not_raises(self) -> None:
         """A body the codec cannot encode fails the Deferred; call does not raise."""

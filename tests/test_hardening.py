@@ -13,6 +13,7 @@ from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
 from twisted_reqresp import (
+    DEFAULT_LIMITS,
     Call,
     ConnectionClosed,
     Limits,
@@ -42,7 +43,8 @@ def _router() -> tuple[Router, list[Deferred[Any]]]:
 
 
 def _raw_server(
-    limits: Limits = Limits(), host: str = "127.0.0.1"  # noqa: B008
+    limits: Limits = DEFAULT_LIMITS,
+    host: str = "127.0.0.1",
 ) -> tuple[ServerFactory, Any, StringTransport, MemoryReactorClock]:
     clock = MemoryReactorClock()
     router, _ = _router()
@@ -175,7 +177,7 @@ class ConnectionLimitTests(SynchronousTestCase):
 
     def test_refusal_is_a_goaway(self) -> None:
         """A refused binary client reads a GOAWAY, not SETTINGS."""
-        factory, protocol, transport, _ = _raw_server(Limits(max_connections=1))
+        factory, _, _, _ = _raw_server(Limits(max_connections=1))
         second = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40001))
         second_transport = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 40001))
         second.makeConnection(second_transport)
@@ -230,7 +232,9 @@ class DeadlineCapTests(SynchronousTestCase):
         pair.pump()
         pair.clock.advance(2.0)
         pair.pump()
-        self.assertEqual(self.failureResultOf(d, RemoteError).value.code, StatusCode.DEADLINE_EXCEEDED)
+        self.assertEqual(
+            self.failureResultOf(d, RemoteError).value.code, StatusCode.DEADLINE_EXCEEDED
+        )
         self.assertTrue(waiting[0].called)
 
 
@@ -341,4 +345,3 @@ class ClientQueueTests(SynchronousTestCase):
         d = pair.client.call("echo")
         pair.disconnect()
         self.assertTrue(self.failureResultOf(d, ConnectionClosed).value.retry_safe)
-

@@ -97,7 +97,9 @@ class ResponderKindsTests(SynchronousTestCase):
         for i, d in reversed(list(enumerate(waiting))):
             d.callback(str(i).encode())
         pair.pump()
-        self.assertEqual([self.successResultOf(c).body for c in calls], [b"0", b"1", b"2", b"3", b"4"])
+        self.assertEqual(
+            [self.successResultOf(c).body for c in calls], [b"0", b"1", b"2", b"3", b"4"]
+        )
 
     def test_json_codec(self) -> None:
         """A JSON method gets decoded values and its result is encoded."""
@@ -141,7 +143,9 @@ class ErrorTranslationTests(SynchronousTestCase):
             raise StatusError(4242, "application says no", b"\x00\x01")
 
         error = self._call(router, "fail")
-        self.assertEqual((error.code, error.message, error.details), (4242, "application says no", b"\x00\x01"))
+        self.assertEqual(
+            (error.code, error.message, error.details), (4242, "application says no", b"\x00\x01")
+        )
 
     def test_declared_exception_mapping(self) -> None:
         """An exception type declared with errors= is answered with its status."""
@@ -197,7 +201,9 @@ class ErrorTranslationTests(SynchronousTestCase):
         pair = connected_pair(router, client_limits=Limits(max_frame_size=1024))
         d = pair.client.call("big")
         pair.pump()
-        self.assertEqual(self.failureResultOf(d, RemoteError).value.code, StatusCode.RESOURCE_EXHAUSTED)
+        self.assertEqual(
+            self.failureResultOf(d, RemoteError).value.code, StatusCode.RESOURCE_EXHAUSTED
+        )
 
 
 def _failed(error: Exception) -> Deferred[Any]:
@@ -221,7 +227,7 @@ class DeadlineAndCancelTests(SynchronousTestCase):
         self.assertEqual(self.successResultOf(d2).body, b"None")
 
     def test_deadline_cancels_coroutine(self) -> None:
-        """When the deadline passes the coroutine sees CancelledError and the caller DEADLINE_EXCEEDED."""
+        """At the deadline the coroutine sees CancelledError and the caller DEADLINE_EXCEEDED."""
         router = Router()
         seen: list[str] = []
         forever: Deferred[None] = Deferred()
@@ -370,7 +376,9 @@ class BackpressureTests(SynchronousTestCase):
         for d in waiting[3:]:
             d.callback(b"c")
         pair.pump()
-        self.assertEqual([self.successResultOf(c).body for c in calls], [b"a", b"b", b"b", b"c", b"c"])
+        self.assertEqual(
+            [self.successResultOf(c).body for c in calls], [b"a", b"b", b"b", b"c", b"c"]
+        )
         self.assertEqual(pair.server_transport.producerState, "producing")
 
     def test_write_backpressure_pauses_reading(self) -> None:

@@ -46,9 +46,9 @@ LINE = LineFormat()
 __all__ = [
     "APPLICATION_MIN",
     "BINARY",
+    "DEFAULT_LIMITS",
     "LINE",
     "AutoFormat",
-    "DEFAULT_LIMITS",
     "BinaryFormat",
     "Call",
     "Client",

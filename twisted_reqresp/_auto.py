@@ -16,7 +16,7 @@ from ._binary import BinaryFormat
 from ._connection import WireCodec, WireFormat
 from ._detect import detect_wire_format, reply_for_unknown
 from ._errors import LocalProtocolError
-from ._events import Event, ProtocolViolation, Role
+from ._events import Event, GoAway, ProtocolViolation, Role
 from ._limits import Limits
 from ._line import LineFormat
 from ._status import StatusCode
@@ -130,6 +130,11 @@ class AutoCodec:
     def encode(self, event: Event) -> bytes:
         """:returns: the event in the detected format."""
         if self._inner is None:
+            if isinstance(event, GoAway):
+                # A server draining before the peer said a word: there is no
+                # format to say it in.  The connection closes with nothing in
+                # flight, and a request that still comes is refused.
+                return b""
             raise LocalProtocolError("nothing can be sent before the peer's format is known")
         return self._inner.encode(event)
 

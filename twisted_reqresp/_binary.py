@@ -19,6 +19,7 @@ announcement of 4 GiB costs nothing but the header.
 from __future__ import annotations
 
 import struct
+from typing import cast
 
 from ._errors import LocalProtocolError
 from ._events import (
@@ -41,13 +42,13 @@ from ._limits import Limits
 from ._status import StatusCode, to_status
 
 __all__ = [
-    "BinaryCodec",
-    "BinaryFormat",
-    "FrameType",
     "HEADER_SIZE",
     "MAGIC",
     "PREFACE",
     "VERSION",
+    "BinaryCodec",
+    "BinaryFormat",
+    "FrameType",
     "describe_foreign_bytes",
     "foreign_reply",
 ]
@@ -341,9 +342,9 @@ class BinaryCodec:
                 return self._read_preface()
             event = self._next_frame()
             if event is not _SKIPPED:
-                return event
+                return cast("Event | None", event)
 
-    def _next_frame(self) -> Event | None | object:
+    def _next_frame(self) -> Event | object | None:
         if not self._contiguous(HEADER_SIZE):
             return None
         buf = self._buf
@@ -391,7 +392,9 @@ class BinaryCodec:
             return None
         (version,) = _U16.unpack_from(have, len(MAGIC))
         if version != VERSION:
-            self._foreign = f"reqresp: unsupported protocol version {version}; this server speaks {VERSION}\r\n".encode()
+            self._foreign = (
+                f"reqresp: unsupported protocol version {version}; this server speaks {VERSION}\r\n"
+            ).encode()
             return self._fail(
                 StatusCode.PROTOCOL_ERROR,
                 f"unsupported protocol version {version} (this side speaks {VERSION})",
@@ -403,7 +406,9 @@ class BinaryCodec:
         self._await_preface = False
         return PrefaceReceived(version=version)
 
-    def _decode(self, ftype: int, flags: int, rid: int, buf: bytes, pos: int, end: int) -> Event | object:
+    def _decode(
+        self, ftype: int, flags: int, rid: int, buf: bytes, pos: int, end: int
+    ) -> Event | object:
         if ftype == FrameType.REQUEST:
             if pos + 2 > end:
                 raise _Malformed("truncated method name length")
@@ -480,7 +485,9 @@ class BinaryCodec:
             ident, value = _SETTING.unpack_from(buf, offset)
             if ident == SETTING_MAX_FRAME_SIZE:
                 if value < MIN_MAX_FRAME_SIZE:
-                    raise _Malformed(f"max frame size {value} below the minimum {MIN_MAX_FRAME_SIZE}")
+                    raise _Malformed(
+                        f"max frame size {value} below the minimum {MIN_MAX_FRAME_SIZE}"
+                    )
                 max_frame = value
             elif ident == SETTING_MAX_CONCURRENT:
                 if value < 1:
@@ -516,7 +523,13 @@ class BinaryCodec:
             body = event.body
             if event.metadata:
                 md = _encode_metadata(event.metadata)
-                return _HEADER.pack(len(md) + len(body), FrameType.RESPONSE, FLAG_METADATA, event.request_id) + md + body
+                return (
+                    _HEADER.pack(
+                        len(md) + len(body), FrameType.RESPONSE, FLAG_METADATA, event.request_id
+                    )
+                    + md
+                    + body
+                )
             return _HEADER.pack(len(body), FrameType.RESPONSE, 0, event.request_id) + body
         if isinstance(event, Request):
             if not event.method:
@@ -526,16 +539,26 @@ class BinaryCodec:
             parts = [method]
             if event.deadline_ms is not None:
                 if not 0 <= event.deadline_ms <= 0xFFFF_FFFF:
-                    raise LocalProtocolError(f"deadline {event.deadline_ms} ms does not fit in 32 bits")
+                    raise LocalProtocolError(
+                        f"deadline {event.deadline_ms} ms does not fit in 32 bits"
+                    )
                 flags |= FLAG_DEADLINE
                 parts.append(_U32.pack(event.deadline_ms))
             if event.metadata:
                 flags |= FLAG_METADATA
                 parts.append(_encode_metadata(event.metadata))
             head = b"".join(parts)
-            return _HEADER.pack(len(head) + len(event.body), FrameType.REQUEST, flags, event.request_id) + head + event.body
+            return (
+                _HEADER.pack(
+                    len(head) + len(event.body), FrameType.REQUEST, flags, event.request_id
+                )
+                + head
+                + event.body
+            )
         if isinstance(event, ErrorResponse):
-            payload = _U32.pack(int(event.code)) + _text(event.message, "error message") + event.details
+            payload = (
+                _U32.pack(int(event.code)) + _text(event.message, "error message") + event.details
+            )
             flags = FLAG_RETRY_SAFE if event.retry_safe else 0
             return _HEADER.pack(len(payload), FrameType.ERROR, flags, event.request_id) + payload
         if isinstance(event, Cancel):
@@ -569,4 +592,6 @@ class BinaryCodec:
             return self._foreign
         if self._await_preface:
             return f"reqresp: {message}\r\n".encode()
-        return self.encode(GoAway(last_request_id=last_request_id, code=code, message=message[:1000]))
+        return self.encode(
+            GoAway(last_request_id=last_request_id, code=code, message=message[:1000])
+        )

@@ -24,6 +24,9 @@ from .interfaces import ICodec
 
 __all__ = ["Client", "ClientFactory", "connect"]
 
+#: ``Client.call``'s default body: nothing at all, not an encoded value.
+_NO_BODY: Any = object()
+
 
 class ClientFactory(Factory):
     """
@@ -39,7 +42,7 @@ class ClientFactory(Factory):
         self.limits = limits
         self.clock = clock
 
-    def buildProtocol(self, addr: IAddress) -> ClientProtocol:
+    def buildProtocol(self, addr: IAddress | None) -> ClientProtocol:
         """:returns: a new :class:`ClientProtocol`."""
         protocol = ClientProtocol(wire=self.wire, limits=self.limits, clock=self.clock)
         protocol.factory = self
@@ -75,7 +78,7 @@ class Client:
     def call(
         self,
         method: str,
-        body: Any = b"",
+        body: Any = _NO_BODY,
         *,
         codec: ICodec | None = None,
         timeout: float | None = None,
@@ -87,7 +90,8 @@ class Client:
         Never raises: every problem arrives as the Deferred's failure.
 
         :param method: the method name.
-        :param body: the request body, encoded with ``codec``.
+        :param body: the request body, encoded with ``codec``; omitted, the
+            request has an empty body whatever the codec.
         :param codec: the codec for this call (the client's by default).
         :param timeout: seconds to wait for the answer (the client's default
             if omitted).  It travels as the request's deadline, and when it
@@ -104,7 +108,12 @@ class Client:
         """
         codec = codec if codec is not None else self.codec
         try:
-            data = body if (codec is BYTES and type(body) is bytes) else codec.encode(body)
+            if body is _NO_BODY:
+                data = b""
+            elif type(body) is bytes and codec is BYTES:
+                data = body
+            else:
+                data = codec.encode(body)
         except Exception:
             return fail()
         d = self.protocol.call(
@@ -181,14 +190,15 @@ def connect(
         handshake is done, or fails with the endpoint's error (such as
         ``ConnectionRefusedError``) or :class:`~twisted_reqresp.ConnectionClosed`.
     """
-    if isinstance(endpoint, str):
-        endpoint = clientFromString(reactor, endpoint)
+    target: IStreamClientEndpoint = (
+        clientFromString(reactor, endpoint) if isinstance(endpoint, str) else endpoint
+    )
     factory = ClientFactory(
         wire=wire if wire is not None else BinaryFormat(),
         limits=limits,
         clock=clock if clock is not None else reactor,
     )
-    connecting: Deferred[Any] = endpoint.connect(factory)
+    connecting: Deferred[Any] = target.connect(factory)
     connecting.addCallback(lambda protocol: protocol.when_ready())
     connecting.addCallback(lambda protocol: Client(protocol, codec=codec, timeout=timeout))
     return connecting

@@ -54,7 +54,7 @@ def _deadline_ms(timeout: float) -> int:
 class _Queued:
     """A call waiting for the server to read again."""
 
-    __slots__ = ("body", "deferred", "deadline_ms", "metadata", "method", "request_id")
+    __slots__ = ("body", "deadline_ms", "deferred", "metadata", "method", "request_id")
 
     def __init__(
         self, method: str, body: bytes, metadata: Metadata, deadline_ms: int | None
@@ -218,11 +218,11 @@ class ClientProtocol(Protocol):
             d.errback(self._closed_error("connection lost before the answer", retry_safe=safe))
         self._fail_queued(lambda: self._closed_error("connection lost", retry_safe=True))
         pings, self._pings = self._pings, {}
-        for d, _ in pings.values():
-            d.errback(self._closed_error("connection lost before the pong"))
+        for ping, _ in pings.values():
+            ping.errback(self._closed_error("connection lost before the pong"))
         waiting, self._ready = self._ready, None
-        for d in waiting or ():
-            d.errback(self._closed_error("connection closed during the handshake"))
+        for ready in waiting or ():
+            ready.errback(self._closed_error("connection closed during the handshake"))
         waiters, self._close_waiters = self._close_waiters, []
         for w in waiters:
             w.callback(None)
@@ -363,11 +363,14 @@ class ClientProtocol(Protocol):
         if not self.conn.keepalive:
             return fail(StatusError(StatusCode.UNIMPLEMENTED, "this wire format has no PING"))
         payload = _PING.pack(next(self._ping_ids))
-        d: Deferred[float] = Deferred(lambda _: self._pings.pop(payload, None))
+        d: Deferred[float] = Deferred(lambda _: self._forget_ping(payload))
         self._pings[payload] = (d, self.clock.seconds())
         self.conn.send_ping(payload)
         self._flush()
         return d
+
+    def _forget_ping(self, payload: bytes) -> None:
+        self._pings.pop(payload, None)
 
     def close(self) -> Deferred[None]:
         """

@@ -73,8 +73,12 @@ class WireCodec(Protocol):
     """What the core needs of a per-connection wire codec (see
     :class:`twisted_reqresp.interfaces.IWireCodec` for the contract)."""
 
-    handshake: bool
-    frame_overhead: int
+    @property
+    def handshake(self) -> bool: ...
+    @property
+    def frame_overhead(self) -> int: ...
+    @property
+    def keepalive(self) -> bool: ...
 
     def preface(self) -> bytes: ...
     def receive_data(self, data: bytes) -> None: ...
@@ -90,8 +94,10 @@ class WireFormat(Protocol):
     """What the core needs of a wire format (see
     :class:`twisted_reqresp.interfaces.IWireFormat`)."""
 
-    name: str
-    multiplexed: bool
+    @property
+    def name(self) -> str: ...
+    @property
+    def multiplexed(self) -> bool: ...
 
     def codec(self, role: Role, limits: Limits) -> WireCodec: ...
 
@@ -185,7 +191,7 @@ class Connection:
     @property
     def keepalive(self) -> bool:
         """Whether the wire format carries PING frames."""
-        return bool(getattr(self._codec, "keepalive", False))
+        return self._codec.keepalive
 
     @property
     def buffered(self) -> int:

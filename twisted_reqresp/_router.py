@@ -158,7 +158,9 @@ def _encode(result: Any, codec: ICodec) -> Any:
     return codec.encode(result)
 
 
-def _translate(error: Exception, declared: tuple[tuple[type[BaseException], int], ...]) -> Exception:
+def _translate(
+    error: Exception, declared: tuple[tuple[type[BaseException], int], ...]
+) -> Exception:
     if not isinstance(error, StatusError):
         for kind, code in declared:
             if isinstance(error, kind):

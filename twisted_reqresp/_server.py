@@ -18,7 +18,8 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
-from twisted.internet.defer import CancelledError, Deferred, TimeoutError as DeferTimeout
+from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.defer import TimeoutError as DeferTimeout
 from twisted.internet.interfaces import IAddress, IPushProducer, IReactorTime
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
@@ -29,7 +30,7 @@ from ._binary import BinaryFormat
 from ._call import Call, ConnectionInfo, Reply, metadata_pairs
 from ._connection import Connection, ConnectionState, WireFormat
 from ._errors import LocalProtocolError, StatusError
-from ._events import Cancel, GoAway, Ping, ProtocolViolation, Rejected, Request, Role, Settings
+from ._events import Cancel, ProtocolViolation, Rejected, Request, Role
 from ._limits import DEFAULT_LIMITS, Limits
 from ._liveness import Liveness
 from ._stats import ServerStats
@@ -448,7 +449,7 @@ class ServerFactory(Factory):
         if omitted, looked up only when first needed.
     """
 
-    protocol = ServerProtocol  # type: ignore[assignment]
+    protocol = ServerProtocol
 
     def __init__(
         self,
@@ -459,13 +460,11 @@ class ServerFactory(Factory):
         clock: IReactorTime | None = None,
     ) -> None:
         if IResponderFactory.providedBy(responder):
-            self.responder_factory: IResponderFactory = responder  # type: ignore[assignment]
+            self.responder_factory: IResponderFactory = responder
         elif IResponder.providedBy(responder):
-            self.responder_factory = SharedResponder(responder)  # type: ignore[arg-type]
+            self.responder_factory = SharedResponder(responder)
         else:
-            raise TypeError(
-                f"{responder!r} provides neither IResponder nor IResponderFactory"
-            )
+            raise TypeError(f"{responder!r} provides neither IResponder nor IResponderFactory")
         self.wire: WireFormat = wire if wire is not None else BinaryFormat()
         self.limits = limits
         self._clock = clock
@@ -483,8 +482,8 @@ class ServerFactory(Factory):
         if self._clock is None:
             from twisted.internet import reactor
 
-            self._clock = reactor  # type: ignore[assignment]
-        return self._clock  # type: ignore[return-value]
+            self._clock = reactor
+        return self._clock
 
     @property
     def stats(self) -> ServerStats:
@@ -493,7 +492,7 @@ class ServerFactory(Factory):
             self._stats = ServerStats(self.clock)
         return self._stats
 
-    def buildProtocol(self, addr: IAddress) -> ServerProtocol:
+    def buildProtocol(self, addr: IAddress | None) -> ServerProtocol:
         """
         :returns: a new :class:`ServerProtocol` for one connection; one that
             refuses the peer (at its first message, in its own format) when
@@ -501,7 +500,7 @@ class ServerFactory(Factory):
         """
         return ServerProtocol(self, next(self._ids), self._refusal(addr))
 
-    def _refusal(self, addr: IAddress) -> tuple[int, str] | None:
+    def _refusal(self, addr: IAddress | None) -> tuple[int, str] | None:
         limits = self.limits
         if self.draining:
             return StatusCode.UNAVAILABLE, "server is shutting down"

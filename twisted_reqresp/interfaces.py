@@ -10,10 +10,16 @@ so the core's providers are declared here, at the bottom.
 
 from __future__ import annotations
 
+from typing import Any
+
+from twisted.python.failure import Failure
 from zope.interface import Attribute, Interface, classImplements
 
 from ._auto import AutoCodec, AutoFormat
 from ._binary import BinaryCodec, BinaryFormat
+from ._call import Call, ConnectionInfo
+from ._events import Event, Role
+from ._limits import Limits
 from ._line import LineCodec, LineFormat
 
 __all__ = [
@@ -35,14 +41,14 @@ class IResponder(Interface):
     the end.
     """
 
-    def connection_made(connection):  # type: ignore[no-untyped-def]
+    def connection_made(connection: ConnectionInfo) -> None:
         """
         A connection this responder serves is up.
 
         :param connection: a :class:`twisted_reqresp.ConnectionInfo`.
         """
 
-    def respond(call):  # type: ignore[no-untyped-def]
+    def respond(call: Call) -> Any:
         """
         Answer one request.
 
@@ -54,7 +60,7 @@ class IResponder(Interface):
             any other exception is logged and answered with INTERNAL.
         """
 
-    def connection_lost(reason):  # type: ignore[no-untyped-def]
+    def connection_lost(reason: Failure) -> None:
         """
         The connection is gone; calls still running on it were cancelled.
 
@@ -65,7 +71,7 @@ class IResponder(Interface):
 class IResponderFactory(Interface):
     """Makes a responder for each new connection (per-connection state)."""
 
-    def responder_for(connection):  # type: ignore[no-untyped-def]
+    def responder_for(connection: ConnectionInfo) -> IResponder:
         """
         :param connection: a :class:`twisted_reqresp.ConnectionInfo`.
         :returns: an :class:`IResponder` provider for that connection.
@@ -77,14 +83,14 @@ class ICodec(Interface):
 
     name = Attribute("A short name for the codec, such as ``'json'``.")
 
-    def encode(value):  # type: ignore[no-untyped-def]
+    def encode(value: Any) -> bytes:
         """
         :param value: a value of the kind this codec carries.
         :returns: bytes.
         :raises twisted_reqresp.CodecError: if the value cannot be encoded.
         """
 
-    def decode(data):  # type: ignore[no-untyped-def]
+    def decode(data: bytes) -> Any:
         """
         :param data: a body, as bytes.
         :returns: the value.
@@ -114,16 +120,16 @@ class IWireCodec(Interface):
     buffered = Attribute("Received bytes not yet decoded.")
     keepalive = Attribute("True if the format carries PING and PONG frames.")
 
-    def preface():  # type: ignore[no-untyped-def]
+    def preface() -> bytes:
         """:returns: bytes a client sends first (``b''`` if none)."""
 
-    def receive_data(data):  # type: ignore[no-untyped-def]
+    def receive_data(data: bytes) -> None:
         """Buffer received bytes (any chunking)."""
 
-    def next_event():  # type: ignore[no-untyped-def]
+    def next_event() -> Event | None:
         """:returns: the next decoded event, or ``None`` if more bytes are needed."""
 
-    def encode(event):  # type: ignore[no-untyped-def]
+    def encode(event: Event) -> bytes:
         """
         :param event: a message event (``Request``, ``Response``, ...).
         :returns: its bytes; ``b''`` for a message the format cannot carry
@@ -131,7 +137,7 @@ class IWireCodec(Interface):
         :raises twisted_reqresp.LocalProtocolError: if it cannot be encoded.
         """
 
-    def encode_fatal(code, message, last_request_id):  # type: ignore[no-untyped-def]
+    def encode_fatal(code: int, message: str, last_request_id: int) -> bytes:
         """
         :returns: the last bytes sent before closing a connection because of
             a protocol violation: what tells the peer why.
@@ -147,7 +153,7 @@ class IWireFormat(Interface):
         "False if they come in request order."
     )
 
-    def codec(role, limits):  # type: ignore[no-untyped-def]
+    def codec(role: Role, limits: Limits) -> Any:
         """
         :param role: a :class:`twisted_reqresp.wire.Role`.
         :param limits: a :class:`twisted_reqresp.Limits`.

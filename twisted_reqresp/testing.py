@@ -182,8 +182,8 @@ def connected_pair(
     server_transport = StringTransport(hostAddress=server_address, peerAddress=client_address)
     client_protocol = ClientProtocol(wire=wire, limits=client_limits, clock=clock)
     client_transport = StringTransport(hostAddress=client_address, peerAddress=server_address)
-    server.makeConnection(server_transport)
-    client_protocol.makeConnection(client_transport)
+    server.makeConnection(server_transport)  # type: ignore[no-untyped-call]
+    client_protocol.makeConnection(client_transport)  # type: ignore[no-untyped-call]
     pair = ConnectedPair(
         Client(client_protocol, codec=codec, timeout=timeout),
         server,
