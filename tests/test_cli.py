@@ -69,6 +69,12 @@ class ParserTests(SynchronousTestCase):
         )
         self.assertEqual(args.metadata, [])
 
+    def test_options_between_method_and_body(self) -> None:
+        """Options may come between METHOD and BODY, as in the docs' examples."""
+        args = _parse("call", "echo", "--raw", "plain text", "-m", "k=v")
+        self.assertEqual((args.method, args.body, args.raw), ("echo", "plain text", True))
+        self.assertEqual(args.metadata, [("k", "v")])
+
     def test_call_options(self) -> None:
         """--connect, --timeout, repeated --metadata and --raw are parsed."""
         args = _parse(

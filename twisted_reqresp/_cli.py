@@ -177,7 +177,9 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    commands = parser.add_subparsers(
+        dest="command", metavar="COMMAND", required=True, parser_class=_IntermixedParser
+    )
 
     call = commands.add_parser(
         "call",
@@ -505,6 +507,24 @@ def run(
         closing.addErrback(lambda _: client.abort())
         yield closing
     return int(code)
+
+
+class _IntermixedParser(argparse.ArgumentParser):
+    """A subcommand parser that lets options come between METHOD and BODY
+    (``reqresp call echo --raw text``): plain argparse binds the optional
+    BODY as empty as soon as it meets the option."""
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        # parse_known_intermixed_args calls parse_known_args itself.
+        if getattr(self, "_intermixing", False):
+            return super().parse_known_args(args, namespace)
+        self._intermixing = True
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._intermixing = False
 
 
 def main(argv: Sequence[str] | None = None) -> int:
