@@ -177,7 +177,7 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    commands = parser.add_subparsers(
+    commands: Any = parser.add_subparsers(
         dest="command", metavar="COMMAND", required=True, parser_class=_IntermixedParser
     )
 
