@@ -236,3 +236,21 @@ class ConnectionEndTests(SynchronousTestCase):
         protocol.connectionLost(Failure(ConnectionLost()))
         self.failureResultOf(ready, ConnectionClosed)
         self.failureResultOf(protocol.when_ready(), ConnectionClosed)
+
+    def test_text_refusal_is_reported(self) -> None:
+        """A server that answers the preface with a line of text has that line reported."""
+        from twisted.internet.testing import MemoryReactorClock, StringTransport
+
+        from twisted_reqresp import BINARY
+        from twisted_reqresp._client_protocol import ClientProtocol
+
+        protocol = ClientProtocol(wire=BINARY, limits=Limits(), clock=MemoryReactorClock())
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        ready = protocol.when_ready()
+        protocol.dataReceived(b"reqresp: unsupported protocol version 1; this server speaks 2\r\n")
+        self.assertTrue(transport.disconnecting)
+        protocol.connectionLost(Failure(ConnectionLost()))
+        error = self.failureResultOf(ready, ConnectionClosed).value
+        self.assertIn("unsupported protocol version", error.message)
+        protocol.liveness.stop()

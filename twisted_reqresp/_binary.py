@@ -274,6 +274,7 @@ class BinaryCodec:
         self._more: list[bytes] = []
         self._avail = 0
         self._await_preface = role is Role.SERVER
+        self._expect_text_refusal = role is Role.CLIENT
         self._failed = False
         # Set when the peer never spoke our protocol: what to tell it instead
         # of a GOAWAY it could not read.
@@ -350,6 +351,16 @@ class BinaryCodec:
         buf = self._buf
         pos = self._pos
         length, ftype, flags, rid = _HEADER.unpack_from(buf, pos)
+        if self._expect_text_refusal:
+            # A server that refuses us before its SETTINGS (a foreign server,
+            # or ours refusing our version) answers with a line of text.
+            self._expect_text_refusal = False
+            if buf.startswith((b"reqresp: ", b"HTTP/"), pos):
+                line = bytes(buf[pos : pos + 200]).split(b"\r\n", 1)[0]
+                return self._fail(
+                    StatusCode.PROTOCOL_ERROR,
+                    "the server answered in text: " + line.decode("utf-8", "replace"),
+                )
         if length > self._max_frame:
             return self._fail(
                 StatusCode.RESOURCE_EXHAUSTED,
