@@ -197,10 +197,13 @@ class ConnectionEndTests(SynchronousTestCase):
         """The client sees the server close the connection."""
         router, _ = _router()
         pair = connected_pair(router)
+        noticed = pair.client.when_closed()
         closed = pair.client.close()
         pair.server_transport.loseConnection()
         pair.pump()
         self.successResultOf(closed)
+        self.successResultOf(noticed)
+        self.successResultOf(pair.client.when_closed())
         self.assertIsNotNone(pair.client_protocol.lost)
 
     def test_goaway(self) -> None:

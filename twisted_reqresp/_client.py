@@ -144,6 +144,14 @@ class Client:
         """
         return self.protocol.close()
 
+    def when_closed(self) -> Deferred[None]:
+        """
+        :returns: a Deferred that fires when the connection closes, whoever
+            closes it: this client, the server (after a drain, say) or the
+            network.
+        """
+        return self.protocol.when_closed()
+
     def abort(self) -> None:
         """Drop the connection now; pending calls fail with ConnectionClosed."""
         self.protocol.abort()

@@ -388,6 +388,18 @@ class ClientProtocol(Protocol):
         self._maybe_finish_close()
         return d
 
+    def when_closed(self) -> Deferred[None]:
+        """
+        :returns: a Deferred that fires when the connection closes, whoever
+            closes it (at once if it is already closed).
+        """
+        d: Deferred[None] = Deferred()
+        if self.lost is not None:
+            d.callback(None)
+        else:
+            self._close_waiters.append(d)
+        return d
+
     def abort(self) -> None:
         """Close at once; pending calls fail with ConnectionClosed."""
         if self.transport is not None and self.lost is None:
