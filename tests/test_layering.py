@@ -30,6 +30,7 @@ LAYERS: list[tuple[str, frozenset[str]]] = [
         frozenset(
             {
                 "_status",
+                "_frozen",
                 "_errors",
                 "_limits",
                 "_events",

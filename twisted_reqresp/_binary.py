@@ -529,19 +529,28 @@ class BinaryCodec:
             # caller's mistake, reported as such rather than as a crash.
             raise LocalProtocolError(f"cannot encode {type(event).__name__}: {e}") from None
 
+    def encode_response(self, request_id: int, body: bytes, metadata: Metadata = ()) -> bytes:
+        """
+        Encode a RESPONSE frame without building a :class:`Response` first:
+        the server's hot path (see :meth:`Connection.send_response`).
+
+        :returns: the same bytes as ``encode(Response(...))``.
+        :raises LocalProtocolError: as :meth:`encode`.
+        """
+        try:
+            if metadata:
+                md = _encode_metadata(metadata)
+                head = _HEADER.pack(
+                    len(md) + len(body), FrameType.RESPONSE, FLAG_METADATA, request_id
+                )
+                return head + md + body
+            return _HEADER.pack(len(body), FrameType.RESPONSE, 0, request_id) + body
+        except (struct.error, UnicodeEncodeError) as e:
+            raise LocalProtocolError(f"cannot encode Response: {e}") from None
+
     def _encode(self, event: Event) -> bytes:
         if isinstance(event, Response):
-            body = event.body
-            if event.metadata:
-                md = _encode_metadata(event.metadata)
-                return (
-                    _HEADER.pack(
-                        len(md) + len(body), FrameType.RESPONSE, FLAG_METADATA, event.request_id
-                    )
-                    + md
-                    + body
-                )
-            return _HEADER.pack(len(body), FrameType.RESPONSE, 0, event.request_id) + body
+            return self.encode_response(event.request_id, event.body, event.metadata)
         if isinstance(event, Request):
             if not event.method:
                 raise LocalProtocolError("empty method name")

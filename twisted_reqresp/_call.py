@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from ._events import Metadata
+from ._frozen import fast_init
 
 __all__ = ["Call", "ConnectionInfo", "Reply", "metadata_pairs"]
 
@@ -39,6 +40,7 @@ def metadata_pairs(metadata: Mapping[str, str] | Iterable[tuple[str, str]] | Non
     return pairs
 
 
+@fast_init
 @dataclass(frozen=True, kw_only=True, slots=True)
 class ConnectionInfo:
     """What a responder may know about the connection a call came in on."""
@@ -53,6 +55,7 @@ class ConnectionInfo:
     wire_format: str
 
 
+@fast_init
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Reply:
     """
@@ -69,6 +72,7 @@ class Reply:
     metadata: Mapping[str, str] = field(default_factory=dict)
 
 
+@fast_init
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Call:
     """

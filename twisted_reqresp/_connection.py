@@ -164,6 +164,12 @@ class Connection:
         #: Set when the peer sent GOAWAY: no new requests may be sent.
         self.peer_goaway: GoAway | None = None
         self._refusal: ProtocolViolation | None = None
+        # A codec may offer encode_response(request_id, body, metadata): the
+        # bytes of encode(Response(...)) without making the event, for the
+        # server's hot path.
+        self._encode_response: Callable[[int, bytes, Metadata], bytes] | None = getattr(
+            self._codec, "encode_response", None
+        )
         self._dispatch: dict[type, Callable[[Event], Event | None]] = {
             kind: getattr(self, name) for (r, kind), name in _INBOUND.items() if r is role
         }
@@ -404,7 +410,19 @@ class Connection:
             or the response is larger than the peer accepts (then the request
             is still awaiting an answer, and an error can be sent instead).
         """
-        self._answer(Response(request_id=request_id, body=body, metadata=metadata))
+        encode = self._encode_response
+        if encode is None:
+            self._answer(Response(request_id=request_id, body=body, metadata=metadata))
+            return
+        in_flight = self.in_flight
+        if request_id not in in_flight:
+            raise LocalProtocolError(f"request {request_id} is not awaiting an answer")
+        data = encode(request_id, body, metadata)
+        if len(data) - self._codec.frame_overhead > self.peer_settings.max_frame_size:
+            self._check_size(data)  # raises, with the message
+        in_flight.discard(request_id)
+        if self.state is not ConnectionState.CLOSED:
+            self._out.append(data)
 
     def send_error(
         self,

@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
+from ._frozen import fast_init
 from ._status import StatusCode
 
 __all__ = [
@@ -51,6 +52,7 @@ class Role(Enum):
 # --- messages that travel on the wire -------------------------------------
 
 
+@fast_init
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Settings:
     """A side's limits, sent once after the preface (binary format only)."""
@@ -61,6 +63,7 @@ class Settings:
     max_concurrent: int
 
 
+@fast_init
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Request:
     """A client asks the server to run ``method``."""
@@ -78,6 +81,7 @@ class Request:
     deadline_ms: int | None = None
 
 
+@fast_init
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Response:
     """The server's successful answer to request ``request_id``."""
@@ -90,6 +94,7 @@ class Response:
     metadata: Metadata = ()
 
 
+@fast_init
 @dataclass(frozen=True, kw_only=True, slots=True)
 class ErrorResponse:
     """The server's failing answer to request ``request_id``."""
@@ -107,6 +112,7 @@ class ErrorResponse:
     retry_safe: bool = False
 
 
+@fast_init
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Cancel:
     """The client no longer wants the answer to request ``request_id``."""
@@ -115,6 +121,7 @@ class Cancel:
     request_id: int
 
 
+@fast_init
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Ping:
     """A liveness probe; the peer answers with a :class:`Pong`."""
@@ -123,6 +130,7 @@ class Ping:
     payload: bytes
 
 
+@fast_init
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Pong:
     """The answer to a :class:`Ping`."""
@@ -131,6 +139,7 @@ class Pong:
     payload: bytes
 
 
+@fast_init
 @dataclass(frozen=True, kw_only=True, slots=True)
 class GoAway:
     """The sender will close the connection and accepts no new requests."""
@@ -147,6 +156,7 @@ class GoAway:
 # --- events the core makes itself -----------------------------------------
 
 
+@fast_init
 @dataclass(frozen=True, kw_only=True, slots=True)
 class PrefaceReceived:
     """A server received a valid client preface (binary format)."""
@@ -155,6 +165,7 @@ class PrefaceReceived:
     version: int
 
 
+@fast_init
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Rejected:
     """
@@ -171,6 +182,7 @@ class Rejected:
     message: str
 
 
+@fast_init
 @dataclass(frozen=True, kw_only=True, slots=True)
 class ProtocolViolation:
     """

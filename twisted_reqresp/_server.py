@@ -129,6 +129,7 @@ class ServerProtocol(Protocol):
         self.info: ConnectionInfo | None = None
         #: Responders still running, by request id.
         self.running: dict[int, Deferred[Any]] = {}
+        self._stats = factory.stats
         self._paused: set[str] = set()
         self._batching = False
         self._closed = False
@@ -252,6 +253,7 @@ class ServerProtocol(Protocol):
         conn = self.conn
         live = self.liveness
         limit = conn.limits.max_concurrent
+        now = self._clock.seconds()
         self._batching = True
         try:
             while not self._paused:
@@ -259,7 +261,7 @@ class ServerProtocol(Protocol):
                 if event is None:
                     break
                 kind = type(event)
-                live.last_message = self._clock.seconds()
+                live.last_message = now
                 if kind is Request:
                     assert isinstance(event, Request)
                     self._start(event)
@@ -274,8 +276,8 @@ class ServerProtocol(Protocol):
                     return
                 elif kind is Rejected:
                     assert isinstance(event, Rejected)
-                    self.factory.stats.requests_total += 1
-                    self.factory.stats.errors_total += 1
+                    self._stats.requests_total += 1
+                    self._stats.errors_total += 1
                     _log.info(
                         "rejected request {request_id} from {peer}: {message}",
                         request_id=event.request_id,
@@ -297,7 +299,7 @@ class ServerProtocol(Protocol):
             if self.transport is not None:
                 self.transport.loseConnection()
             return
-        self.factory.stats.protocol_errors += 1
+        self._stats.protocol_errors += 1
         _log.info(
             "closing connection from {peer}: {code}: {message}",
             peer=self.info.peer if self.info else None,
@@ -316,7 +318,7 @@ class ServerProtocol(Protocol):
     # -- running responders --------------------------------------------------------
 
     def _start(self, request: Request) -> None:
-        self.factory.stats.requests_total += 1
+        self._stats.requests_total += 1
         rid = request.request_id
         deadline = None
         deadline_ms = request.deadline_ms
@@ -413,7 +415,7 @@ class ServerProtocol(Protocol):
     def _send_error(
         self, rid: int, code: int, message: str, details: bytes = b"", retry_safe: bool = False
     ) -> None:
-        self.factory.stats.errors_total += 1
+        self._stats.errors_total += 1
         try:
             self.conn.send_error(rid, code, message, details, retry_safe)
         except LocalProtocolError as e:
