@@ -1,0 +1,322 @@
+"""
+Throughput and latency of our server against Twisted AMP and a minimal
+Twisted echo (the ceiling), with a raw-socket load generator.
+
+    python benchmarks/run.py                 # 3 repetitions of 0.5 s + 3 s per case
+    python benchmarks/run.py --quick         # 1 repetition of 0.25 s + 1 s
+    python benchmarks/run.py --cases 1x64 --servers binary,ceiling --json out.json
+    python benchmarks/run.py --cases 1x64 --servers binary --profile /tmp/prof
+
+Each server runs in its own process pinned to the first CPU this process may
+use; this process, the load generator, pins itself to the second.  See
+``benchmarks/README.md`` for the method.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import (
+    ALL_SERVERS,
+    LABELS,
+    ServerProcess,
+    cpus,
+    fmt_num,
+    fmt_spread,
+    line_format_available,
+    machine_info,
+    pin_self,
+    raise_nofile,
+    spread,
+    stop_all,
+    table,
+)
+from _loadgen import run_load
+
+#: name -> (connections, in flight per connection, body bytes)
+CASES: dict[str, tuple[int, int, int]] = {
+    "1x1": (1, 1, 64),
+    "1x64": (1, 64, 64),
+    "32x1": (32, 1, 64),
+    "32x16": (32, 16, 64),
+    "32x4-16KiB": (32, 4, 16 * 1024),
+}
+
+
+def describe(case: str) -> str:
+    conns, window, size = CASES[case]
+    return f"{conns} conn x {window} in flight, {size:,} B bodies"
+
+
+def parse_list(text: str, known: tuple[str, ...] | list[str], what: str) -> list[str]:
+    items = [item.strip() for item in text.split(",") if item.strip()]
+    for item in items:
+        if item not in known:
+            raise SystemExit(f"unknown {what} {item!r}; known: {', '.join(known)}")
+    return items
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description="Benchmark our server against AMP and a minimal Twisted echo.",
+    )
+    parser.add_argument("--quick", action="store_true", help="1 repetition, 0.25 s + 1 s per run")
+    parser.add_argument("--repeat", type=int, default=None, help="repetitions (default 3)")
+    parser.add_argument("--duration", type=float, default=None, help="measured seconds (3)")
+    parser.add_argument("--warmup", type=float, default=None, help="unmeasured seconds first (0.5)")
+    parser.add_argument(
+        "--cases", default=",".join(CASES), help=f"comma-separated, from {', '.join(CASES)}"
+    )
+    parser.add_argument(
+        "--servers", default=",".join(ALL_SERVERS), help=f"from {', '.join(ALL_SERVERS)}"
+    )
+    parser.add_argument("--json", default=None, help="write every measurement here")
+    parser.add_argument(
+        "--profile", default=None, metavar="DIR",
+        help="run the servers under cProfile; write DIR/<server>.prof and print the top entries",
+    )  # fmt: skip
+    parser.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")
+    parser.add_argument(
+        "--nodelay", action="store_true",
+        help="servers set TCP_NODELAY (Twisted leaves Nagle on by default; so do we)",
+    )  # fmt: skip
+    args = parser.parse_args(argv)
+
+    repeat = args.repeat if args.repeat is not None else (1 if args.quick else 3)
+    duration = args.duration if args.duration is not None else (1.0 if args.quick else 3.0)
+    warmup = args.warmup if args.warmup is not None else (0.25 if args.quick else 0.5)
+    cases = parse_list(args.cases, list(CASES), "case")
+    kinds = parse_list(args.servers, ALL_SERVERS, "server")
+    skipped: dict[str, str] = {}
+    if "line" in kinds and not line_format_available():
+        kinds.remove("line")
+        skipped["line"] = "twisted_reqresp._line.LineFormat is not importable"
+    if repeat < 1 or duration <= 0 or warmup < 0:
+        raise SystemExit("--repeat must be >= 1, --duration > 0, --warmup >= 0")
+
+    server_cpu, load_cpu = (None, None) if args.no_pin else cpus()
+    raise_nofile()
+    profile_dir = Path(args.profile) if args.profile else None
+    if profile_dir is not None:
+        profile_dir.mkdir(parents=True, exist_ok=True)
+
+    info = machine_info()
+    est = repeat * len(cases) * len(kinds) * (warmup + duration + 0.3)
+    print(
+        f"{len(kinds)} servers x {len(cases)} cases x {repeat} repetitions of "
+        f"{warmup:g} s + {duration:g} s: about {est:.0f} s",
+        file=sys.stderr,
+    )
+
+    servers: dict[str, ServerProcess] = {}
+    results: dict[str, dict[str, list[dict[str, Any]]]] = {
+        case: {kind: [] for kind in kinds} for case in cases
+    }
+    pinned = False
+    try:
+        for kind in kinds:
+            profile = str(profile_dir / f"{kind}.prof") if profile_dir else None
+            extra = ["--nodelay"] if args.nodelay else []
+            servers[kind] = ServerProcess(
+                kind, cpu=server_cpu, profile=profile, extra=extra
+            ).start()
+        pinned = pin_self(load_cpu)
+        # Repetition-major order: a disturbance (someone else's job on the
+        # machine) spreads over every server instead of hitting one.
+        for rep in range(repeat):
+            for case in cases:
+                conns, window, size = CASES[case]
+                body = b"x" * size
+                for kind in kinds:
+                    server = servers[kind]
+                    result = run_load(
+                        kind, server.port, conns, window, body, warmup, duration,
+                        server_pid=server.pid,
+                    )  # fmt: skip
+                    summary = result.summary()
+                    results[case][kind].append(summary)
+                    print(
+                        f"rep {rep + 1}/{repeat} {case:<11} {LABELS[kind]:<14} "
+                        f"{summary['rps']:>10,.0f} req/s  p50 {summary['p50_ms']:.3f} ms  "
+                        f"p99 {summary['p99_ms']:.3f} ms  server CPU "
+                        f"{summary['server_cpu_pct']:.0f}%  generator CPU "
+                        f"{summary['gen_cpu_pct']:.0f}%  others {summary['other_cpu_pct']:.0f}%"
+                        + (f"  ERRORS {summary['errors']}" if summary["errors"] else ""),
+                        file=sys.stderr,
+                    )
+                    time.sleep(0.1)  # let the server close the connections
+    except BaseException:
+        for server in servers.values():
+            if server.log_tail().strip():
+                print(f"--- {server.kind} server log ({server.log_path}):", file=sys.stderr)
+                print(server.log_tail(), file=sys.stderr)
+        raise
+    finally:
+        stop_all(list(servers.values()))
+
+    for server in servers.values():
+        server.cleanup_log()
+
+    report = render(results, cases, kinds, repeat, duration, warmup, pinned, server_cpu, load_cpu)
+    if skipped:
+        report += "\n" + "\n".join(f"skipped {k}: {why}" for k, why in skipped.items()) + "\n"
+    print(report)
+
+    if profile_dir is not None:
+        print_profiles(profile_dir, kinds)
+
+    if args.json:
+        data = {
+            "machine": info,
+            "settings": {
+                "repeat": repeat,
+                "duration": duration,
+                "warmup": warmup,
+                "pinned": pinned,
+                "server_cpu": server_cpu,
+                "load_cpu": load_cpu,
+                "profiled": profile_dir is not None,
+                "nodelay": args.nodelay,
+            },
+            "cases": {case: describe(case) for case in cases},
+            "skipped": skipped,
+            "results": results,
+            "summary": summarise(results, cases, kinds),
+        }
+        Path(args.json).write_text(json.dumps(data, indent=2) + "\n")
+        print(f"wrote {args.json}", file=sys.stderr)
+    bad = sum(r["errors"] for c in results.values() for k in c.values() for r in k)
+    return 1 if bad else 0
+
+
+def summarise(
+    results: dict[str, dict[str, list[dict[str, Any]]]], cases: list[str], kinds: list[str]
+) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for case in cases:
+        per: dict[str, Any] = {}
+        for kind in kinds:
+            runs = results[case][kind]
+            per[kind] = {
+                metric: spread([r[metric] for r in runs if r[metric] is not None])
+                for metric in (
+                    "rps",
+                    "p50_ms",
+                    "p99_ms",
+                    "gen_cpu_pct",
+                    "server_cpu_pct",
+                    "server_us_per_req",
+                    "gen_us_per_req",
+                    "other_cpu_pct",
+                )
+            }
+        ratios = {}
+        if "binary" in per:
+            ours = per["binary"]["rps"]["median"]
+            for other, name in (("amp", "ours/AMP"), ("ceiling", "ours/ceiling")):
+                if other in per:
+                    ratios[name] = ours / per[other]["rps"]["median"]
+        if "line" in per and "amp" in per:
+            ratios["line/AMP"] = per["line"]["rps"]["median"] / per["amp"]["rps"]["median"]
+        per["ratios"] = ratios
+        out[case] = per
+    return out
+
+
+def render(
+    results: dict[str, dict[str, list[dict[str, Any]]]],
+    cases: list[str],
+    kinds: list[str],
+    repeat: int,
+    duration: float,
+    warmup: float,
+    pinned: bool,
+    server_cpu: int | None,
+    load_cpu: int | None,
+) -> str:
+    summary = summarise(results, cases, kinds)
+    where = (
+        f"servers on CPU {server_cpu}, generator on CPU {load_cpu}"
+        if pinned
+        else "processes not pinned"
+    )
+    lines = [
+        "",
+        f"Median [min-max] of {repeat} run(s) of {duration:g} s after {warmup:g} s of warm-up; "
+        f"{where}.",
+        "req/s: answers per second; p50/p99: per-request latency; srv/gen CPU: share of one "
+        "core used by the server / the load generator over the measured window;",
+        "srv us/req: server CPU microseconds per answer (steadier than req/s on a busy machine);",
+        "others: the most CPU that other processes used during any of the runs (100% = one "
+        "core): when it is high, distrust the row.",
+        "",
+    ]
+    for case in cases:
+        lines.append(f"{case}: {describe(case)}")
+        rows = []
+        for kind in kinds:
+            s = summary[case][kind]
+            rows.append(
+                [
+                    LABELS[kind],
+                    fmt_spread(s["rps"]),
+                    fmt_spread(s["p50_ms"], 3),
+                    fmt_spread(s["p99_ms"], 3),
+                    fmt_num(s["server_cpu_pct"]["median"]) + "%",
+                    fmt_num(s["server_us_per_req"]["median"], 1),
+                    fmt_num(s["gen_cpu_pct"]["median"]) + "%",
+                    fmt_num(s["other_cpu_pct"]["max"]) + "%",
+                ]
+            )
+        header = [
+            "server", "req/s", "p50 ms", "p99 ms", "srv CPU", "srv us/req", "gen CPU", "others",
+        ]  # fmt: skip
+        lines.append(table(rows, header))
+        lines.append("")
+    names = ["ours/AMP", "ours/ceiling", "line/AMP"]
+    present = [n for n in names if any(n in summary[c]["ratios"] for c in cases)]
+    if present:
+        lines.append("Throughput ratios (medians):")
+        rows = [
+            [case] + [_ratio(summary[case]["ratios"].get(n)) for n in present] for case in cases
+        ]
+        lines.append(table(rows, ["case", *present]))
+        lines.append("")
+    if "ceiling" in kinds:
+        lines.append(
+            "Generator check: against the ceiling the generator used "
+            + ", ".join(
+                f"{case} {fmt_num(summary[case]['ceiling']['gen_cpu_pct']['median'])}%"
+                for case in cases
+            )
+            + " of its core; below 100% it is not what limits the rate."
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _ratio(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}x"
+
+
+def print_profiles(profile_dir: Path, kinds: list[str], top: int = 25) -> None:
+    import pstats
+
+    for kind in kinds:
+        path = profile_dir / f"{kind}.prof"
+        if not path.exists():
+            print(f"no profile for {kind} at {path}")
+            continue
+        print(f"\n=== cProfile of the {LABELS[kind]} server, top {top} by own time ({path}) ===")
+        stats = pstats.Stats(str(path))
+        stats.sort_stats("tottime").print_stats(top)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
