@@ -50,6 +50,7 @@ LAYERS: list[tuple[str, frozenset[str]]] = [
         frozenset(
             {
                 "_liveness",
+                "_writethrough",
                 "_protocol",
                 "_client_protocol",
                 "_router",

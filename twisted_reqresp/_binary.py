@@ -346,10 +346,13 @@ class BinaryCodec:
                 return cast("Event | None", event)
 
     def _next_frame(self) -> Event | object | None:
-        if not self._contiguous(HEADER_SIZE):
-            return None
         buf = self._buf
         pos = self._pos
+        if len(buf) - pos < HEADER_SIZE:
+            if not self._contiguous(HEADER_SIZE):
+                return None
+            buf = self._buf
+            pos = self._pos
         length, ftype, flags, rid = _HEADER.unpack_from(buf, pos)
         if self._expect_text_refusal:
             # A server that refuses us before its SETTINGS (a foreign server,
@@ -376,6 +379,17 @@ class BinaryCodec:
         end = start + length
         self._pos = end
         self._avail -= total
+        if ftype == FrameType.REQUEST and not flags and length >= 2:
+            # The common request, a method and a body, decoded inline; any
+            # problem is left to the general decoder below to describe.
+            method_end = start + 2 + ((buf[start] << 8) | buf[start + 1])
+            if start + 2 < method_end <= end:
+                try:
+                    method = buf[start + 2 : method_end].decode("utf-8")
+                except UnicodeDecodeError:
+                    pass
+                else:
+                    return Request(request_id=rid, method=method, body=buf[method_end:end])
         try:
             return self._decode(ftype, flags, rid, buf, start, end)
         except (_Malformed, UnicodeDecodeError, struct.error) as e:

@@ -111,6 +111,8 @@ class ConnectionState(Enum):
     CLOSED = "closed"
 
 
+_OPEN = ConnectionState.OPEN
+
 # (our role, type of the received event) -> name of the method that handles
 # it.  Anything not listed is a protocol violation.
 _INBOUND: dict[tuple[Role, type], str] = {
@@ -164,6 +166,7 @@ class Connection:
         #: Set when the peer sent GOAWAY: no new requests may be sent.
         self.peer_goaway: GoAway | None = None
         self._refusal: ProtocolViolation | None = None
+        self._serving = role is Role.SERVER
         # A codec may offer encode_response(request_id, body, metadata): the
         # bytes of encode(Response(...)) without making the event, for the
         # server's hot path.
@@ -221,9 +224,22 @@ class Connection:
             event = codec.next_event()
             if event is None:
                 return None
-            if self._refusal is not None and type(event) is not ProtocolViolation:
+            kind = type(event)
+            if (
+                kind is Request
+                and self._serving
+                and self.state is _OPEN
+                and self._refusal is None
+                and event.request_id > self.last_request_id  # type: ignore[union-attr]
+            ):
+                # The common case, checked inline: what _on_request does for
+                # a valid request on an open server connection.
+                self.last_request_id = event.request_id  # type: ignore[union-attr]
+                self.in_flight.add(self.last_request_id)
+                return event
+            if self._refusal is not None and kind is not ProtocolViolation:
                 return self._violation(self._refusal)
-            handler = dispatch.get(type(event))
+            handler = dispatch.get(kind)
             if handler is None:
                 if isinstance(event, ProtocolViolation):
                     return self._violation(event)

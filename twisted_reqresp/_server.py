@@ -35,6 +35,7 @@ from ._limits import DEFAULT_LIMITS, Limits
 from ._liveness import Liveness
 from ._stats import ServerStats
 from ._status import StatusCode, status_name
+from ._writethrough import write_through
 from .codecs import BYTES
 from .interfaces import IResponder, IResponderFactory
 
@@ -146,6 +147,7 @@ class ServerProtocol(Protocol):
             wire_format=self.factory.wire.name,
         )
         self.liveness.start()
+        self._write_through = write_through(transport)
         self.factory._connection_opened(self)
         transport.registerProducer(_WriteBackpressure(self), True)  # type: ignore[attr-defined]
         if self.refusal is not None:
@@ -289,7 +291,13 @@ class ServerProtocol(Protocol):
                     live.handshaken = True
         finally:
             self._batching = False
-        self._flush()
+        # The answers to a whole read go out in one write, straight to the
+        # socket when nothing is queued (see _writethrough.py); answers that
+        # finish later are left to Twisted, which coalesces them per
+        # reactor iteration.
+        data = conn.data_to_send()
+        if data and not self._closed:
+            self._write_through(data)
         if self._draining:
             self._close_if_drained()
 

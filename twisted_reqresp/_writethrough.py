@@ -1,0 +1,74 @@
+"""
+:func:`write_through`: send to a TCP socket at once when nothing is queued.
+
+A Twisted transport's ``write()`` only queues: the bytes reach the socket on
+the next reactor iteration, after an ``epoll_ctl`` to watch for
+writability, a wake-up, and another ``epoll_ctl`` to stop watching.  For a
+request/response server that answers a whole read at a time, that is one
+extra reactor iteration and two system calls per read (asyncio's
+transports try ``send()`` at once for the same reason).
+
+The shortcut is taken only when it is certainly safe: the transport is a
+plain TCP or UNIX connection from ``twisted.internet.tcp`` (no TLS, no
+wrapper), it is connected, and its own write buffers are empty, so our
+bytes cannot overtake bytes it still holds.  Whatever ``send()`` does not
+take, or any error, goes through ``transport.write()`` as usual, and Twisted
+carries on from there.  The check reads two attributes of Twisted's
+``FileDescriptor`` (``dataBuffer``/``offset`` are public, ``_tempDataLen``
+is not); if a Twisted version or another reactor lacks them, the shortcut
+is simply never taken.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["write_through"]
+
+
+def write_through(transport: Any) -> Callable[[bytes], None]:
+    """
+    :param transport: a connected transport.
+    :returns: a function that writes bytes to it, straight to the socket
+        when that is safe, else with ``transport.write``.
+    """
+    write: Callable[[bytes], None] = transport.write
+    try:
+        from twisted.internet import tcp
+
+        usable = (
+            isinstance(transport, tcp.Connection)
+            and not getattr(transport, "TLS", False)
+            and isinstance(getattr(transport, "_tempDataLen", None), int)
+            and isinstance(getattr(transport, "dataBuffer", None), bytes)
+            and isinstance(getattr(transport, "offset", None), int)
+            and hasattr(transport, "socket")
+        )
+    except ImportError:  # pragma: no cover - every Twisted has tcp
+        usable = False
+    if not usable:
+        return write
+
+    def send(data: bytes) -> None:
+        if (
+            transport._tempDataLen
+            or transport.offset != len(transport.dataBuffer)
+            or not transport.connected
+            or transport.disconnecting
+            or getattr(transport, "TLS", False)
+        ):
+            write(data)
+            return
+        try:
+            sent = transport.socket.send(data)
+        except BlockingIOError:
+            sent = 0
+        except OSError:
+            # Let Twisted meet the error on its own path and close properly.
+            write(data)
+            return
+        if sent < len(data):
+            write(data[sent:])
+
+    return send
