@@ -341,70 +341,70 @@ class BinaryCodec:
                 return None
             if self._await_preface:
                 return self._read_preface()
-            event = self._next_frame()
+            buf = self._buf
+            pos = self._pos
+            if len(buf) - pos < HEADER_SIZE:
+                if not self._contiguous(HEADER_SIZE):
+                    return None
+                buf = self._buf
+                pos = self._pos
+            length, ftype, flags, rid = _HEADER.unpack_from(buf, pos)
+            if self._expect_text_refusal:
+                # A server that refuses us before its SETTINGS (a foreign server,
+                # or ours refusing our version) answers with a line of text.
+                self._expect_text_refusal = False
+                if buf.startswith((b"reqresp: ", b"HTTP/"), pos):
+                    line = bytes(buf[pos : pos + 200]).split(b"\r\n", 1)[0]
+                    return self._fail(
+                        StatusCode.PROTOCOL_ERROR,
+                        "the server answered in text: " + line.decode("utf-8", "replace"),
+                    )
+            if length > self._max_frame:
+                return self._fail(
+                    StatusCode.RESOURCE_EXHAUSTED,
+                    f"frame of {length} bytes exceeds the maximum of {self._max_frame}",
+                )
+            total = HEADER_SIZE + length
+            if len(buf) - pos < total:
+                if not self._contiguous(total):
+                    return None
+                buf = self._buf
+                pos = self._pos
+            start = pos + HEADER_SIZE
+            end = start + length
+            self._pos = end
+            self._avail -= total
+            if ftype == FrameType.REQUEST and not flags and length >= 2:
+                # The common request, a method and a body, decoded inline; any
+                # problem is left to the general decoder below to describe.
+                method_end = start + 2 + ((buf[start] << 8) | buf[start + 1])
+                if start + 2 < method_end <= end:
+                    try:
+                        method = buf[start + 2 : method_end].decode("utf-8")
+                    except UnicodeDecodeError:
+                        pass
+                    else:
+                        return Request(request_id=rid, method=method, body=buf[method_end:end])
+            try:
+                event = self._decode(ftype, flags, rid, buf, start, end)
+            except (_Malformed, UnicodeDecodeError, struct.error) as e:
+                reason = str(e) if isinstance(e, _Malformed) else "invalid UTF-8"
+                # Only a frame this role receives can be confined to one request;
+                # a malformed frame the peer may not send at all (a RESPONSE from
+                # a client) is as fatal as a well-formed one would be.
+                if ftype in _PER_REQUEST[self._role] and rid:
+                    code = (
+                        StatusCode.INVALID_ARGUMENT
+                        if ftype == FrameType.REQUEST
+                        else StatusCode.INTERNAL
+                    )
+                    return Rejected(request_id=rid, code=code, message=f"malformed frame: {reason}")
+                return self._fail(
+                    StatusCode.PROTOCOL_ERROR, f"malformed frame type {ftype}: {reason}"
+                )
             if event is not _SKIPPED:
                 return cast("Event | None", event)
-
-    def _next_frame(self) -> Event | object | None:
-        buf = self._buf
-        pos = self._pos
-        if len(buf) - pos < HEADER_SIZE:
-            if not self._contiguous(HEADER_SIZE):
-                return None
-            buf = self._buf
-            pos = self._pos
-        length, ftype, flags, rid = _HEADER.unpack_from(buf, pos)
-        if self._expect_text_refusal:
-            # A server that refuses us before its SETTINGS (a foreign server,
-            # or ours refusing our version) answers with a line of text.
-            self._expect_text_refusal = False
-            if buf.startswith((b"reqresp: ", b"HTTP/"), pos):
-                line = bytes(buf[pos : pos + 200]).split(b"\r\n", 1)[0]
-                return self._fail(
-                    StatusCode.PROTOCOL_ERROR,
-                    "the server answered in text: " + line.decode("utf-8", "replace"),
-                )
-        if length > self._max_frame:
-            return self._fail(
-                StatusCode.RESOURCE_EXHAUSTED,
-                f"frame of {length} bytes exceeds the maximum of {self._max_frame}",
-            )
-        total = HEADER_SIZE + length
-        if len(buf) - pos < total:
-            if not self._contiguous(total):
-                return None
-            buf = self._buf
-            pos = self._pos
-        start = pos + HEADER_SIZE
-        end = start + length
-        self._pos = end
-        self._avail -= total
-        if ftype == FrameType.REQUEST and not flags and length >= 2:
-            # The common request, a method and a body, decoded inline; any
-            # problem is left to the general decoder below to describe.
-            method_end = start + 2 + ((buf[start] << 8) | buf[start + 1])
-            if start + 2 < method_end <= end:
-                try:
-                    method = buf[start + 2 : method_end].decode("utf-8")
-                except UnicodeDecodeError:
-                    pass
-                else:
-                    return Request(request_id=rid, method=method, body=buf[method_end:end])
-        try:
-            return self._decode(ftype, flags, rid, buf, start, end)
-        except (_Malformed, UnicodeDecodeError, struct.error) as e:
-            reason = str(e) if isinstance(e, _Malformed) else "invalid UTF-8"
-            # Only a frame this role receives can be confined to one request;
-            # a malformed frame the peer may not send at all (a RESPONSE from
-            # a client) is as fatal as a well-formed one would be.
-            if ftype in _PER_REQUEST[self._role] and rid:
-                code = (
-                    StatusCode.INVALID_ARGUMENT
-                    if ftype == FrameType.REQUEST
-                    else StatusCode.INTERNAL
-                )
-                return Rejected(request_id=rid, code=code, message=f"malformed frame: {reason}")
-            return self._fail(StatusCode.PROTOCOL_ERROR, f"malformed frame type {ftype}: {reason}")
+            # A frame of an unknown type was skipped: look at the next one.
 
     def _read_preface(self) -> Event | None:
         have = self._buf[self._pos :] + b"".join(self._more)
