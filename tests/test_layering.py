@@ -62,7 +62,7 @@ LAYERS: list[tuple[str, frozenset[str]]] = [
             }
         ),
     ),
-    ("tap, cli, testing", frozenset({"_tap", "_cli", "testing", "wire"})),
+    ("tap, cli, testing", frozenset({"_tap", "_cli", "_bench", "testing", "wire"})),
     ("package", frozenset({"__init__"})),
 ]
 

@@ -8,6 +8,7 @@ The ``reqresp`` command: call a server from a shell.
     reqresp call --metadata trace=abc sleep 2 --timeout 1
     reqresp methods
     reqresp ping --count 3
+    reqresp bench --connections 8 --depth 16 --duration 10 echo
 
 The work is done by functions that take a connected
 :class:`~twisted_reqresp.Client` and a clock (:func:`run_call`,
@@ -40,6 +41,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import deferLater, react
 from twisted.python.failure import Failure
 
+from ._bench import BenchReport, bench, format_report
 from ._client import Client, connect
 from ._errors import ConnectionClosed, DeadlineExceeded, RemoteError, StatusError
 from ._status import StatusCode
@@ -240,6 +242,45 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
         default=1,
         help=f"pings to send, {PING_INTERVAL:g} s apart [default: 1]",
     )
+    load = commands.add_parser(
+        "bench",
+        parents=[common],
+        help="load-test a server and report req/s and latency percentiles",
+        description=(
+            "Keep DEPTH calls to METHOD in flight on each of CONNECTIONS connections "
+            "for DURATION seconds, showing a progress line, then report the rate and "
+            "the latency percentiles."
+        ),
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    load.add_argument(
+        "--connections", "-C", metavar="N", type=_count, default=1,
+        help="connections to open [default: 1]",
+    )  # fmt: skip
+    load.add_argument(
+        "--depth", "-d", metavar="N", type=_count, default=1,
+        help="calls in flight per connection [default: 1]",
+    )  # fmt: skip
+    load.add_argument(
+        "--duration", "-D", metavar="S", type=_seconds, default=10.0,
+        help="seconds to run [default: 10]",
+    )  # fmt: skip
+    load.add_argument(
+        "--size", metavar="BYTES", type=int, default=64,
+        help="without BODY, send this many bytes [default: 64]",
+    )  # fmt: skip
+    load.add_argument(
+        "--raw",
+        action="store_true",
+        help="send BODY's UTF-8 bytes unchanged instead of checking it is JSON",
+    )
+    load.add_argument("method", metavar="METHOD", nargs="?", default="echo",
+                      help="the method to call [default: echo]")  # fmt: skip
+    load.add_argument(
+        "body", metavar="BODY", nargs="?",
+        help="the request body, as for call; --size bytes if omitted",
+    )  # fmt: skip
     return parser
 
 
@@ -408,6 +449,77 @@ def run_ping(
     return EXIT_OK
 
 
+@inlineCallbacks
+def run_bench(
+    reactor: Any,
+    first: Client,
+    args: argparse.Namespace,
+    body: bytes,
+    *,
+    out: BinaryIO,
+    connector: Callable[..., Deferred[Client]] = connect,
+    progress_to: Any = None,
+) -> Generator[Deferred[Any], Any, int]:
+    """
+    Open the other connections, run :func:`~twisted_reqresp._bench.bench`,
+    and write its report.
+
+    :param reactor: connects the other clients and times the run.
+    :param first: the client already connected.
+    :param args: ``connections``, ``depth``, ``duration``, ``method``,
+        ``connect`` and ``timeout``.
+    :param body: the request body.
+    :param out: where the report goes (binary).
+    :param connector: :func:`twisted_reqresp.connect`, or a stand-in in tests.
+    :param progress_to: a text stream for the live progress line
+        (standard error when it is a terminal, else none).
+    :returns: a Deferred firing with :data:`EXIT_OK`, or failing with
+        :class:`CommandError` when no call succeeded.
+    """
+    clients = [first]
+    try:
+        for _ in range(args.connections - 1):
+            connecting = connector(reactor, args.connect, timeout=args.timeout)
+            connecting.addTimeout(args.timeout, reactor, onTimeoutCancel=_timed_out)
+            try:
+                clients.append((yield connecting))
+            except Exception as e:
+                raise explain(e, timeout=args.timeout, endpoint=args.connect) from e
+        if progress_to is None and sys.stderr.isatty():
+            progress_to = sys.stderr
+
+        def progress(elapsed: float, report: BenchReport) -> None:
+            if progress_to is not None:
+                rate = report.requests / elapsed if elapsed > 0 else 0.0
+                errors = sum(report.errors.values())
+                progress_to.write(
+                    f"\r[{elapsed:5.1f} s] {report.requests:,} calls, "
+                    f"{rate:,.0f} req/s, {errors:,} errors   "
+                )
+                progress_to.flush()
+
+        report = yield bench(
+            clients,
+            args.method,
+            body,
+            depth=args.depth,
+            duration=args.duration,
+            clock=reactor,
+            timeout=args.timeout,
+            progress=progress,
+        )
+        if progress_to is not None:
+            progress_to.write("\n")
+        out.write(format_report(report).encode())
+        out.flush()
+        if report.requests == 0 and report.first_error is not None:
+            raise explain(report.first_error, timeout=args.timeout, endpoint=args.connect)
+    finally:
+        for client in clients[1:]:
+            client.abort()
+    return EXIT_OK
+
+
 # -- errors ---------------------------------------------------------------------------------
 
 
@@ -478,6 +590,10 @@ def run(
     if args.command == "call":
         # Checked before connecting: a typo should not wait for a server.
         body = encode_body(args.body, raw=args.raw)
+    elif args.command == "bench":
+        if args.size < 0:
+            raise CommandError("--size must be 0 or more", EXIT_USAGE)
+        body = b"x" * args.size if args.body is None else encode_body(args.body, raw=args.raw)
     endpoint: str = args.connect
     timeout: float = args.timeout
     try:
@@ -496,6 +612,8 @@ def run(
             )
         elif args.command == "methods":
             code = yield run_methods(client, out=out, timeout=timeout)
+        elif args.command == "bench":
+            code = yield run_bench(reactor, client, args, body, out=out, connector=connector)
         else:
             code = yield run_ping(
                 client, reactor, out=out, endpoint=endpoint, count=args.count, timeout=timeout

@@ -88,7 +88,7 @@ class ConnectedPair:
         """The client's :class:`ClientProtocol`."""
         return self.client.protocol
 
-    def pump(self) -> int:
+    def pump(self, rounds: int | None = None) -> int:
         """
         Deliver the bytes each side wrote to the other until both are quiet,
         then deliver the close if either side closed.
@@ -96,12 +96,15 @@ class ConnectedPair:
         A side whose transport is paused (``pauseProducing``: it stopped
         reading) receives nothing until it resumes, as with a real socket.
 
+        :param rounds: deliver at most this many rounds (one batch each way)
+            and stop, quiet or not: for code that never goes quiet, such as
+            a load generator.  ``None``: until quiet.
         :returns: the number of bytes moved.
-        :raises RuntimeError: if the sides are still talking after
-            :data:`MAX_PUMP_ROUNDS` rounds.
+        :raises RuntimeError: if ``rounds`` is ``None`` and the sides are
+            still talking after :data:`MAX_PUMP_ROUNDS` rounds.
         """
         moved = 0
-        for _ in range(MAX_PUMP_ROUNDS):
+        for _ in range(MAX_PUMP_ROUNDS if rounds is None else rounds):
             step = self._move(self.client_transport, self.server) + self._move(
                 self.server_transport, self.client_protocol
             )
@@ -109,7 +112,8 @@ class ConnectedPair:
             if not step:
                 break
         else:
-            raise RuntimeError(f"still pumping after {MAX_PUMP_ROUNDS} rounds")
+            if rounds is None:
+                raise RuntimeError(f"still pumping after {MAX_PUMP_ROUNDS} rounds")
         if not self._lost and (
             self.client_transport.disconnecting or self.server_transport.disconnecting
         ):
