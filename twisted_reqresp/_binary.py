@@ -385,6 +385,8 @@ class BinaryCodec:
                         pass
                     else:
                         return Request(request_id=rid, method=method, body=buf[method_end:end])
+            elif ftype == FrameType.RESPONSE and not flags:
+                return Response(request_id=rid, body=buf[start:end])
             try:
                 event = self._decode(ftype, flags, rid, buf, start, end)
             except (_Malformed, UnicodeDecodeError, struct.error) as e:
@@ -562,32 +564,62 @@ class BinaryCodec:
         except (struct.error, UnicodeEncodeError) as e:
             raise LocalProtocolError(f"cannot encode Response: {e}") from None
 
+    def encode_request(
+        self,
+        request_id: int,
+        method: str,
+        body: bytes,
+        metadata: Metadata = (),
+        deadline_ms: int | None = None,
+    ) -> bytes:
+        """
+        Encode a REQUEST frame without building a :class:`Request` first:
+        the client's hot path (see :meth:`Connection.send_request`).
+
+        :returns: the same bytes as ``encode(Request(...))``.
+        :raises LocalProtocolError: as :meth:`encode`.
+        """
+        try:
+            return self._encode_request(request_id, method, body, metadata, deadline_ms)
+        except (struct.error, UnicodeEncodeError) as e:
+            raise LocalProtocolError(f"cannot encode Request: {e}") from None
+
+    def _encode_request(
+        self,
+        request_id: int,
+        method: str,
+        body: bytes,
+        metadata: Metadata,
+        deadline_ms: int | None,
+    ) -> bytes:
+        if not method:
+            raise LocalProtocolError("empty method name")
+        name = _text(method, "method name")
+        if deadline_ms is None and not metadata:
+            return (
+                _HEADER.pack(len(name) + len(body), FrameType.REQUEST, 0, request_id) + name + body
+            )
+        flags = 0
+        parts = [name]
+        if deadline_ms is not None:
+            if not 0 <= deadline_ms <= 0xFFFF_FFFF:
+                raise LocalProtocolError(f"deadline {deadline_ms} ms does not fit in 32 bits")
+            flags |= FLAG_DEADLINE
+            parts.append(_U32.pack(deadline_ms))
+        if metadata:
+            flags |= FLAG_METADATA
+            parts.append(_encode_metadata(metadata))
+        head = b"".join(parts)
+        return (
+            _HEADER.pack(len(head) + len(body), FrameType.REQUEST, flags, request_id) + head + body
+        )
+
     def _encode(self, event: Event) -> bytes:
         if isinstance(event, Response):
             return self.encode_response(event.request_id, event.body, event.metadata)
         if isinstance(event, Request):
-            if not event.method:
-                raise LocalProtocolError("empty method name")
-            method = _text(event.method, "method name")
-            flags = 0
-            parts = [method]
-            if event.deadline_ms is not None:
-                if not 0 <= event.deadline_ms <= 0xFFFF_FFFF:
-                    raise LocalProtocolError(
-                        f"deadline {event.deadline_ms} ms does not fit in 32 bits"
-                    )
-                flags |= FLAG_DEADLINE
-                parts.append(_U32.pack(event.deadline_ms))
-            if event.metadata:
-                flags |= FLAG_METADATA
-                parts.append(_encode_metadata(event.metadata))
-            head = b"".join(parts)
-            return (
-                _HEADER.pack(
-                    len(head) + len(event.body), FrameType.REQUEST, flags, event.request_id
-                )
-                + head
-                + event.body
+            return self._encode_request(
+                event.request_id, event.method, event.body, event.metadata, event.deadline_ms
             )
         if isinstance(event, ErrorResponse):
             payload = (

@@ -18,6 +18,7 @@ import math
 import struct
 from collections import deque
 from collections.abc import Iterable, Mapping
+from types import MappingProxyType
 from typing import Any
 
 from twisted.internet.defer import CancelledError, Deferred, fail, succeed
@@ -44,6 +45,8 @@ from ._status import StatusCode
 __all__ = ["ClientProtocol"]
 
 _PING = struct.Struct(">Q")
+#: The metadata of every answer that has none: one shared read-only mapping.
+_NO_METADATA: Mapping[str, str] = MappingProxyType({})
 
 
 def _deadline_ms(timeout: float) -> int:
@@ -172,7 +175,8 @@ class ClientProtocol(Protocol):
                 assert isinstance(event, Response)
                 d = pending.pop(event.request_id, None)
                 if d is not None:
-                    d.callback(Reply(body=event.body, metadata=dict(event.metadata)))
+                    metadata = dict(event.metadata) if event.metadata else _NO_METADATA
+                    d.callback(Reply(body=event.body, metadata=metadata))
             elif kind is ErrorResponse:
                 assert isinstance(event, ErrorResponse)
                 d = pending.pop(event.request_id, None)

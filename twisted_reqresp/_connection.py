@@ -173,6 +173,11 @@ class Connection:
         self._encode_response: Callable[[int, bytes, Metadata], bytes] | None = getattr(
             self._codec, "encode_response", None
         )
+        # Likewise encode_request(request_id, method, body, metadata,
+        # deadline_ms) for the client's.
+        self._encode_request: Callable[[int, str, bytes, Metadata, int | None], bytes] | None = (
+            getattr(self._codec, "encode_request", None)
+        )
         self._dispatch: dict[type, Callable[[Event], Event | None]] = {
             kind: getattr(self, name) for (r, kind), name in _INBOUND.items() if r is role
         }
@@ -237,6 +242,12 @@ class Connection:
                 self.last_request_id = event.request_id  # type: ignore[union-attr]
                 self.in_flight.add(self.last_request_id)
                 return event
+            if kind is Response and not self._serving:
+                rid = event.request_id  # type: ignore[union-attr]
+                if rid in self.in_flight:
+                    # The common case, checked inline: an answer awaited.
+                    self.in_flight.discard(rid)
+                    return event
             if self._refusal is not None and kind is not ProtocolViolation:
                 return self._violation(self._refusal)
             handler = dispatch.get(kind)
@@ -372,15 +383,19 @@ class Connection:
                 "request ids exhausted on this connection; open a new one",
                 StatusCode.UNAVAILABLE,
             )
-        data = self._codec.encode(
-            Request(
-                request_id=rid,
-                method=method,
-                body=body,
-                metadata=metadata,
-                deadline_ms=deadline_ms,
+        encode = self._encode_request
+        if encode is not None:
+            data = encode(rid, method, body, metadata, deadline_ms)
+        else:
+            data = self._codec.encode(
+                Request(
+                    request_id=rid,
+                    method=method,
+                    body=body,
+                    metadata=metadata,
+                    deadline_ms=deadline_ms,
+                )
             )
-        )
         self._check_size(data)
         self.last_request_id = rid
         self.in_flight.add(rid)
