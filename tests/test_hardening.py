@@ -16,8 +16,8 @@ from twisted_reqresp import (
     DEFAULT_LIMITS,
     Call,
     ConnectionClosed,
+    DeadlineExceeded,
     Limits,
-    RemoteError,
     Router,
     ServerFactory,
     StatusCode,
@@ -232,9 +232,9 @@ class DeadlineCapTests(SynchronousTestCase):
         pair.pump()
         pair.clock.advance(2.0)
         pair.pump()
-        self.assertEqual(
-            self.failureResultOf(d, RemoteError).value.code, StatusCode.DEADLINE_EXCEEDED
-        )
+        error = self.failureResultOf(d, DeadlineExceeded).value
+        self.assertEqual(error.code, StatusCode.DEADLINE_EXCEEDED)
+        self.assertIn("at the server", error.message)
         self.assertTrue(waiting[0].called)
 
 

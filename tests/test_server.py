@@ -262,9 +262,9 @@ class DeadlineAndCancelTests(SynchronousTestCase):
         pair.clock.advance(1.0)
         pair.pump()
         self.assertTrue(waiting[0].called)
-        failure = self.failureResultOf(d)
-        self.assertIn(failure.type, (DeadlineExceeded, RemoteError))
-        self.assertEqual(failure.value.code, StatusCode.DEADLINE_EXCEEDED)
+        # Whichever copy of the deadline fires first, the caller sees one type.
+        error = self.failureResultOf(d, DeadlineExceeded).value
+        self.assertEqual(error.code, StatusCode.DEADLINE_EXCEEDED)
 
     def test_cancel_reaches_server(self) -> None:
         """Cancelling a call's Deferred cancels the responder on the server."""

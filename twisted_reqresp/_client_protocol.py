@@ -181,11 +181,7 @@ class ClientProtocol(Protocol):
                 assert isinstance(event, ErrorResponse)
                 d = pending.pop(event.request_id, None)
                 if d is not None:
-                    d.errback(
-                        RemoteError(
-                            event.code, event.message, event.details, retry_safe=event.retry_safe
-                        )
-                    )
+                    d.errback(_remote_error(event))
             elif kind is SettingsEvent:
                 self._fire_ready()
             elif kind is Pong:
@@ -412,6 +408,14 @@ class ClientProtocol(Protocol):
     def _maybe_finish_close(self) -> None:
         if self._closing and not self.pending and not self.queued and self.transport is not None:
             self.transport.loseConnection()
+
+
+def _remote_error(event: ErrorResponse) -> StatusError:
+    if event.code == StatusCode.DEADLINE_EXCEEDED:
+        # The server's copy of the deadline fired before our timer (they
+        # race): the same outcome, so the same exception as a local timeout.
+        return DeadlineExceeded(f"{event.message or 'deadline exceeded'} (at the server)")
+    return RemoteError(event.code, event.message, event.details, retry_safe=event.retry_safe)
 
 
 def _local_error(error: LocalProtocolError) -> StatusError:
