@@ -178,9 +178,9 @@ class Connection:
         self._encode_request: Callable[[int, str, bytes, Metadata, int | None], bytes] | None = (
             getattr(self._codec, "encode_request", None)
         )
-        self._dispatch: dict[type, Callable[[Event], Event | None]] = {
-            kind: getattr(self, name) for (r, kind), name in _INBOUND.items() if r is role
-        }
+        # One table per role, shared by every connection (a bound-method dict
+        # per connection would cost memory for nothing).
+        self._dispatch = _DISPATCH[role]
         if role is Role.CLIENT:
             self._out.append(self._codec.preface())
             self._out.append(self._codec.encode(self._our_settings()))
@@ -261,7 +261,7 @@ class Connection:
                         message=f"a {self.role.value} does not accept {name} frames",
                     )
                 )
-            result = handler(event)
+            result = handler(self, event)
             if result is not None:
                 return result
         return None
@@ -543,3 +543,10 @@ class Connection:
         data = out[0] if len(out) == 1 else b"".join(out)
         out.clear()
         return data
+
+
+#: _INBOUND, resolved: role -> received event type -> handler function.
+_DISPATCH: dict[Role, dict[type, Callable[[Connection, Event], Event | None]]] = {
+    role: {kind: getattr(Connection, name) for (r, kind), name in _INBOUND.items() if r is role}
+    for role in Role
+}
