@@ -102,6 +102,17 @@ class TimeoutTests(SynchronousTestCase):
         self.assertIsNotNone(pair.client_protocol.lost)
         self.assertEqual(pair.clock.getDelayedCalls(), [])
 
+    def test_idle_despite_keepalive(self) -> None:
+        """Keepalive PINGs and PONGs do not keep an idle connection open."""
+        router, _ = _router()
+        limits = Limits(idle_timeout=30.0, ping_interval=10.0, ping_timeout=5.0)
+        pair = connected_pair(router, limits=limits, client_limits=limits)
+        for _ in range(40):
+            pair.clock.advance(1.0)
+            pair.pump()
+        self.assertIsNotNone(pair.client_protocol.lost)
+        self.assertEqual(pair.factory.stats.connections_open, 0)
+
     def test_busy_connection_not_idle(self) -> None:
         """A connection waiting on a slow responder is not idle."""
         router, waiting = _router()

@@ -263,14 +263,17 @@ class ServerProtocol(Protocol):
                 if event is None:
                     break
                 kind = type(event)
-                live.last_message = now
                 if kind is Request:
+                    # Only requests and cancels count as use: a peer that
+                    # just answers our keepalive PINGs is still idle.
+                    live.last_message = now
                     assert isinstance(event, Request)
                     self._start(event)
                     if len(conn.in_flight) >= limit:
                         self._set_paused("concurrency", True)
                 elif kind is Cancel:
                     assert isinstance(event, Cancel)
+                    live.last_message = now
                     self._cancel(event.request_id)
                 elif kind is ProtocolViolation:
                     assert isinstance(event, ProtocolViolation)
@@ -278,6 +281,7 @@ class ServerProtocol(Protocol):
                     return
                 elif kind is Rejected:
                     assert isinstance(event, Rejected)
+                    live.last_message = now
                     self._stats.requests_total += 1
                     self._stats.errors_total += 1
                     _log.info(
