@@ -5,15 +5,13 @@ connection goes, timeouts and cancels share one path, GOAWAY is surfaced.
 
 from __future__ import annotations
 
-from typing import Any
-
-from twisted.internet.defer import CancelledError, Deferred
+from helpers import echo_and_wait_router as _router
+from twisted.internet.defer import CancelledError
 from twisted.internet.error import ConnectionLost
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from twisted_reqresp import (
-    Call,
     CodecError,
     ConnectionClosed,
     DeadlineExceeded,
@@ -24,20 +22,6 @@ from twisted_reqresp import (
 )
 from twisted_reqresp.codecs import JSON
 from twisted_reqresp.testing import connected_pair
-
-
-def _router() -> tuple[Router, list[Deferred[Any]]]:
-    router = Router()
-    waiting: list[Deferred[Any]] = []
-    router.add("echo", lambda call: call.body)
-
-    @router.method("wait")
-    def wait(call: Call) -> Deferred[Any]:
-        d: Deferred[Any] = Deferred()
-        waiting.append(d)
-        return d
-
-    return router, waiting
 
 
 class CallTests(SynchronousTestCase):

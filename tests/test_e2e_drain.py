@@ -16,7 +16,7 @@ import sys
 import textwrap
 import time
 
-from test_e2e import COMMAND_TIMEOUT, STOP_TIMEOUT, _env, _start
+from test_e2e import COMMAND_TIMEOUT, STOP_TIMEOUT, _env, _kill, _start
 from twisted.trial.unittest import SynchronousTestCase
 
 #: The load generator: CONNECTIONS connections, each keeping DEPTH calls in
@@ -108,12 +108,3 @@ class DrainUnderLoadTests(SynchronousTestCase):
             self.fail(f"twistd still running {STOP_TIMEOUT} s after SIGTERM:\n{server.log()}")
         self.assertIn(code, (0, -signal.SIGTERM), server.log())
         self.assertNotIn("Traceback", server.log())
-
-
-def _kill(process: subprocess.Popen[str]) -> None:
-    if process.poll() is None:
-        process.kill()
-        process.wait(timeout=STOP_TIMEOUT)
-    for stream in (process.stdout, process.stderr):
-        if stream is not None:
-            stream.close()

@@ -7,14 +7,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from helpers import echo_and_wait_router as _router
 from twisted.internet.address import IPv4Address
-from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.defer import CancelledError
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
 from twisted_reqresp import (
     DEFAULT_LIMITS,
-    Call,
     ConnectionClosed,
     DeadlineExceeded,
     Limits,
@@ -26,20 +26,6 @@ from twisted_reqresp import (
 from twisted_reqresp._binary import PREFACE
 from twisted_reqresp.testing import connected_pair
 from twisted_reqresp.wire import BinaryCodec, GoAway, Role
-
-
-def _router() -> tuple[Router, list[Deferred[Any]]]:
-    router = Router()
-    waiting: list[Deferred[Any]] = []
-    router.add("echo", lambda call: call.body)
-
-    @router.method("wait")
-    def wait(call: Call) -> Deferred[Any]:
-        d: Deferred[Any] = Deferred()
-        waiting.append(d)
-        return d
-
-    return router, waiting
 
 
 def _raw_server(
