@@ -499,12 +499,12 @@ class Connection:
         self._check_open()
         if self.state is ConnectionState.DRAINING:
             return
-        self.state = ConnectionState.DRAINING
-        self._out.append(
-            self._codec.encode(
-                GoAway(last_request_id=self.last_request_id, code=code, message=message)
-            )
+        # Encoded first: a codec that cannot encode it leaves the state as it was.
+        data = self._codec.encode(
+            GoAway(last_request_id=self.last_request_id, code=code, message=message)
         )
+        self.state = ConnectionState.DRAINING
+        self._out.append(data)
 
     def refuse(self, code: int, message: str) -> None:
         """
