@@ -544,6 +544,30 @@ class ViolationTests(SynchronousTestCase):
         self.assertIsInstance(sent[0], Settings)
         self.assertIsInstance(sent[-1], GoAway)
 
+    def test_only_settings_before_settings(self) -> None:
+        """PING, CANCEL and GOAWAY before the client's SETTINGS are connection errors too."""
+        for early, name in (
+            (Ping(payload=b"12345678"), "PING"),
+            (Cancel(request_id=1), "CANCEL"),
+            (GoAway(last_request_id=0), "GOAWAY"),
+        ):
+            server = Connection(Role.SERVER, BinaryFormat())
+            events = feed(server, [PREFACE + encode(early)])
+            self.assertEqual(
+                events,
+                [
+                    ProtocolViolation(
+                        code=StatusCode.PROTOCOL_ERROR, message=f"{name} before SETTINGS"
+                    )
+                ],
+            )
+
+    def test_client_accepts_refusal_before_settings(self) -> None:
+        """A client accepts a GOAWAY in place of SETTINGS (a refused connection)."""
+        client = Connection(Role.CLIENT, BinaryFormat())
+        refusal = GoAway(last_request_id=0, code=StatusCode.RESOURCE_EXHAUSTED, message="full")
+        self.assertEqual(feed(client, [encode(refusal)]), [refusal])
+
     def test_malformed_ping(self) -> None:
         """A PING whose payload is not 8 bytes, or whose id is not 0, is a connection error."""
         self._assert_fatal(open_server(), frame(FrameType.PING, 0, b"1234567"))

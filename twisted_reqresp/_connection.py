@@ -22,7 +22,9 @@ Connection states::
 
 A codec without a handshake (the line format) starts in OPEN.  In
 AWAIT_SETTINGS a client may already send requests: it assumes the default
-limits until the server's SETTINGS arrive (``docs/protocol.md``).
+limits until the server's SETTINGS arrive (``docs/protocol.md``).  What a
+peer may send before its own SETTINGS is the table ``_BEFORE_SETTINGS``;
+anything else then is a violation.
 
 Which peer may send which message is the table ``_INBOUND`` below: a pair
 that is missing there is a protocol violation, never a silent pass.
@@ -112,6 +114,16 @@ class ConnectionState(Enum):
 
 
 _OPEN = ConnectionState.OPEN
+_AWAIT_SETTINGS = ConnectionState.AWAIT_SETTINGS
+
+# What a peer may send before its SETTINGS (docs/protocol.md, "Handshake"):
+# a client its preface, then SETTINGS; a server SETTINGS, or a GOAWAY
+# refusing the connection.
+_BEFORE_SETTINGS: dict[Role, frozenset[type]] = {
+    Role.SERVER: frozenset({PrefaceReceived, Settings, ProtocolViolation}),
+    Role.CLIENT: frozenset({Settings, GoAway, ProtocolViolation}),
+}
+_FRAME_NAMES: dict[type, str] = {ErrorResponse: "ERROR", Rejected: "REQUEST", GoAway: "GOAWAY"}
 
 # (our role, type of the received event) -> name of the method that handles
 # it.  Anything not listed is a protocol violation.
@@ -250,6 +262,9 @@ class Connection:
                     return event
             if self._refusal is not None and kind is not ProtocolViolation:
                 return self._violation(self._refusal)
+            if self.state is _AWAIT_SETTINGS and kind not in _BEFORE_SETTINGS[self.role]:
+                name = _FRAME_NAMES.get(kind, kind.__name__.upper())
+                return self._protocol_error(f"{name} before SETTINGS")
             handler = dispatch.get(kind)
             if handler is None:
                 if isinstance(event, ProtocolViolation):
