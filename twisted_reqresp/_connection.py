@@ -439,12 +439,14 @@ class Connection:
             self.in_flight.discard(request_id)
             self._out.append(self._codec.encode(Cancel(request_id=request_id)))
 
-    def _answer(self, event: Response | ErrorResponse) -> None:
-        if event.request_id not in self.in_flight:
-            raise LocalProtocolError(f"request {event.request_id} is not awaiting an answer")
-        data = self._codec.encode(event)
+    def _check_awaited(self, request_id: int) -> None:
+        if request_id not in self.in_flight:
+            raise LocalProtocolError(f"request {request_id} is not awaiting an answer")
+
+    def _answer(self, request_id: int, data: bytes) -> None:
+        """Queue an encoded answer; the request no longer awaits one."""
         self._check_size(data)
-        self.in_flight.discard(event.request_id)
+        self.in_flight.discard(request_id)
         if self.state is not ConnectionState.CLOSED:
             self._out.append(data)
 
@@ -456,19 +458,13 @@ class Connection:
             or the response is larger than the peer accepts (then the request
             is still awaiting an answer, and an error can be sent instead).
         """
+        self._check_awaited(request_id)
         encode = self._encode_response
-        if encode is None:
-            self._answer(Response(request_id=request_id, body=body, metadata=metadata))
-            return
-        in_flight = self.in_flight
-        if request_id not in in_flight:
-            raise LocalProtocolError(f"request {request_id} is not awaiting an answer")
-        data = encode(request_id, body, metadata)
-        if len(data) - self._codec.frame_overhead > self.peer_settings.max_frame_size:
-            self._check_size(data)  # raises, with the message
-        in_flight.discard(request_id)
-        if self.state is not ConnectionState.CLOSED:
-            self._out.append(data)
+        if encode is not None:
+            data = encode(request_id, body, metadata)
+        else:
+            data = self._codec.encode(Response(request_id=request_id, body=body, metadata=metadata))
+        self._answer(request_id, data)
 
     def send_error(
         self,
@@ -483,7 +479,8 @@ class Connection:
 
         :raises LocalProtocolError: if the request is not awaiting an answer.
         """
-        self._answer(
+        self._check_awaited(request_id)
+        data = self._codec.encode(
             ErrorResponse(
                 request_id=request_id,
                 code=code,
@@ -492,6 +489,7 @@ class Connection:
                 retry_safe=retry_safe,
             )
         )
+        self._answer(request_id, data)
 
     def forget(self, request_id: int) -> None:
         """
