@@ -194,9 +194,7 @@ class ServerProtocol(Protocol):
             message=message,
         )
         self.conn.close_with_error(code, message)
-        self._flush()
-        if self.transport is not None:
-            self.transport.loseConnection()
+        self._flush_and_close()
 
     def _close_idle(self) -> None:
         if self.conn.keepalive:
@@ -306,18 +304,18 @@ class ServerProtocol(Protocol):
             self._close_if_drained()
 
     def _violated(self, event: ProtocolViolation) -> None:
-        if self.refusal is not None:
-            self._flush()
-            if self.transport is not None:
-                self.transport.loseConnection()
-            return
-        self._stats.protocol_errors += 1
-        _log.info(
-            "closing connection from {peer}: {code}: {message}",
-            peer=self.info.peer if self.info else None,
-            code=status_name(event.code),
-            message=event.message,
-        )
+        if self.refusal is None:
+            self._stats.protocol_errors += 1
+            _log.info(
+                "closing connection from {peer}: {code}: {message}",
+                peer=self.info.peer if self.info else None,
+                code=status_name(event.code),
+                message=event.message,
+            )
+        self._flush_and_close()
+
+    def _flush_and_close(self) -> None:
+        """Send the last words the connection queued, then close."""
         self._flush()
         if self.transport is not None:
             self.transport.loseConnection()
