@@ -942,12 +942,11 @@ class LineSlowlorisTests(_BadInputCase):
         peer.send(b"echo hi\n")
         self.assertEqual(peer.written(), b"OK hi\r\n")
         self.assertEqual(self._trickle(peer, b"echo " + b"b" * 100), 30.0)
-        # The line format has no GOAWAY: the connection just closes, and
-        # (unlike the binary format's GOAWAY) without a log line.
-        self.assertEqual(peer.written(), b"")
+        # The line format has no GOAWAY: its last words are an ERR line.
+        self.assertEqual(peer.written(), b"ERR UNAVAILABLE idle timeout\r\n")
         self.assertClosedAndForgotten(peer)
         self.assertEqual(self.clock.getDelayedCalls(), [])
-        self.assertLogged(0)
+        self.assertLogged(1)
         self.assertOthersServed()
 
     def test_whole_messages_keep_it_open(self) -> None:

@@ -328,6 +328,14 @@ class SignalTests(SynchronousTestCase):
     def test_sigterm(self) -> None:
         """After SIGTERM twistd stops listening, shuts down in order and exits."""
         server = _start(self)
+        # wait_ready's probe connection closes asynchronously: wait until
+        # the server has seen it go (the stats call counts only itself).
+        env = _env(REQRESP_CONNECT=server.endpoint)
+        for _ in range(100):
+            result = _reqresp("call", "stats", env=env)
+            if json.loads(result.stdout)["connections_open"] == 1:
+                break
+            time.sleep(0.05)
         server.process.send_signal(signal.SIGTERM)
         try:
             code = server.process.wait(timeout=STOP_TIMEOUT)

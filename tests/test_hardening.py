@@ -18,6 +18,7 @@ from twisted_reqresp import (
     ConnectionClosed,
     DeadlineExceeded,
     Limits,
+    RemoteError,
     Router,
     ServerFactory,
     StatusCode,
@@ -189,10 +190,16 @@ class ConnectionLimitTests(SynchronousTestCase):
         """The per-peer limit counts each peer address separately."""
         limits = Limits(max_connections_per_peer=1)
         factory, _, _, _ = _raw_server(limits)
-        other = factory.buildProtocol(IPv4Address("TCP", "127.0.0.2", 1))
+        protocols = []
+        for host, port in (("127.0.0.2", 1), ("127.0.0.1", 2)):
+            address = IPv4Address("TCP", host, port)
+            protocol = factory.buildProtocol(address)
+            protocol.makeConnection(StringTransport(peerAddress=address))
+            protocols.append(protocol)
+        other, same = protocols
         self.assertIsNone(other.refusal)
-        same = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 2))
         self.assertIsNotNone(same.refusal)
+        self.assertEqual(factory.stats.connections_refused, 1)
 
     def test_refused_connection_times_out_fast(self) -> None:
         """A refused peer that says nothing is closed within two seconds."""
@@ -274,7 +281,7 @@ class DrainTests(SynchronousTestCase):
         self.assertEqual(self.successResultOf(first).body, b"fine")
 
     def test_grace_period(self) -> None:
-        """Connections still busy after the grace period are closed."""
+        """At grace expiry a running call is answered UNAVAILABLE, not retry-safe, then closed."""
         router, _ = _router()
         pair = connected_pair(router)
         d = pair.client.call("wait")
@@ -282,10 +289,13 @@ class DrainTests(SynchronousTestCase):
         drained = pair.factory.drain(grace=5.0)
         pair.pump()
         pair.clock.advance(5.0)
-        self.assertTrue(pair.server_transport.disconnected)
-        pair.disconnect()
+        pair.pump()
+        error = self.failureResultOf(d, RemoteError).value
+        self.assertEqual(error.code, StatusCode.UNAVAILABLE)
+        self.assertFalse(error.retry_safe)
+        self.assertIn("stopped before the request finished", error.message)
         self.successResultOf(drained)
-        self.failureResultOf(d, ConnectionClosed)
+        self.assertEqual(pair.clock.getDelayedCalls(), [])
 
     def test_draining_factory_refuses(self) -> None:
         """A connection arriving during drain is refused with UNAVAILABLE."""

@@ -51,6 +51,7 @@ LAYERS: list[tuple[str, frozenset[str]]] = [
             {
                 "_liveness",
                 "_writethrough",
+                "_lifecycle",
                 "_protocol",
                 "_client_protocol",
                 "_router",

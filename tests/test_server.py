@@ -346,28 +346,6 @@ class PerConnectionTests(SynchronousTestCase):
 class BackpressureTests(SynchronousTestCase):
     """The server stops reading instead of queueing without bound."""
 
-    def test_concurrency_limit_pauses_reading(self) -> None:
-        """Past max_concurrent the server pauses the transport and resumes as answers drain."""
-        router, waiting = _router()
-        pair = connected_pair(router, limits=Limits(max_concurrent=2))
-        calls = [pair.client.call("wait") for _ in range(5)]
-        pair.pump()
-        self.assertEqual(len(waiting), 2)
-        self.assertEqual(pair.server_transport.producerState, "paused")
-        waiting[0].callback(b"a")
-        pair.pump()
-        self.assertEqual(len(waiting), 3)
-        for d in waiting[1:]:
-            d.callback(b"b")
-        pair.pump()
-        for d in waiting[3:]:
-            d.callback(b"c")
-        pair.pump()
-        self.assertEqual(
-            [self.successResultOf(c).body for c in calls], [b"a", b"b", b"b", b"c", b"c"]
-        )
-        self.assertEqual(pair.server_transport.producerState, "producing")
-
     def test_write_backpressure_pauses_reading(self) -> None:
         """When the transport's write buffer is full the server reads nothing more."""
         router, _ = _router()

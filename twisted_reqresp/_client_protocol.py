@@ -22,7 +22,7 @@ from types import MappingProxyType
 from typing import Any
 
 from twisted.internet.defer import CancelledError, Deferred, fail, succeed
-from twisted.internet.interfaces import IPushProducer, IReactorTime
+from twisted.internet.interfaces import IHalfCloseableProtocol, IReactorTime
 from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -38,6 +38,7 @@ from ._errors import (
 )
 from ._events import ErrorResponse, GoAway, Metadata, Pong, ProtocolViolation, Response, Role
 from ._events import Settings as SettingsEvent
+from ._lifecycle import TransportLifecycle
 from ._limits import Limits
 from ._liveness import Liveness
 from ._status import StatusCode
@@ -70,25 +71,7 @@ class _Queued:
         self.deferred: Deferred[Reply] | None = None
 
 
-@implementer(IPushProducer)
-class _WriteBackpressure:
-    """Twisted pauses this when the write buffer is full (the server is not
-    reading) and resumes it once drained."""
-
-    def __init__(self, protocol: ClientProtocol) -> None:
-        self._protocol = protocol
-
-    def pauseProducing(self) -> None:
-        self._protocol.write_paused = True
-
-    def resumeProducing(self) -> None:
-        self._protocol.write_paused = False
-        self._protocol._release_queue()
-
-    def stopProducing(self) -> None:
-        pass
-
-
+@implementer(IHalfCloseableProtocol)
 class ClientProtocol(Protocol):
     """
     One client connection.  :func:`~twisted_reqresp.connect` builds it and
@@ -106,10 +89,10 @@ class ClientProtocol(Protocol):
         self.clock = clock
         #: Calls waiting for an answer, by request id.
         self.pending: dict[int, Deferred[Reply]] = {}
-        #: Calls waiting for the server to read again.
+        #: Calls waiting for the server to read again, or for one of the
+        #: server's MAX_CONCURRENT slots.
         self.queued: deque[_Queued] = deque()
-        #: True while the transport's write buffer is full.
-        self.write_paused = False
+        self.lifecycle = TransportLifecycle(clock, limits.close_timeout, self._on_write_blocked)
         #: Why the connection was lost, once it is.
         self.lost: Failure | None = None
         self._pings: dict[bytes, tuple[Deferred[float], float]] = {}
@@ -124,6 +107,7 @@ class ClientProtocol(Protocol):
             limits,
             busy=lambda: bool(self.pending),
             can_ping=lambda: self.conn.keepalive,
+            reading=lambda: self.lifecycle.reading,
             send_ping=self._keepalive_ping,
             give_up=self._give_up,
             idle=lambda: None,
@@ -132,9 +116,15 @@ class ClientProtocol(Protocol):
 
     # -- Twisted plumbing ------------------------------------------------------
 
+    @property
+    def write_paused(self) -> bool:
+        """True while the transport's write buffer is full (the server is
+        not reading)."""
+        return self.lifecycle.write_blocked
+
     def connectionMade(self) -> None:
         assert self.transport is not None
-        self.transport.registerProducer(_WriteBackpressure(self), True)  # type: ignore[attr-defined]
+        self.lifecycle.attach(self.transport)
         self._flush()
         if self.conn.state is not ConnectionState.AWAIT_SETTINGS:
             self._fire_ready()
@@ -151,15 +141,18 @@ class ClientProtocol(Protocol):
             return fail(self._closed_error("connection closed during the handshake"))
         if self._ready is None:
             return succeed(self)
-        d: Deferred[ClientProtocol] = Deferred()
+        # Cancelled (connect()'s Deferred cancelled during the handshake):
+        # nobody wants this connection any more, so close it.
+        d: Deferred[ClientProtocol] = Deferred(lambda _: self.abort())
         self._ready.append(d)
         return d
 
     def _fire_ready(self) -> None:
-        self.liveness.handshaken = True
+        self.liveness.handshake_done()
         waiting, self._ready = self._ready, None
         for d in waiting or ():
-            d.callback(self)
+            if not d.called:
+                d.callback(self)
 
     def dataReceived(self, data: bytes) -> None:
         conn = self.conn
@@ -174,14 +167,14 @@ class ClientProtocol(Protocol):
             if kind is Response:
                 assert isinstance(event, Response)
                 d = pending.pop(event.request_id, None)
-                if d is not None:
+                if d is not None and not d.called:
                     metadata = dict(event.metadata) if event.metadata else _NO_METADATA
                     d.callback(Reply(body=event.body, metadata=metadata))
             elif kind is ErrorResponse:
                 assert isinstance(event, ErrorResponse)
                 d = pending.pop(event.request_id, None)
                 if d is not None:
-                    d.errback(_remote_error(event))
+                    _fail(d, _remote_error(event))
             elif kind is SettingsEvent:
                 self._fire_ready()
             elif kind is Pong:
@@ -196,11 +189,27 @@ class ClientProtocol(Protocol):
                 assert isinstance(event, ProtocolViolation)
                 self._gave_up = f"the server broke the protocol: {event.message}"
                 self._flush()
-                if self.transport is not None:
-                    self.transport.loseConnection()
+                self.lifecycle.close()
                 return
+        # Answers free the server's slots: send what waited for one.
+        self._release_queue()
         self._flush()
         self._maybe_finish_close()
+
+    def readConnectionLost(self) -> None:
+        """
+        The server shut down its write side: every answer it sent has been
+        read and no more will come.  Close; the calls still waiting fail
+        with :class:`~twisted_reqresp.ConnectionClosed`.
+        """
+        if self.lost is None and not self.lifecycle.closing:
+            self._gave_up = "the server closed its side of the connection"
+            self._flush()
+            self.lifecycle.close()
+
+    def writeConnectionLost(self) -> None:
+        """Our write side is shut: no call can be sent any more."""
+        self.lifecycle.close()
 
     def _closed_error(self, message: str, *, retry_safe: bool = False) -> ConnectionClosed:
         if self._gave_up is not None:
@@ -208,29 +217,39 @@ class ClientProtocol(Protocol):
         return ConnectionClosed(message, self.lost, retry_safe=retry_safe)
 
     def connectionLost(self, reason: Failure = Failure(Exception())) -> None:  # noqa: B008
+        if self.lost is not None:
+            return
         self.lost = reason
+        self.lifecycle.lost()
         self.conn.close()
         self.liveness.stop()
         goaway = self.conn.peer_goaway
+        # Every Deferred is failed only if nothing fired it meanwhile: one
+        # call's errback may cancel a sibling.
         pending, self.pending = self.pending, {}
         for rid, d in sorted(pending.items()):
             safe = goaway is not None and rid > goaway.last_request_id
-            d.errback(self._closed_error("connection lost before the answer", retry_safe=safe))
+            _fail(d, self._closed_error("connection lost before the answer", retry_safe=safe))
         self._fail_queued(lambda: self._closed_error("connection lost", retry_safe=True))
         pings, self._pings = self._pings, {}
         for ping, _ in pings.values():
-            ping.errback(self._closed_error("connection lost before the pong"))
+            _fail(ping, self._closed_error("connection lost before the pong"))
         waiting, self._ready = self._ready, None
         for ready in waiting or ():
-            ready.errback(self._closed_error("connection closed during the handshake"))
+            _fail(ready, self._closed_error("connection closed during the handshake"))
         waiters, self._close_waiters = self._close_waiters, []
         for w in waiters:
-            w.callback(None)
+            if not w.called:
+                w.callback(None)
 
     def _flush(self) -> None:
         data = self.conn.data_to_send()
-        if data and self.transport is not None and self.lost is None:
-            self.transport.write(data)
+        if data and self.lost is None:
+            self.lifecycle.write(data)
+
+    def _on_write_blocked(self, blocked: bool) -> None:
+        if not blocked:
+            self._release_queue()
 
     def _goaway(self, event: GoAway) -> None:
         why = f"the server is going away: {event.message or 'shutting down'}"
@@ -242,16 +261,19 @@ class ClientProtocol(Protocol):
         # the ones it accepted still get their answers.
         for rid in sorted(self.pending):
             if rid > event.last_request_id:
-                d = self.pending.pop(rid)
+                d = self.pending.pop(rid, None)
+                if d is None:
+                    continue  # an earlier errback cancelled it
                 self.conn.send_cancel(rid)
-                d.errback(ConnectionClosed(why, retry_safe=True))
+                _fail(d, ConnectionClosed(why, retry_safe=True))
         self._fail_queued(lambda: ConnectionClosed(why, retry_safe=True))
 
     def _fail_queued(self, error: Any) -> None:
         queued, self.queued = self.queued, deque()
         for entry in queued:
             if entry.deferred is not None:
-                entry.deferred.errback(error())
+                _fail(entry.deferred, error())
+        self._maybe_finish_close()
 
     # -- liveness ------------------------------------------------------------------
 
@@ -263,8 +285,7 @@ class ClientProtocol(Protocol):
         self._gave_up = message
         self.conn.close_with_error(code, message)
         self._flush()
-        if self.transport is not None:
-            self.transport.loseConnection()
+        self.lifecycle.close()
 
     # -- calls -------------------------------------------------------------------
 
@@ -280,14 +301,20 @@ class ClientProtocol(Protocol):
         Send a request.  See :meth:`twisted_reqresp.Client.call`; this one
         takes and gives bytes only.
         """
-        if self._closing or self.lost is not None:
-            return fail(self._closed_error("the connection is closed"))
+        if self._closing or self.lost is not None or self.lifecycle.closing:
+            # Never sent, so safe to send again elsewhere.
+            return fail(self._closed_error("the connection is closed", retry_safe=True))
         try:
+            _check_call(method, body, timeout)
             pairs = metadata_pairs(metadata)
             deadline_ms = _deadline_ms(timeout) if timeout is not None else None
         except Exception:
             return fail()
-        if self.write_paused or self.queued:
+        if (
+            self.queued
+            or self.lifecycle.write_blocked
+            or len(self.pending) >= self.conn.peer_settings.max_concurrent
+        ):
             d = self._enqueue(method, body, pairs, deadline_ms)
         else:
             try:
@@ -307,10 +334,16 @@ class ClientProtocol(Protocol):
         self, method: str, body: bytes, metadata: Metadata, deadline_ms: int | None
     ) -> Deferred[Reply]:
         if len(self.queued) >= self.conn.limits.max_queued_calls:
+            why = (
+                "the server is not reading"
+                if self.lifecycle.write_blocked
+                else f"the server's MAX_CONCURRENT of {self.conn.peer_settings.max_concurrent} "
+                "is reached"
+            )
             return fail(
                 StatusError(
                     StatusCode.RESOURCE_EXHAUSTED,
-                    f"the server is not reading and {len(self.queued)} calls are queued",
+                    f"{why} and {len(self.queued)} calls are queued (max_queued_calls)",
                     retry_safe=True,
                 )
             )
@@ -328,29 +361,45 @@ class ClientProtocol(Protocol):
                 self.queued.remove(entry)
             except ValueError:
                 pass
+            self._maybe_finish_close()
 
     def _release_queue(self) -> None:
         queued = self.queued
-        while queued and not self.write_paused and self.lost is None:
+        lifecycle = self.lifecycle
+        pending = self.pending
+        while (
+            queued
+            and not lifecycle.write_blocked
+            and not lifecycle.closing
+            and len(pending) < self.conn.peer_settings.max_concurrent
+        ):
             entry = queued.popleft()
             d = entry.deferred
             assert d is not None
+            if d.called:
+                continue
             try:
                 rid = self.conn.send_request(
                     entry.method, entry.body, entry.metadata, entry.deadline_ms
                 )
             except LocalProtocolError as e:
-                d.errback(_local_error(e))
+                _fail(d, _local_error(e))
+                continue
+            except Exception:
+                _fail(d, Failure())
                 continue
             entry.request_id = rid
-            self.pending[rid] = d
+            pending[rid] = d
             self._flush()  # may pause us again
+        self._maybe_finish_close()
 
     def _cancel(self, rid: int) -> None:
         if self.pending.pop(rid, None) is not None:
             self.conn.send_cancel(rid)
             self._flush()
-            self._maybe_finish_close()
+            # The server frees the slot when it reads the CANCEL, before
+            # anything sent after it.
+            self._release_queue()
 
     def ping(self) -> Deferred[float]:
         """
@@ -402,12 +451,32 @@ class ClientProtocol(Protocol):
 
     def abort(self) -> None:
         """Close at once; pending calls fail with ConnectionClosed."""
-        if self.transport is not None and self.lost is None:
-            self.transport.abortConnection()  # type: ignore[attr-defined]
+        if self.lost is None:
+            self.lifecycle.abort()
 
     def _maybe_finish_close(self) -> None:
-        if self._closing and not self.pending and not self.queued and self.transport is not None:
-            self.transport.loseConnection()
+        if self._closing and not self.pending and not self.queued:
+            self.lifecycle.close()
+
+
+def _fail(d: Deferred[Any], error: Any) -> None:
+    """Fail ``d`` unless it already fired (cancelled by a sibling's errback)."""
+    if not d.called:
+        d.errback(error)
+
+
+def _check_call(method: object, body: object, timeout: float | None) -> None:
+    """Reject a call's arguments before anything is sent or queued."""
+    if not isinstance(method, str):
+        raise TypeError(f"method must be str, not {type(method).__name__}")
+    if not isinstance(body, bytes):
+        raise TypeError(f"body must be bytes, not {type(body).__name__}")
+    if timeout is not None and (
+        isinstance(timeout, bool)
+        or not isinstance(timeout, (int, float))
+        or not 0 < timeout < math.inf
+    ):
+        raise ValueError(f"timeout must be a positive number of seconds or None, not {timeout!r}")
 
 
 def _remote_error(event: ErrorResponse) -> StatusError:

@@ -215,6 +215,11 @@ class Connection:
             self._codec.receive_data(data)
 
     @property
+    def unanswered(self) -> int:
+        """Requests received and not yet answered on the wire (server)."""
+        return len(self.in_flight)
+
+    @property
     def keepalive(self) -> bool:
         """Whether the wire format carries PING frames."""
         return self._codec.keepalive

@@ -35,10 +35,21 @@ class Limits:
     #: the body is buffered, so a larger announcement costs nothing.
     max_frame_size: int = 16 * _MIB
 
-    #: Requests in flight on one connection before the server stops reading
-    #: more.  100, HTTP/2's recommended minimum for
-    #: SETTINGS_MAX_CONCURRENT_STREAMS (RFC 9113 section 6.5.2).
+    #: Requests a server runs at once on one connection (advertised in
+    #: SETTINGS; a client keeps within it).  Past it the server parks
+    #: requests instead of starting them, and keeps reading.  100, HTTP/2's
+    #: recommended minimum for SETTINGS_MAX_CONCURRENT_STREAMS (RFC 9113
+    #: section 6.5.2).
     max_concurrent: int = 100
+
+    #: Bytes of requests a server holds parked (read past
+    #: ``max_concurrent``, not started) on one connection before it stops
+    #: reading that connection: the last resort against a client that
+    #: ignores MAX_CONCURRENT.  Each parked request counts its method,
+    #: body and metadata plus 128 bytes for the objects that hold it.
+    #: 1 MiB: a well-behaved client parks nothing, and a misbehaving one
+    #: costs at most this plus one frame.
+    max_parked_bytes: int = 1024 * 1024
 
     #: The longest line the line format accepts, in bytes, line end
     #: included.  64 KiB: a person typing never comes close, and it bounds
@@ -90,8 +101,14 @@ class Limits:
     #: termination grace period leaves 30 s for the whole pod.
     grace: float = 10.0
 
-    #: Requests a client holds back, while the server is not reading, before
-    #: failing new calls with RESOURCE_EXHAUSTED (marked retry-safe).
+    #: Seconds a closing connection waits for the peer to read what is left
+    #: (and, over TLS, to answer the close) before it is aborted.  15 s,
+    #: the ``abortTimeout`` of Twisted's HTTP server.  ``None``: no abort.
+    close_timeout: float | None = 15.0
+
+    #: Calls a client holds back, while the server is not reading or its
+    #: MAX_CONCURRENT is reached, before failing new calls with
+    #: RESOURCE_EXHAUSTED (marked retry-safe).
     max_queued_calls: int = 1000
 
     def __post_init__(self) -> None:
@@ -100,6 +117,7 @@ class Limits:
             "max_concurrent",
             "max_line_length",
             "max_metadata_entries",
+            "max_parked_bytes",
             "max_queued_calls",
         ):
             _positive_int(name, getattr(self, name))
@@ -107,7 +125,13 @@ class Limits:
             value = getattr(self, name)
             if value is not None:
                 _positive_int(name, value)
-        for name in ("preface_timeout", "idle_timeout", "ping_interval", "max_deadline"):
+        for name in (
+            "preface_timeout",
+            "idle_timeout",
+            "ping_interval",
+            "max_deadline",
+            "close_timeout",
+        ):
             value = getattr(self, name)
             if value is not None:
                 _positive_number(name, value)

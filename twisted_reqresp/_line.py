@@ -426,6 +426,10 @@ class LineCodec:
         """
         if self._role is Role.CLIENT:
             return b""
+        if code == StatusCode.OK:
+            # A binary GOAWAY says OK for an orderly close (idle timeout);
+            # a line has no GOAWAY, and "ERR OK" would contradict itself.
+            code = StatusCode.UNAVAILABLE
         line = b"ERR " + status_name(code).encode("ascii")
         if message:
             line += b" " + _one_line(message[:1000])

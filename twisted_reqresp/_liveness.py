@@ -31,6 +31,9 @@ class Liveness:
     :param busy: says whether the connection has anything in flight (an
         idle timeout only runs while it is not busy).
     :param can_ping: says whether the wire format has PING frames.
+    :param reading: says whether this side is reading the connection; while
+        it is not, the peer's silence is ours, not the peer's: no PING is
+        sent and the keepalive timeout does not run.
     :param send_ping: sends a PING.
     :param give_up: closes the connection with a status and a message.
     :param idle: closes an idle connection in order.
@@ -45,6 +48,7 @@ class Liveness:
         *,
         busy: Callable[[], bool],
         can_ping: Callable[[], bool],
+        reading: Callable[[], bool] = lambda: True,
         send_ping: Callable[[], None],
         give_up: Callable[[int, str], None],
         idle: Callable[[], None],
@@ -55,6 +59,7 @@ class Liveness:
         self._limits = limits
         self._busy = busy
         self._can_ping = can_ping
+        self._reading = reading
         self._send_ping = send_ping
         self._give_up = give_up
         self._idle = idle
@@ -72,13 +77,32 @@ class Liveness:
         self.handshaken = False
         self._ping_sent: float | None = None
         self._timer: IDelayedCall | None = None
+        self._stopped = False
 
     def start(self) -> None:
         """Start watching."""
         self._check()
 
+    def handshake_done(self) -> None:
+        """
+        The handshake is over: from now on the idle timeout and keepalive
+        run, each on its own schedule counted from now, whatever the
+        handshake timeout was (or if there was none).
+        """
+        if self.handshaken:
+            return
+        self.handshaken = True
+        self.last_message = self._clock.seconds()
+        if not self._stopped:
+            self._cancel_timer()
+            self._check()
+
     def stop(self) -> None:
         """Stop watching; no timer is left behind."""
+        self._stopped = True
+        self._cancel_timer()
+
+    def _cancel_timer(self) -> None:
         if self._timer is not None:
             if self._timer.active():
                 self._timer.cancel()
@@ -86,6 +110,8 @@ class Liveness:
 
     def _check(self) -> None:
         self._timer = None
+        if self._stopped:
+            return
         now = self._clock.seconds()
         due: list[float] = []
         if not self.handshaken:
@@ -121,6 +147,11 @@ class Liveness:
         interval = self._limits.ping_interval
         assert interval is not None
         timeout = self._limits.ping_timeout
+        if not self._reading():
+            # We are not reading: a PONG could not reach us.  Look again
+            # once reading resumes (checked every interval).
+            self._ping_sent = None
+            return now + interval
         if self._ping_sent is not None:
             if self.last_bytes >= self._ping_sent:
                 self._ping_sent = None  # the peer spoke: it is alive

@@ -20,7 +20,7 @@ from typing import Any
 
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.defer import TimeoutError as DeferTimeout
-from twisted.internet.interfaces import IAddress, IPushProducer, IReactorTime
+from twisted.internet.interfaces import IAddress, IHalfCloseableProtocol, IReactorTime
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -31,11 +31,11 @@ from ._call import Call, ConnectionInfo, Reply, metadata_pairs
 from ._connection import Connection, ConnectionState, WireFormat
 from ._errors import LocalProtocolError, StatusError
 from ._events import Cancel, ProtocolViolation, Rejected, Request, Role
+from ._lifecycle import TransportLifecycle
 from ._limits import DEFAULT_LIMITS, Limits
 from ._liveness import Liveness
 from ._stats import ServerStats
 from ._status import StatusCode, status_name
-from ._writethrough import write_through
 from .codecs import BYTES
 from .interfaces import IResponder, IResponderFactory
 
@@ -67,31 +67,54 @@ class SharedResponder:
         return self.responder
 
 
-@implementer(IPushProducer)
-class _WriteBackpressure:
+#: How much a parked request counts for beyond its body, method and
+#: metadata: the objects that hold it (so a flood of empty requests is
+#: bounded too).
+_PARKED_OVERHEAD = 128
+
+
+def _parked_size(request: Request) -> int:
+    size = _PARKED_OVERHEAD + len(request.body) + len(request.method)
+    for key, value in request.metadata:
+        size += len(key) + len(value)
+    return size
+
+
+def _behind_proxy_header(transport: object) -> bool:
     """
-    Registered with the transport: Twisted pauses it when the transport's
-    write buffer passes its high-water mark and resumes it once drained, and
-    the protocol stops reading requests meanwhile.
+    Whether the transport is Twisted's PROXY-protocol wrapper (a
+    ``haproxy:`` endpoint), which reports the proxy's address until the
+    PROXY header has been read, and the client's after.  Twisted exports
+    only ``proxyEndpoint``, so the wrapper is recognised by its module;
+    ``tests/test_e2e_proxy.py`` fails if that ever changes.
     """
-
-    def __init__(self, protocol: ServerProtocol) -> None:
-        self._protocol = protocol
-
-    def pauseProducing(self) -> None:
-        self._protocol._set_paused("writes", True)
-
-    def resumeProducing(self) -> None:
-        self._protocol._set_paused("writes", False)
-
-    def stopProducing(self) -> None:
-        pass
+    return type(transport).__module__.startswith("twisted.protocols.haproxy")
 
 
+@implementer(IHalfCloseableProtocol)
 class ServerProtocol(Protocol):
     """
     One accepted connection.  Built by :class:`ServerFactory`; users do not
     make these themselves.
+
+    Theory of operation:
+
+    - Every received byte is decoded at once, whatever the load: control
+      frames (CANCEL, PING, PONG, GOAWAY, SETTINGS) are never left unread
+      behind requests.
+    - At most ``limits.max_concurrent`` requests run (or wait for their
+      turn on the wire, for the line format) at once.  A request past the
+      limit is *parked*: read and accepted, not started.  A CANCEL drops a
+      parked request without running it.  Parked requests start in arrival
+      order as running ones finish.
+    - Reading stops only when the parked requests pass
+      ``limits.max_parked_bytes``, or when the peer does not read our
+      answers (the transport's write buffer is full); see
+      ``docs/operating-limits.md``.
+    - Every close from this side goes through
+      :meth:`TransportLifecycle.close <twisted_reqresp._lifecycle.TransportLifecycle.close>`.
+    - A peer that shuts down its write side (a half-close) gets every
+      request already read answered, then the connection closes.
     """
 
     def __init__(
@@ -107,16 +130,21 @@ class ServerProtocol(Protocol):
         self.refusal = refusal
         self._clock = factory.clock
         limits = factory.limits
+        self._limits = limits
         handshake_timeout = limits.preface_timeout
         if refusal is not None:
             # A refused peer gets its answer at its first message; it may not
             # hold the socket for long waiting to send one.
             handshake_timeout = min(handshake_timeout or _REFUSED_TIMEOUT, _REFUSED_TIMEOUT)
+        self.lifecycle = TransportLifecycle(
+            self._clock, limits.close_timeout, self._on_write_blocked
+        )
         self.liveness = Liveness(
             self._clock,
             limits,
-            busy=lambda: bool(self.running or self.conn.in_flight),
+            busy=lambda: bool(self.running or self.conn.unanswered),
             can_ping=lambda: self.conn.keepalive,
+            reading=lambda: self.lifecycle.reading,
             send_ping=self._send_ping,
             give_up=self._give_up,
             idle=self._close_idle,
@@ -124,20 +152,41 @@ class ServerProtocol(Protocol):
         )
         self._draining = False
         self._lost_waiters: list[Deferred[None]] = []
-        cap = factory.limits.max_deadline
+        cap = limits.max_deadline
         self._max_deadline_ms = None if cap is None else max(1, int(cap * 1000))
         self.responder: IResponder | None = None
         self.info: ConnectionInfo | None = None
         #: Responders still running, by request id.
         self.running: dict[int, Deferred[Any]] = {}
+        #: Requests read but not started (past ``max_concurrent``), in
+        #: arrival order, with when each arrived.
+        self.parked: dict[int, tuple[Request, float]] = {}
+        self._parked_bytes = 0
         self._stats = factory.stats
-        self._paused: set[str] = set()
-        self._batching = False
+        self._processing = False
         self._closed = False
+        #: True once the peer shut down its write side.
+        self._eof = False
+        # What the factory counted for this connection: None, "open" or
+        # "refusing" (see ServerFactory._identified).
+        self._counted: str | None = None
+        self._peer_host: str | None = None
 
     # -- Twisted plumbing ------------------------------------------------------
 
     def connectionMade(self) -> None:
+        transport = self.transport
+        assert transport is not None
+        self.lifecycle.attach(transport)
+        self.liveness.start()
+        self.factory._connection_made(self)
+        if not _behind_proxy_header(transport):
+            self._identify()
+        # Behind a PROXY header the peer is known only once the header is
+        # read: Twisted hands us the first bytes after it.
+
+    def _identify(self) -> None:
+        """Learn who the peer is, apply the per-peer limit, greet."""
         transport = self.transport
         assert transport is not None
         self.info = ConnectionInfo(
@@ -146,10 +195,7 @@ class ServerProtocol(Protocol):
             host=transport.getHost(),
             wire_format=self.factory.wire.name,
         )
-        self.liveness.start()
-        self._write_through = write_through(transport)
-        self.factory._connection_opened(self)
-        transport.registerProducer(_WriteBackpressure(self), True)  # type: ignore[attr-defined]
+        self.factory._identified(self)
         if self.refusal is not None:
             self.conn.refuse(*self.refusal)
             return
@@ -158,16 +204,44 @@ class ServerProtocol(Protocol):
         self._flush()
 
     def dataReceived(self, data: bytes) -> None:
+        if self.info is None:
+            self._identify()
         self.conn.receive_data(data)
         self.liveness.last_bytes = self._clock.seconds()
         self._process()
+
+    def readConnectionLost(self) -> None:
+        """
+        The peer shut down its write side: nothing more will arrive.  Answer
+        every request already read, then close.
+        """
+        if self._eof:
+            return
+        self._eof = True
+        # The peer can no longer answer PINGs; what is left is bounded by
+        # the requests' own deadlines.
+        self.liveness.stop()
+        if self.conn.buffered:
+            _log.info(
+                "peer {peer} closed its side with {n} bytes of an unfinished message",
+                peer=self._peer(),
+                n=self.conn.buffered,
+            )
+        self._process()
+
+    def writeConnectionLost(self) -> None:
+        """Our write side is shut: nothing more can be answered."""
+        self.lifecycle.close()
 
     def connectionLost(self, reason: Failure = Failure(Exception())) -> None:  # noqa: B008
         if self._closed:
             return
         self._closed = True
+        self.lifecycle.lost()
         self.conn.close()
         self.liveness.stop()
+        self.parked.clear()
+        self._parked_bytes = 0
         running, self.running = self.running, {}
         for deferred in running.values():
             deferred.cancel()
@@ -181,26 +255,28 @@ class ServerProtocol(Protocol):
         for waiter in waiters:
             waiter.callback(None)
 
-    # -- liveness and drain -------------------------------------------------------
+    def _peer(self) -> object:
+        return self.info.peer if self.info is not None else None
+
+    # -- liveness, drain and closing -------------------------------------------------
 
     def _send_ping(self) -> None:
         self.conn.send_ping(b"\0" * 8)
         self._flush()
 
     def _give_up(self, code: int, message: str) -> None:
-        _log.info(
-            "closing connection from {peer}: {message}",
-            peer=self.info.peer if self.info else None,
-            message=message,
-        )
+        """Close from this side with last words: a timeout, a dead peer."""
+        _log.info("closing connection from {peer}: {message}", peer=self._peer(), message=message)
         self.conn.close_with_error(code, message)
-        self._flush_and_close()
+        self._close()
 
     def _close_idle(self) -> None:
-        if self.conn.keepalive:
-            self._give_up(StatusCode.OK, "idle timeout")
-        elif self.transport is not None:
-            self.transport.loseConnection()
+        self._give_up(StatusCode.OK, "idle timeout")
+
+    def _close(self) -> None:
+        """Send what the connection queued, then close (the one close path)."""
+        self._flush()
+        self.lifecycle.close()
 
     def drain(self) -> Deferred[None]:
         """
@@ -219,124 +295,182 @@ class ServerProtocol(Protocol):
             self._draining = True
             if self.conn.state is not ConnectionState.CLOSED:
                 self.conn.send_goaway(StatusCode.OK, "server shutting down")
-            self._flush()
-            self._close_if_drained()
+            self._process()
         return d
 
-    def _close_if_drained(self) -> None:
-        if (
-            self._draining
-            and not self.running
-            and not self.conn.in_flight
-            and self.transport is not None
-        ):
-            self.transport.loseConnection()
+    def grace_expired(self) -> None:
+        """
+        The drain's grace period is over: answer every request still
+        running with UNAVAILABLE (not retry-safe: it may have run) and every
+        parked one with UNAVAILABLE (retry-safe: it never started), then
+        close.
+        """
+        if self._closed:
+            return
+        conn = self.conn
+        _log.info(
+            "grace period over: closing connection {id} with {n} requests running",
+            id=self.connection_id,
+            n=len(self.running),
+        )
+        parked, self.parked = self.parked, {}
+        self._parked_bytes = 0
+        for rid in parked:
+            self._send_error(
+                rid, StatusCode.UNAVAILABLE, "server stopped before the request started", True
+            )
+        running, self.running = self.running, {}
+        for rid in running:
+            if rid in conn.in_flight:
+                self._send_error(
+                    rid, StatusCode.UNAVAILABLE, "server stopped before the request finished"
+                )
+        for deferred in running.values():
+            deferred.cancel()  # its answer is no longer owed: dropped
+        self._close()
+
+    def _done(self) -> bool:
+        """Whether nothing is owed to the peer any more."""
+        return not self.running and not self.parked and not self.conn.unanswered
+
+    def _close_if_done(self) -> None:
+        if (self._draining or self._eof) and self._done():
+            self._close()
 
     # -- reading ---------------------------------------------------------------
 
-    def _set_paused(self, why: str, paused: bool) -> None:
-        was = bool(self._paused)
-        if paused:
-            self._paused.add(why)
-        else:
-            self._paused.discard(why)
-        if self._closed or self.transport is None:
-            return
-        if self._paused and not was:
-            self.transport.pauseProducing()  # type: ignore[attr-defined]
-        elif was and not self._paused:
-            self.transport.resumeProducing()  # type: ignore[attr-defined]
-            # Requests already received while paused wait in the codec.
+    def _on_write_blocked(self, blocked: bool) -> None:
+        # The peer is not reading our answers: stop starting work for it.
+        if blocked:
+            self.lifecycle.pause_reading("writes")
+        elif self.lifecycle.resume_reading("writes"):
             self._process()
 
     def _process(self) -> None:
-        conn = self.conn
-        live = self.liveness
-        limit = conn.limits.max_concurrent
-        now = self._clock.seconds()
-        self._batching = True
+        """Decode what was read, start what may start, write the answers."""
+        if self._processing or self._closed:
+            return
+        self._processing = True
         try:
-            while not self._paused:
-                event = conn.next_event()
-                if event is None:
-                    break
-                kind = type(event)
-                if kind is Request:
-                    # Only requests and cancels count as use: a peer that
-                    # just answers our keepalive PINGs is still idle.
-                    live.last_message = now
-                    assert isinstance(event, Request)
-                    self._start(event)
-                    if len(conn.in_flight) >= limit:
-                        self._set_paused("concurrency", True)
-                elif kind is Cancel:
-                    assert isinstance(event, Cancel)
-                    live.last_message = now
-                    self._cancel(event.request_id)
-                elif kind is ProtocolViolation:
-                    assert isinstance(event, ProtocolViolation)
-                    self._violated(event)
-                    return
-                elif kind is Rejected:
-                    assert isinstance(event, Rejected)
-                    live.last_message = now
-                    self._stats.requests_total += 1
-                    self._stats.errors_total += 1
-                    _log.info(
-                        "rejected request {request_id} from {peer}: {message}",
-                        request_id=event.request_id,
-                        peer=self.info.peer if self.info else None,
-                        message=event.message,
-                    )
-                # Settings, GoAway, Ping: the connection handled them already.
-                if not live.handshaken and conn.state is not ConnectionState.AWAIT_SETTINGS:
-                    live.handshaken = True
+            while True:
+                if self.lifecycle.reading and not self._read_events():
+                    return  # a protocol violation: the connection is closing
+                self._start_parked()
+                if self._parked_bytes <= self._limits.max_parked_bytes and (
+                    self.lifecycle.resume_reading("parked")
+                ):
+                    continue
+                break
         finally:
-            self._batching = False
+            self._processing = False
         # The answers to a whole read go out in one write, straight to the
         # socket when nothing is queued (see _writethrough.py); answers that
         # finish later are left to Twisted, which coalesces them per
         # reactor iteration.
-        data = conn.data_to_send()
-        if data and not self._closed:
-            self._write_through(data)
-        if self._draining:
-            self._close_if_drained()
+        self._flush()
+        self._close_if_done()
+
+    def _read_events(self) -> bool:
+        """
+        Handle every event the bytes read so far hold, while reading.
+
+        :returns: ``False`` after a protocol violation.
+        """
+        conn = self.conn
+        live = self.liveness
+        lifecycle = self.lifecycle
+        limit = self._limits.max_concurrent
+        now = self._clock.seconds()
+        while lifecycle.reading:
+            event = conn.next_event()
+            if event is None:
+                break
+            kind = type(event)
+            if kind is Request:
+                assert isinstance(event, Request)
+                # Only requests and cancels count as use: a peer that just
+                # answers our keepalive PINGs is still idle.
+                live.last_message = now
+                self._stats.requests_total += 1
+                if not self.parked and conn.unanswered <= limit:
+                    self._start(event, now)
+                else:
+                    self._park(event, now)
+            elif kind is Cancel:
+                assert isinstance(event, Cancel)
+                live.last_message = now
+                self._cancel(event.request_id)
+            elif kind is ProtocolViolation:
+                assert isinstance(event, ProtocolViolation)
+                self._violated(event)
+                return False
+            elif kind is Rejected:
+                assert isinstance(event, Rejected)
+                live.last_message = now
+                self._stats.requests_total += 1
+                self._stats.errors_total += 1
+                _log.info(
+                    "rejected request {request_id} from {peer}: {message}",
+                    request_id=event.request_id,
+                    peer=self._peer(),
+                    message=event.message,
+                )
+            # Settings, GoAway, Ping, Pong: the connection handled them.
+            if not live.handshaken and conn.state is not ConnectionState.AWAIT_SETTINGS:
+                live.handshake_done()
+        return True
+
+    def _park(self, request: Request, now: float) -> None:
+        self.parked[request.request_id] = (request, now)
+        self._parked_bytes += _parked_size(request)
+        if self._parked_bytes > self._limits.max_parked_bytes:
+            # The last resort: the peer sends far past MAX_CONCURRENT.
+            self.lifecycle.pause_reading("parked")
+
+    def _start_parked(self) -> None:
+        parked = self.parked
+        limit = self._limits.max_concurrent
+        conn = self.conn
+        # Parked requests are counted in conn.unanswered.
+        while parked and conn.unanswered - len(parked) < limit:
+            rid = next(iter(parked))
+            request, received = parked.pop(rid)
+            self._parked_bytes -= _parked_size(request)
+            self._start(request, received)
 
     def _violated(self, event: ProtocolViolation) -> None:
         if self.refusal is None:
             self._stats.protocol_errors += 1
             _log.info(
                 "closing connection from {peer}: {code}: {message}",
-                peer=self.info.peer if self.info else None,
+                peer=self._peer(),
                 code=status_name(event.code),
                 message=event.message,
             )
-        self._flush_and_close()
-
-    def _flush_and_close(self) -> None:
-        """Send the last words the connection queued, then close."""
-        self._flush()
-        if self.transport is not None:
-            self.transport.loseConnection()
+        self._close()
 
     def _flush(self) -> None:
         data = self.conn.data_to_send()
-        if data and self.transport is not None and not self._closed:
-            self.transport.write(data)
+        if data:
+            self.lifecycle.write(data)
 
     # -- running responders --------------------------------------------------------
 
-    def _start(self, request: Request) -> None:
-        self._stats.requests_total += 1
+    def _start(self, request: Request, received: float) -> None:
         rid = request.request_id
         deadline = None
         deadline_ms = request.deadline_ms
         cap = self._max_deadline_ms
         if cap is not None and (deadline_ms is None or deadline_ms > cap):
             deadline_ms = cap
+        timeout = None
         if deadline_ms is not None:
-            deadline = self._clock.seconds() + deadline_ms / 1000.0
+            # Counted from when the request was read, parked time included.
+            deadline = received + deadline_ms / 1000.0
+            timeout = deadline - self._clock.seconds()
+            if timeout <= 0:
+                self._send_error(rid, StatusCode.DEADLINE_EXCEEDED, "deadline exceeded")
+                return
         call = Call(
             method=request.method,
             body=request.body,
@@ -364,8 +498,8 @@ class ServerProtocol(Protocol):
             self._answer(result, rid, request.method)
             return
         self.running[rid] = result
-        if deadline_ms is not None:
-            result.addTimeout(deadline_ms / 1000.0, self._clock)
+        if timeout is not None:
+            result.addTimeout(timeout, self._clock)
         result.addCallbacks(
             self._answer,
             self._failed,
@@ -375,21 +509,25 @@ class ServerProtocol(Protocol):
 
     def _cancel(self, rid: int) -> None:
         self.conn.forget(rid)
+        parked = self.parked.pop(rid, None)
+        if parked is not None:
+            # Never started: dropped without running.
+            self._parked_bytes -= _parked_size(parked[0])
+            return
         deferred = self.running.pop(rid, None)
         if deferred is not None:
             deferred.cancel()
-        self._request_done()
 
     def _answer(self, result: Any, rid: int, method: str) -> None:
         self.running.pop(rid, None)
         conn = self.conn
         if rid not in conn.in_flight:
             return  # cancelled by the client, or the connection is gone
-        if isinstance(result, Reply):
-            body, metadata = result.body, metadata_pairs(result.metadata)
-        else:
-            body, metadata = result, ()
         try:
+            if isinstance(result, Reply):
+                body, metadata = result.body, metadata_pairs(result.metadata)
+            else:
+                body, metadata = result, ()
             if type(body) is not bytes:
                 body = BYTES.encode(body)
             conn.send_response(rid, body, metadata)
@@ -406,7 +544,7 @@ class ServerProtocol(Protocol):
             return None  # cancelled by the client, or the connection is gone
         error = failure.value
         if isinstance(error, StatusError):
-            self._send_error(rid, error.code, error.message, error.details, error.retry_safe)
+            self._send_error(rid, error.code, error.message, error.retry_safe, error.details)
         elif isinstance(error, DeferTimeout):
             self._send_error(rid, StatusCode.DEADLINE_EXCEEDED, "deadline exceeded")
         elif isinstance(error, CancelledError):
@@ -423,26 +561,26 @@ class ServerProtocol(Protocol):
         return None
 
     def _send_error(
-        self, rid: int, code: int, message: str, details: bytes = b"", retry_safe: bool = False
+        self,
+        rid: int,
+        code: int,
+        message: str,
+        retry_safe: bool = False,
+        details: bytes = b"",
     ) -> None:
+        """Answer with an error; never raises (the core makes any status,
+        message and details fit the wire)."""
         self._stats.errors_total += 1
         try:
             self.conn.send_error(rid, code, message, details, retry_safe)
-        except LocalProtocolError as e:
-            # Details too large for the peer: keep the status, drop them.
-            self.conn.send_error(rid, code, f"{message} ({e.message})")
+        except LocalProtocolError:
+            # Only for a request no longer awaiting an answer: nothing owed.
+            pass
 
     def _request_done(self) -> None:
-        if self._batching:
-            return
-        self._flush()
-        if self._draining:
-            self._close_if_drained()
-        elif (
-            "concurrency" in self._paused
-            and len(self.conn.in_flight) < self.conn.limits.max_concurrent
-        ):
-            self._set_paused("concurrency", False)
+        # An answer inside _process is flushed with the whole read's.
+        if not self._processing:
+            self._process()
 
 
 class ServerFactory(Factory):
@@ -522,52 +660,69 @@ class ServerFactory(Factory):
                 StatusCode.RESOURCE_EXHAUSTED,
                 f"too many connections (limit {limits.max_connections})",
             )
-        per_peer = limits.max_connections_per_peer
-        host = getattr(addr, "host", None)
+        # The per-peer limit waits for ServerProtocol._identify: behind a
+        # PROXY header, ``addr`` is the proxy's address, not the client's.
+        return None
+
+    def _connection_made(self, protocol: ServerProtocol) -> None:
+        self.connections.add(protocol)
+        if protocol.refusal is not None:
+            self._count(protocol, "refusing")
+
+    def _identified(self, protocol: ServerProtocol) -> None:
+        """The peer's address is known: count the connection, or refuse it
+        if its peer has too many open."""
+        if protocol._counted is not None:
+            return
+        per_peer = self.limits.max_connections_per_peer
+        host = getattr(protocol.info.peer, "host", None) if protocol.info else None
         if per_peer is not None and host is not None and self._per_peer.get(host, 0) >= per_peer:
-            return (
+            protocol.refusal = (
                 StatusCode.RESOURCE_EXHAUSTED,
                 f"too many connections from {host} (limit {per_peer})",
             )
-        return None
-
-    def _peer_host(self, protocol: ServerProtocol) -> str | None:
-        return getattr(protocol.info.peer, "host", None) if protocol.info else None
-
-    def _connection_opened(self, protocol: ServerProtocol) -> None:
-        self.connections.add(protocol)
+            self._count(protocol, "refusing")
+            return
+        self._count(protocol, "open")
         stats = self.stats
-        if protocol.refusal is not None:
+        stats.connections_total += 1
+        if host is not None:
+            protocol._peer_host = host
+            self._per_peer[host] = self._per_peer.get(host, 0) + 1
+
+    def _count(self, protocol: ServerProtocol, what: str) -> None:
+        protocol._counted = what
+        stats = self.stats
+        if what == "refusing":
             stats.connections_refused += 1
             stats.connections_refusing += 1
-            return
-        stats.connections_open += 1
-        stats.connections_total += 1
-        host = self._peer_host(protocol)
-        if host is not None:
-            self._per_peer[host] = self._per_peer.get(host, 0) + 1
+        else:
+            stats.connections_open += 1
 
     def _connection_closed(self, protocol: ServerProtocol) -> None:
         self.connections.discard(protocol)
-        if protocol.refusal is not None:
+        counted, protocol._counted = protocol._counted, None
+        if counted == "refusing":
             self.stats.connections_refusing -= 1
-            return
-        self.stats.connections_open -= 1
-        host = self._peer_host(protocol)
-        if host is not None:
-            left = self._per_peer.get(host, 1) - 1
-            if left:
-                self._per_peer[host] = left
-            else:
-                self._per_peer.pop(host, None)
+        elif counted == "open":
+            self.stats.connections_open -= 1
+            host = protocol._peer_host
+            if host is not None:
+                left = self._per_peer.get(host, 1) - 1
+                if left:
+                    self._per_peer[host] = left
+                else:
+                    self._per_peer.pop(host, None)
 
     def drain(self, grace: float | None = None) -> Deferred[None]:
         """
         Stop serving in order: refuse new connections, send GOAWAY on every
         open one, let the requests already accepted finish, and close each
-        connection once it has answered them.  Connections still busy after
-        ``grace`` seconds are closed anyway (their remaining calls fail on
-        the client).
+        connection once it has answered them.  When ``grace`` seconds have
+        passed, requests still running are answered UNAVAILABLE (not
+        retry-safe: they may have run), requests not yet started UNAVAILABLE
+        marked retry-safe, and the connections closed (see
+        :meth:`ServerProtocol.grace_expired`).
 
         Call it after the listening ports stopped (the service returned by
         the twistd plugin does this on ``stopService``).
@@ -593,13 +748,7 @@ class ServerFactory(Factory):
 
         def force() -> None:
             for protocol in list(self.connections):
-                if protocol.transport is not None:
-                    _log.info(
-                        "grace period over: closing connection {id} with {n} requests running",
-                        id=protocol.connection_id,
-                        n=len(protocol.running),
-                    )
-                    protocol.transport.abortConnection()  # type: ignore[attr-defined]
+                protocol.grace_expired()
 
         timer = self.clock.callLater(grace, force)
         for d in waiting:

@@ -85,7 +85,13 @@ class _LimitOption:
 LIMIT_OPTIONS = (
     _LimitOption("max-frame-size", int, False, "Largest frame accepted, in bytes."),
     _LimitOption(
-        "max-concurrent", int, False, "Requests in flight per connection before reading pauses."
+        "max-concurrent", int, False, "Requests run at once per connection; more are parked."
+    ),
+    _LimitOption(
+        "max-parked-bytes",
+        int,
+        False,
+        "Bytes of parked requests per connection before reading pauses.",
     ),
     _LimitOption("max-line-length", int, False, "Longest line of the line format, in bytes."),
     _LimitOption("max-metadata-entries", int, False, "Most metadata entries in one message."),
@@ -97,6 +103,9 @@ LIMIT_OPTIONS = (
     _LimitOption("max-connections", int, True, "Connections open at once."),
     _LimitOption("max-connections-per-peer", int, True, "Connections open at once per peer IP."),
     _LimitOption("grace", float, False, "Seconds a stopping server lets running requests finish."),
+    _LimitOption(
+        "close-timeout", float, True, "Seconds a close waits for the peer before aborting."
+    ),
 )
 
 

@@ -1,0 +1,193 @@
+"""
+:class:`TransportLifecycle`: one connection's transport, as the server and
+the client protocols both use it.
+
+Each protocol *has* one.  It owns everything about the transport that is
+not the protocol's business:
+
+- **Reading.**  Reading stops only for a named reason (``"writes"``: the
+  peer is not reading our answers; ``"parked"``: a server holds too many
+  requests it has not started) and resumes when the last reason goes.
+  Reaching a concurrency limit is *not* a reason to stop reading: control
+  frames (CANCEL, PING, PONG, GOAWAY, SETTINGS) must always be read
+  (h2 keeps reading while a stream is blocked and refuses excess streams
+  instead).
+- **Writing.**  One write path, with the write-through shortcut of
+  ``_writethrough.py`` where it is safe.
+- **Backpressure.**  The lifecycle registers itself with the transport as a
+  streaming producer: Twisted pauses it when the write buffer passes its
+  high-water mark and resumes it once drained; the protocol is told through
+  ``on_write_blocked``.
+- **Closing.**  One operation for every way a connection ends from our
+  side (an orderly close, a protocol violation, a refusal, an idle or
+  keepalive timeout, grace expiry): unregister the producer (Twisted's TLS
+  transport does not start its shutdown while a producer is registered,
+  see ``twisted/protocols/tls.py``), ``loseConnection()`` (which writes
+  what is buffered first), and ``abortConnection()`` after ``close_timeout``
+  seconds if the peer does not read what is left, as Twisted's HTTP server
+  does with ``abortTimeout``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
+from zope.interface import implementer
+
+from ._writethrough import write_through
+
+__all__ = ["TransportLifecycle"]
+
+
+@implementer(IPushProducer)
+class TransportLifecycle:
+    """
+    The transport side of one connection: pause reasons, writes,
+    backpressure and the close operation.
+
+    :param clock: the clock for the abort timer.
+    :param close_timeout: seconds a close may wait for the peer to read
+        what is left before the connection is aborted; ``None``: wait as
+        long as it takes.
+    :param on_write_blocked: called with ``True`` when the transport's write
+        buffer is full (the peer is not reading) and ``False`` once it has
+        drained.
+    """
+
+    def __init__(
+        self,
+        clock: IReactorTime,
+        close_timeout: float | None,
+        on_write_blocked: Callable[[bool], None],
+    ) -> None:
+        self._clock = clock
+        self._close_timeout = close_timeout
+        self._on_write_blocked = on_write_blocked
+        self.transport: Any = None
+        self._write: Callable[[bytes], None] | None = None
+        self._pauses: set[str] = set()
+        self._registered = False
+        self._abort_timer: IDelayedCall | None = None
+        #: True while the peer is not reading (our write buffer is full).
+        self.write_blocked = False
+        #: True once :meth:`close` or :meth:`abort` was called.
+        self.closing = False
+        #: True once the transport is gone.
+        self.closed = False
+
+    def attach(self, transport: Any) -> None:
+        """
+        Take charge of a newly connected transport.
+
+        :param transport: the protocol's transport.
+        """
+        self.transport = transport
+        self._write = write_through(transport)
+        transport.registerProducer(self, True)
+        self._registered = True
+
+    # -- IPushProducer: Twisted calls these about our writes ---------------
+
+    def pauseProducing(self) -> None:
+        """The transport's write buffer is full: the peer is not reading."""
+        if not self.write_blocked:
+            self.write_blocked = True
+            self._on_write_blocked(True)
+
+    def resumeProducing(self) -> None:
+        """The transport's write buffer has drained."""
+        if self.write_blocked:
+            self.write_blocked = False
+            self._on_write_blocked(False)
+
+    def stopProducing(self) -> None:
+        """The transport is going away; :meth:`lost` follows."""
+
+    # -- reading -------------------------------------------------------------
+
+    @property
+    def reading(self) -> bool:
+        """Whether the transport is being read (no pause reason holds)."""
+        return not self._pauses
+
+    def pause_reading(self, reason: str) -> None:
+        """
+        Stop reading for ``reason`` (until :meth:`resume_reading` with the
+        same reason, and every other reason gone).
+        """
+        was_reading = not self._pauses
+        self._pauses.add(reason)
+        if was_reading and self._live():
+            self.transport.pauseProducing()
+
+    def resume_reading(self, reason: str) -> bool:
+        """
+        Drop one reason to stop reading.
+
+        :returns: whether reading resumed now (the caller may have events
+            waiting in its codec to process).
+        """
+        if reason not in self._pauses:
+            return False
+        self._pauses.discard(reason)
+        if self._pauses or not self._live():
+            return False
+        self.transport.resumeProducing()
+        return True
+
+    # -- writing -------------------------------------------------------------
+
+    def write(self, data: bytes) -> None:
+        """Send bytes, unless the connection is closed or closing."""
+        if data and self._write is not None and not self.closed:
+            self._write(data)
+
+    # -- closing ---------------------------------------------------------------
+
+    def close(self) -> None:
+        """
+        Close in order: stop producing, let the transport write what it
+        holds, close, and abort if that has not happened within
+        ``close_timeout``.  Write the last words before calling this.
+        Calling it again does nothing.
+        """
+        if self.closing or self.closed or self.transport is None:
+            return
+        self.closing = True
+        self._unregister()
+        if self._pauses:
+            # A transport that is not read may never notice the peer's
+            # close; resume so that the close can complete.
+            self._pauses.clear()
+            self.transport.resumeProducing()
+        self.transport.loseConnection()
+        if self._close_timeout is not None and not self.closed:
+            self._abort_timer = self._clock.callLater(self._close_timeout, self.abort)
+
+    def abort(self) -> None:
+        """Drop the connection now, writing nothing more."""
+        self._abort_timer = None
+        if self.closed or self.transport is None:
+            return
+        self.closing = True
+        self._unregister()
+        self.transport.abortConnection()
+
+    def lost(self) -> None:
+        """The transport is gone: stop every timer."""
+        self.closed = True
+        self.closing = True
+        self._registered = False
+        timer, self._abort_timer = self._abort_timer, None
+        if timer is not None and timer.active():
+            timer.cancel()
+
+    def _live(self) -> bool:
+        return self.transport is not None and not self.closed and not self.closing
+
+    def _unregister(self) -> None:
+        if self._registered:
+            self._registered = False
+            self.transport.unregisterProducer()
