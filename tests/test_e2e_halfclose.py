@@ -67,4 +67,5 @@ class HalfCloseTests(SynchronousTestCase):
                 while (event := client.next_event()) is not None:
                     if isinstance(event, Response):
                         answers.append(event)
-        self.assertEqual(sorted((a.request_id, a.body) for a in answers), [(1, b"0.5"), (2, b'"b"')])
+        got = sorted((a.request_id, a.body) for a in answers)
+        self.assertEqual(got, [(1, b"0.5"), (2, b'"b"')])
