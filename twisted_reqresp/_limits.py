@@ -13,6 +13,7 @@ adapters, which own the clocks and the listening ports.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 __all__ = ["DEFAULT_LIMITS", "Limits"]
@@ -136,8 +137,9 @@ class Limits:
             if value is not None:
                 _positive_number(name, value)
         _positive_number("ping_timeout", self.ping_timeout)
-        if not isinstance(self.grace, (int, float)) or self.grace < 0:
-            raise ValueError(f"grace must be a number of seconds >= 0, not {self.grace!r}")
+        grace = self.grace
+        if not _is_number(grace) or not 0 <= grace < math.inf:
+            raise ValueError(f"grace must be a finite number of seconds >= 0, not {grace!r}")
         if self.max_frame_size > 0xFFFF_FFFF:
             raise ValueError("max_frame_size must fit in 32 bits")
         if self.max_frame_size < 1024:
@@ -151,9 +153,15 @@ def _positive_int(name: str, value: object) -> None:
         raise ValueError(f"{name} must be a positive integer, not {value!r}")
 
 
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def _positive_number(name: str, value: object) -> None:
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
-        raise ValueError(f"{name} must be a positive number of seconds, not {value!r}")
+    # Finite too: an infinite delay is not a delay a clock can schedule
+    # (use None to turn a timeout off).
+    if not _is_number(value) or not 0 < value < math.inf:  # type: ignore[operator]
+        raise ValueError(f"{name} must be a positive, finite number of seconds, not {value!r}")
 
 
 #: The limits used when none are given.
