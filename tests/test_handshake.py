@@ -17,6 +17,7 @@ from twisted_reqresp._binary import PREFACE, BinaryCodec, BinaryFormat
 from twisted_reqresp._connection import Connection, ConnectionState, WireFormat
 from twisted_reqresp._events import (
     Cancel,
+    ErrorResponse,
     Event,
     GoAway,
     Ping,
@@ -127,6 +128,30 @@ class BeforeSettingsTests(SynchronousTestCase):
         self.assertEqual(_drain(server), [_SETTINGS])
         self.assertIs(server.state, ConnectionState.OPEN)
 
+    def test_client_names_early_answers(self) -> None:
+        """An answer before the server's SETTINGS is named by its frame, malformed or not."""
+        for name, early in (
+            ("RESPONSE", _frame(0x03, 1, b"hi")),
+            ("ERROR", _encode(ErrorResponse(request_id=1, code=5), Role.SERVER)),
+            ("RESPONSE or ERROR", _HEADER.pack(1, 0x03, 0x02, 1) + b"\x00"),
+        ):
+            with self.subTest(frame=name):
+                client = Connection(Role.CLIENT, BinaryFormat())
+                client.send_request("a")
+                client.data_to_send()
+                client.receive_data(early)
+                message = f"{name} before SETTINGS"
+                self.assertEqual(
+                    _drain(client),
+                    [ProtocolViolation(code=StatusCode.PROTOCOL_ERROR, message=message)],
+                )
+                self.assertEqual(
+                    client.data_to_send(),
+                    _encode(
+                        GoAway(last_request_id=1, code=StatusCode.PROTOCOL_ERROR, message=message)
+                    ),
+                )
+
     def test_client_refuses_unassigned_frame_first(self) -> None:
         """A server whose first frame has an unassigned type is not a reqresp server."""
         client = Connection(Role.CLIENT, BinaryFormat())
@@ -169,8 +194,7 @@ class LinePortTests(SynchronousTestCase):
             [
                 ProtocolViolation(
                     code=StatusCode.PROTOCOL_ERROR,
-                    message=self._MESSAGE
-                    + "'ERR INVALID_ARGUMENT method name is not valid UTF-8'",
+                    message=self._MESSAGE + "'ERR INVALID_ARGUMENT method name is not valid UTF-8'",
                 )
             ],
         )
