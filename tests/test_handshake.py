@@ -203,19 +203,37 @@ class LinePortTests(SynchronousTestCase):
         self.assertEqual(client.data_to_send(), b"")
 
     def test_line_answer_byte_by_byte(self) -> None:
-        """The line answer is recognised from its first ten bytes, however they arrive."""
+        """A line answer arriving a byte at a time is reported at its line end, quoted whole."""
         client = Connection(Role.CLIENT, BinaryFormat())
         client.data_to_send()
         reply = b"ERR INVALID_ARGUMENT x\r\n"
         events: list[Event] = []
-        for i in range(9):
+        for i in range(len(reply) - 1):
             client.receive_data(reply[i : i + 1])
             events.extend(_drain(client))
         self.assertEqual(events, [])
-        client.receive_data(reply[9:10])
+        client.receive_data(reply[-1:])
+        self.assertEqual(
+            _drain(client),
+            [
+                ProtocolViolation(
+                    code=StatusCode.PROTOCOL_ERROR,
+                    message=self._MESSAGE + "'ERR INVALID_ARGUMENT x'",
+                )
+            ],
+        )
+
+    def test_endless_text_bounded(self) -> None:
+        """Text without a line end is reported once 200 bytes are in, quoting those."""
+        client = Connection(Role.CLIENT, BinaryFormat())
+        client.data_to_send()
+        client.receive_data(b"ERR " + b"x" * 195)
+        self.assertEqual(_drain(client), [])
+        client.receive_data(b"y" * 100_000)
         (event,) = _drain(client)
         assert isinstance(event, ProtocolViolation)
-        self.assertTrue(event.message.startswith(self._MESSAGE), event.message)
+        self.assertEqual(event.message, self._MESSAGE + repr("ERR " + "x" * 195 + "y"))
+        self.assertEqual(client.buffered, 0)
 
     def test_short_ok_line(self) -> None:
         """An OK line is a line-format answer too."""

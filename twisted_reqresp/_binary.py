@@ -362,11 +362,11 @@ class BinaryCodec:
                 pos = self._pos
             length, ftype, flags, rid = _HEADER.unpack_from(buf, pos)
             if self._first_frame:
-                self._first_frame = False
                 if ftype not in _ASSIGNED:
                     # Checked before the length: text read as a header announces
                     # a frame of a gigabyte or so ("ERR " is 0x45525220).
                     return self._first_frame_unassigned(ftype)
+                self._first_frame = False
             if length > self._max_frame:
                 return self._fail(
                     StatusCode.RESOURCE_EXHAUSTED,
@@ -416,12 +416,16 @@ class BinaryCodec:
                 return cast("Event | None", event)
             # A frame of an unknown type was skipped: look at the next one.
 
-    def _first_frame_unassigned(self, ftype: int) -> ProtocolViolation:
+    def _first_frame_unassigned(self, ftype: int) -> ProtocolViolation | None:
         """
         The peer's first frame has an unassigned type: a connection error.
         From a server, it means that the server does not speak the binary
         format at all (docs/protocol.md, "Peers that do not speak the
         protocol"); the bytes say which text it answered.
+
+        :returns: the violation, or ``None`` while the first line of a text
+            answer is still arriving (it is quoted whole, so the message does
+            not depend on how the bytes were split).
         """
         if self._role is Role.SERVER:
             return self._fail(
@@ -432,11 +436,15 @@ class BinaryCodec:
             if len(have) >= _SHOWN:
                 break
             have += chunk[:_SHOWN]
-        line = have[:_SHOWN].split(b"\n", 1)[0].rstrip(b"\r").decode("utf-8", "replace")
+        have = have[:_SHOWN]
+        text = have.startswith((b"reqresp: ", b"HTTP/")) or _LINE_ANSWER.match(have)
+        if text and b"\n" not in have and len(have) < _SHOWN:
+            return None
+        line = have.split(b"\n", 1)[0].rstrip(b"\r").decode("utf-8", "replace")
         if have.startswith((b"reqresp: ", b"HTTP/")):
             # A binary port refusing us (our version) or a foreign server.
             message = f"the server answered in text: {line}"
-        elif _LINE_ANSWER.match(have):
+        elif text:
             message = (
                 f"not a reqresp binary server: it speaks the line format and answered {line!r}"
             )
