@@ -214,8 +214,9 @@ SETTLED_RULES: dict[str, list[str]] = {
         "client_ping_before_settings",
         "client_response_before_settings",
     ],
-    "before SETTINGS the type is checked before the length": [
+    "the first frame's header: assigned type, then length, then SETTINGS": [
         "unassigned_type_before_settings_checked_before_length",
+        "assigned_type_before_settings_too_large",
     ],
     "a side PINGs and sends requests right after its own SETTINGS": [
         "client_settings_then_ping",

@@ -284,8 +284,9 @@ class BinaryCodec:
         self._await_preface = role is Role.SERVER
         # The peer's first frame is not yet in: it must be SETTINGS (or a
         # server's refusing GOAWAY), whatever its type (docs/protocol.md,
-        # "Handshake").  Frames of assigned types are the Connection's to
-        # vet; an unassigned type, which only the codec sees, is vetted here.
+        # "Handshake", rules 5 and 6).  Frames of assigned types are the
+        # Connection's to vet; an unassigned type, which only the codec sees,
+        # is vetted here, before the length.
         self._first_frame = True
         self._failed = False
         # Set when the peer never spoke our protocol: what to tell it instead
