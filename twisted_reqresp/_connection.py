@@ -20,7 +20,9 @@ Connection states::
           |                            |                          |
           +----------- ProtocolViolation / close() ---------------+--> CLOSED
 
-A codec without a handshake (the line format) starts in OPEN.  In
+A codec without a handshake (the line format) starts in OPEN; a detecting
+codec (an auto port) starts there too, and goes back to AWAIT_SETTINGS when
+it reads a binary preface, so a binary peer meets the same rules.  In
 AWAIT_SETTINGS a client may already send requests: it assumes the default
 limits until the server's SETTINGS arrive (``docs/protocol.md``).  What a
 peer may send before its own SETTINGS is the table ``_BEFORE_SETTINGS``;
