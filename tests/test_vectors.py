@@ -14,8 +14,9 @@ from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
+from twisted_reqresp._auto import AutoFormat
 from twisted_reqresp._binary import PREFACE, BinaryCodec, BinaryFormat
-from twisted_reqresp._connection import Connection
+from twisted_reqresp._connection import Connection, ConnectionState, WireFormat
 from twisted_reqresp._events import (
     Cancel,
     ErrorResponse,
@@ -24,6 +25,7 @@ from twisted_reqresp._events import (
     Ping,
     Pong,
     PrefaceReceived,
+    ProtocolViolation,
     Request,
     Response,
     Role,
@@ -193,6 +195,159 @@ class VectorTests(SynchronousTestCase):
                 self.assertIs(type(event.code), int)
 
 
+# --- rejected and accepted sequences ----------------------------------------
+
+#: The server-side wire formats that speak binary: the same bytes must get
+#: the same answer on a binary port and on an auto port.
+_SERVER_FORMATS: list[WireFormat] = [BinaryFormat(), AutoFormat()]
+
+#: The settled rules (docs/protocol.md) and the vectors that pin each one.
+SETTLED_RULES: dict[str, list[str]] = {
+    "nothing but SETTINGS before the peer's SETTINGS, whatever the type": [
+        "request_before_settings",
+        "cancel_before_settings",
+        "ping_before_settings",
+        "pong_before_settings",
+        "goaway_before_settings",
+        "unassigned_type_before_settings",
+        "malformed_request_before_settings",
+        "client_ping_before_settings",
+        "client_response_before_settings",
+    ],
+    "the first frame's header: assigned type, then length, then SETTINGS": [
+        "unassigned_type_before_settings_checked_before_length",
+        "assigned_type_before_settings_too_large",
+    ],
+    "a side PINGs and sends requests right after its own SETTINGS": [
+        "client_settings_then_ping",
+        "client_settings_then_request",
+    ],
+    "unassigned types are skipped after the peer's SETTINGS": [
+        "unassigned_types_after_settings_skipped",
+        "client_unassigned_type_after_settings_skipped",
+    ],
+    "a refusing GOAWAY may take the place of SETTINGS": ["client_refusal_goaway_first"],
+    "a client recognises a server that does not speak frames and sends it nothing": [
+        "client_unassigned_type_first",
+        "client_line_port_answer",
+        "client_text_refusal",
+        "client_http_answer",
+    ],
+    "each timeout's GOAWAY status": [
+        "goaway_handshake_timeout",
+        "goaway_ping_timeout",
+        "goaway_idle_timeout",
+    ],
+    "requests still running at grace expiry get ERROR UNAVAILABLE, not retry-safe": [
+        "error_grace_expired",
+    ],
+}
+
+
+def _set_up(receiver: str, vector: dict[str, Any], wire: WireFormat) -> Connection:
+    """
+    :returns: a receiving Connection after the vector's setup (a server fed
+        the preface and ``received``, a client that sent ``sent`` requests
+        and was fed ``received``), with nothing queued.
+    """
+    received = bytes.fromhex(vector["received"])
+    if receiver == "server":
+        conn = Connection(Role.SERVER, wire)
+        conn.receive_data(PREFACE + received)
+    else:
+        conn = Connection(Role.CLIENT, wire)
+        for _ in range(vector.get("sent", 0)):
+            conn.send_request("m")
+        conn.receive_data(received)
+    while (event := conn.next_event()) is not None:
+        assert not isinstance(event, ProtocolViolation), (vector["name"], event)
+    conn.data_to_send()
+    return conn
+
+
+def _receive(conn: Connection, data: bytes, whole: bool) -> list[Event]:
+    """:returns: the events ``conn`` gives for ``data``, fed whole or byte by byte."""
+    events: list[Event] = []
+    for chunk in [data] if whole else [data[i : i + 1] for i in range(len(data))]:
+        conn.receive_data(chunk)
+        while (event := conn.next_event()) is not None:
+            events.append(event)
+    return events
+
+
+def _wires(receiver: str) -> list[WireFormat]:
+    return _SERVER_FORMATS if receiver == "server" else [BinaryFormat()]
+
+
+class SequenceVectorTests(SynchronousTestCase):
+    """The rejected and accepted sequences, run through a real Connection of each format."""
+
+    def test_shape(self) -> None:
+        """Each sequence vector names its receiver and says what it expects, under a unique name."""
+        data = load_vectors()
+        names = [v["name"] for v in data["vectors"] + data["rejected"] + data["accepted"]]
+        self.assertEqual(len(names), len(set(names)))
+        for vector in data["rejected"] + data["accepted"]:
+            self.assertIn(vector["receiver"], ("server", "client"), vector["name"])
+            for field in ("received", "hex", "reply"):
+                self.assertEqual(bytes.fromhex(vector[field]).hex(), vector[field])
+        for vector in data["rejected"]:
+            self.assertEqual(set(vector["error"]), {"code", "message"}, vector["name"])
+
+    def test_settled_rules_covered(self) -> None:
+        """Every rule the specification settles has at least one vector, and each exists."""
+        data = load_vectors()
+        names = {v["name"] for v in data["vectors"] + data["rejected"] + data["accepted"]}
+        for rule, pinned in SETTLED_RULES.items():
+            with self.subTest(rule=rule):
+                self.assertTrue(pinned)
+                self.assertLessEqual(set(pinned), names)
+
+    def test_rejected(self) -> None:
+        """Each rejected vector is a connection error whose last words are exactly its reply."""
+        for vector in load_vectors()["rejected"]:
+            receiver = vector["receiver"]
+            expected = ProtocolViolation(
+                code=vector["error"]["code"], message=vector["error"]["message"]
+            )
+            for wire in _wires(receiver):
+                for whole in (True, False):
+                    with self.subTest(vector=vector["name"], wire=wire.name, whole=whole):
+                        conn = _set_up(receiver, vector, wire)
+                        events = _receive(conn, bytes.fromhex(vector["hex"]), whole)
+                        self.assertEqual(events, [expected])
+                        self.assertEqual(conn.data_to_send().hex(), vector["reply"])
+                        self.assertIs(conn.state, ConnectionState.CLOSED)
+
+    def test_rejected_reply_is_goaway(self) -> None:
+        """A non-empty reply decodes, at the peer, to one GOAWAY with the error's status."""
+        for vector in load_vectors()["rejected"]:
+            if not vector["reply"]:
+                # Only a server that showed it does not speak frames gets nothing.
+                self.assertEqual(vector["receiver"], "client", vector["name"])
+                continue
+            peer = Role.CLIENT if vector["receiver"] == "server" else Role.SERVER
+            (goaway,) = decode_all(peer, bytes.fromhex(vector["reply"]))
+            with self.subTest(vector=vector["name"]):
+                assert isinstance(goaway, GoAway)
+                self.assertEqual(goaway.code, vector["error"]["code"])
+                self.assertEqual(goaway.message, vector["error"]["message"])
+
+    def test_accepted(self) -> None:
+        """Each accepted sequence gives exactly its events and reply, and the connection stays."""
+        for vector in load_vectors()["accepted"]:
+            receiver = vector["receiver"]
+            expected = [event_from_json(e) for e in vector["events"]]
+            for wire in _wires(receiver):
+                for whole in (True, False):
+                    with self.subTest(vector=vector["name"], wire=wire.name, whole=whole):
+                        conn = _set_up(receiver, vector, wire)
+                        events = _receive(conn, bytes.fromhex(vector["hex"]), whole)
+                        self.assertEqual(events, expected)
+                        self.assertEqual(conn.data_to_send().hex(), vector["reply"])
+                        self.assertIsNot(conn.state, ConnectionState.CLOSED)
+
+
 # --- the worked example in docs/protocol.md --------------------------------
 
 #: The marker that precedes each checked dump in docs/protocol.md.
@@ -340,11 +495,12 @@ class WorkedExampleTests(SynchronousTestCase):
             self.assertEqual(dumps[stream], steps)
 
     def test_json_example(self) -> None:
-        """The vector shown in the document's "Test vectors" section is the one in the file."""
+        """The vectors shown in the document's "Test vectors" section are the ones in the file."""
         text = PROTOCOL_DOC.read_text(encoding="utf-8")
         blocks = re.findall(r"^```json\n(.*?)^```", text, re.M | re.S)
         self.assertTrue(blocks)
-        vectors = {v["name"]: v for v in load_vectors()["vectors"]}
+        data = load_vectors()
+        vectors = {v["name"]: v for v in data["vectors"] + data["rejected"] + data["accepted"]}
         for block in blocks:
             shown = json.loads(block)
             self.assertEqual(shown, vectors[shown["name"]])

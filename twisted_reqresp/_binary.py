@@ -18,6 +18,7 @@ announcement of 4 GiB costs nothing but the header.
 
 from __future__ import annotations
 
+import re
 import struct
 from typing import cast
 
@@ -98,6 +99,13 @@ SETTING_MAX_CONCURRENT = 0x2
 MIN_MAX_FRAME_SIZE = 1024
 
 _PING_SIZE = 8
+#: The frame types version 1 assigns; others are skipped once the handshake is done.
+_ASSIGNED = frozenset(range(FrameType.SETTINGS, FrameType.GOAWAY + 1))
+#: How much of a text answer a client quotes when it reports one.
+_SHOWN = 200
+#: The start of a line-format answer (docs/protocol.md, "Line format"):
+#: ``OK`` alone or with a body, or ``ERR`` and a code.
+_LINE_ANSWER = re.compile(rb"(?:OK(?:[ \r\n]|$)|ERR )")
 _HTTP_METHODS = (
     b"GET ",
     b"POST ",
@@ -274,7 +282,12 @@ class BinaryCodec:
         self._more: list[bytes] = []
         self._avail = 0
         self._await_preface = role is Role.SERVER
-        self._expect_text_refusal = role is Role.CLIENT
+        # The peer's first frame is not yet in: it must be SETTINGS (or a
+        # server's refusing GOAWAY), whatever its type (docs/protocol.md,
+        # "Handshake", rules 5 and 6).  Frames of assigned types are the
+        # Connection's to vet; an unassigned type, which only the codec sees,
+        # is vetted here, before the length.
+        self._first_frame = True
         self._failed = False
         # Set when the peer never spoke our protocol: what to tell it instead
         # of a GOAWAY it could not read.
@@ -349,16 +362,12 @@ class BinaryCodec:
                 buf = self._buf
                 pos = self._pos
             length, ftype, flags, rid = _HEADER.unpack_from(buf, pos)
-            if self._expect_text_refusal:
-                # A server that refuses us before its SETTINGS (a foreign server,
-                # or ours refusing our version) answers with a line of text.
-                self._expect_text_refusal = False
-                if buf.startswith((b"reqresp: ", b"HTTP/"), pos):
-                    line = bytes(buf[pos : pos + 200]).split(b"\r\n", 1)[0]
-                    return self._fail(
-                        StatusCode.PROTOCOL_ERROR,
-                        "the server answered in text: " + line.decode("utf-8", "replace"),
-                    )
+            if self._first_frame:
+                if ftype not in _ASSIGNED:
+                    # Checked before the length: text read as a header announces
+                    # a frame of a gigabyte or so ("ERR " is 0x45525220).
+                    return self._first_frame_unassigned(ftype)
+                self._first_frame = False
             if length > self._max_frame:
                 return self._fail(
                     StatusCode.RESOURCE_EXHAUSTED,
@@ -407,6 +416,48 @@ class BinaryCodec:
             if event is not _SKIPPED:
                 return cast("Event | None", event)
             # A frame of an unknown type was skipped: look at the next one.
+
+    def _first_frame_unassigned(self, ftype: int) -> ProtocolViolation | None:
+        """
+        The peer's first frame has an unassigned type: a connection error.
+        From a server, it means that the server does not speak the binary
+        format at all (docs/protocol.md, "Peers that do not speak the
+        protocol"); the bytes say which text it answered.
+
+        :returns: the violation, or ``None`` while the first line of a text
+            answer is still arriving (it is quoted whole, so the message does
+            not depend on how the bytes were split).
+        """
+        if self._role is Role.SERVER:
+            return self._fail(
+                StatusCode.PROTOCOL_ERROR, f"frame type 0x{ftype:02x} before SETTINGS"
+            )
+        have = bytes(self._buf[self._pos : self._pos + _SHOWN])
+        for chunk in self._more:
+            if len(have) >= _SHOWN:
+                break
+            have += chunk[:_SHOWN]
+        have = have[:_SHOWN]
+        text = have.startswith((b"reqresp: ", b"HTTP/")) or _LINE_ANSWER.match(have)
+        if text and b"\n" not in have and len(have) < _SHOWN:
+            return None
+        line = have.split(b"\n", 1)[0].rstrip(b"\r").decode("utf-8", "replace")
+        if have.startswith((b"reqresp: ", b"HTTP/")):
+            # A binary port refusing us (our version) or a foreign server.
+            message = f"the server answered in text: {line}"
+        elif text:
+            message = (
+                f"not a reqresp binary server: it speaks the line format and answered {line!r}"
+            )
+        else:
+            message = (
+                f"not a reqresp binary server: its first frame has type 0x{ftype:02x}, "
+                "not SETTINGS or GOAWAY"
+            )
+        # Nothing is sent back: a server that does not read frames cannot read
+        # a GOAWAY (a line port would answer it with one more ERR line).
+        self._foreign = b""
+        return self._fail(StatusCode.PROTOCOL_ERROR, message)
 
     def _read_preface(self) -> Event | None:
         have = self._buf[self._pos :] + b"".join(self._more)

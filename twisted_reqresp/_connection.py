@@ -20,7 +20,9 @@ Connection states::
           |                            |                          |
           +----------- ProtocolViolation / close() ---------------+--> CLOSED
 
-A codec without a handshake (the line format) starts in OPEN.  In
+A codec without a handshake (the line format) starts in OPEN; a detecting
+codec (an auto port) starts there too, and goes back to AWAIT_SETTINGS when
+it reads a binary preface, so a binary peer meets the same rules.  In
 AWAIT_SETTINGS a client may already send requests: it assumes the default
 limits until the server's SETTINGS arrive (``docs/protocol.md``).  What a
 peer may send before its own SETTINGS is the table ``_BEFORE_SETTINGS``;
@@ -118,12 +120,18 @@ _AWAIT_SETTINGS = ConnectionState.AWAIT_SETTINGS
 
 # What a peer may send before its SETTINGS (docs/protocol.md, "Handshake"):
 # a client its preface, then SETTINGS; a server SETTINGS, or a GOAWAY
-# refusing the connection.
+# refusing the connection.  Anything else, of any type, is a violation; the
+# binary codec vets the unassigned types, which it never hands on.
 _BEFORE_SETTINGS: dict[Role, frozenset[type]] = {
     Role.SERVER: frozenset({PrefaceReceived, Settings, ProtocolViolation}),
     Role.CLIENT: frozenset({Settings, GoAway, ProtocolViolation}),
 }
-_FRAME_NAMES: dict[type, str] = {ErrorResponse: "ERROR", Rejected: "REQUEST", GoAway: "GOAWAY"}
+# How "NAME before SETTINGS" names an event: by its frame type.  A Rejected
+# event is a malformed REQUEST at a server, a malformed answer at a client.
+_FRAME_NAMES: dict[Role, dict[type, str]] = {
+    Role.SERVER: {Rejected: "REQUEST", GoAway: "GOAWAY"},
+    Role.CLIENT: {ErrorResponse: "ERROR", Rejected: "RESPONSE or ERROR", GoAway: "GOAWAY"},
+}
 
 # (our role, type of the received event) -> name of the method that handles
 # it.  Anything not listed is a protocol violation.
@@ -259,7 +267,7 @@ class Connection:
                 self.last_request_id = event.request_id  # type: ignore[union-attr]
                 self.in_flight.add(self.last_request_id)
                 return event
-            if kind is Response and not self._serving:
+            if kind is Response and not self._serving and self.state is _OPEN:
                 rid = event.request_id  # type: ignore[union-attr]
                 if rid in self.in_flight:
                     # The common case, checked inline: an answer awaited.
@@ -268,7 +276,7 @@ class Connection:
             if self._refusal is not None and kind is not ProtocolViolation:
                 return self._violation(self._refusal)
             if self.state is _AWAIT_SETTINGS and kind not in _BEFORE_SETTINGS[self.role]:
-                name = _FRAME_NAMES.get(kind, kind.__name__.upper())
+                name = _FRAME_NAMES[self.role].get(kind, kind.__name__.upper())
                 return self._protocol_error(f"{name} before SETTINGS")
             handler = dispatch.get(kind)
             if handler is None:
@@ -295,6 +303,11 @@ class Connection:
         return self._violation(ProtocolViolation(code=StatusCode.PROTOCOL_ERROR, message=message))
 
     def _on_preface(self, event: Event) -> Event | None:
+        if self.state is _OPEN:
+            # A codec that found its handshake late (an auto port that just
+            # detected a binary client) waits for SETTINGS as a binary port
+            # does: the same bytes get the same answer on both.
+            self.state = _AWAIT_SETTINGS
         self._out.append(self._codec.encode(self._our_settings()))
         return None
 
