@@ -558,6 +558,25 @@ class ClientPromiseTests(SynchronousTestCase):
         self.assertTrue(error.retry_safe)
 
 
+class LinePortTests(SynchronousTestCase):
+    """A binary client that reaches a line-only port says so."""
+
+    def test_connect_to_line_port(self) -> None:
+        """The handshake fails with ConnectionClosed naming the line format, no "broke" blame."""
+        clock = MemoryReactorClock()
+        protocol = ClientFactory(wire=BinaryFormat(), limits=Limits(), clock=clock).buildProtocol(
+            None
+        )
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        ready = protocol.when_ready()
+        protocol.dataReceived(b"ERR INVALID_ARGUMENT method name is not valid UTF-8\r\n")
+        error = self.failureResultOf(ready, ConnectionClosed).value
+        self.assertIn("not a reqresp binary server: it speaks the line format", error.message)
+        self.assertNotIn("broke the protocol", error.message)
+        self.assertTrue(transport.disconnecting)
+
+
 class _FakeEndpoint:
     """A client endpoint that connects at once to a StringTransport."""
 

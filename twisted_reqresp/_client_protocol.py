@@ -50,6 +50,11 @@ _PING = struct.Struct(">Q")
 _NO_METADATA: Mapping[str, str] = MappingProxyType({})
 
 
+#: How the binary codec's messages begin for a peer that is not a reqresp
+#: binary server at all (a line-only port, an HTTP server).
+_NOT_OURS = ("not a reqresp binary server", "the server answered in text")
+
+
 def _deadline_ms(timeout: float) -> int:
     # Round up: a deadline of 0 ms would expire before the server starts.
     return min(0xFFFF_FFFF, max(1, math.ceil(timeout * 1000)))
@@ -187,7 +192,12 @@ class ClientProtocol(Protocol):
                 self._goaway(event)
             elif kind is ProtocolViolation:
                 assert isinstance(event, ProtocolViolation)
-                self._gave_up = f"the server broke the protocol: {event.message}"
+                message = event.message
+                if not message.startswith(_NOT_OURS):
+                    # A peer that speaks no reqresp binary at all did not
+                    # "break" the protocol: say what it is instead.
+                    message = f"the server broke the protocol: {message}"
+                self._gave_up = message
                 self._flush()
                 self.lifecycle.close()
                 return
