@@ -16,7 +16,9 @@ from typing import Any
 from helpers import echo_and_wait_router
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.error import ConnectionDone
 from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from twisted_reqresp import (
@@ -571,10 +573,11 @@ class LinePortTests(SynchronousTestCase):
         protocol.makeConnection(transport)
         ready = protocol.when_ready()
         protocol.dataReceived(b"ERR INVALID_ARGUMENT method name is not valid UTF-8\r\n")
+        self.assertTrue(transport.disconnecting)
+        protocol.connectionLost(Failure(ConnectionDone()))
         error = self.failureResultOf(ready, ConnectionClosed).value
         self.assertIn("not a reqresp binary server: it speaks the line format", error.message)
         self.assertNotIn("broke the protocol", error.message)
-        self.assertTrue(transport.disconnecting)
 
 
 class _FakeEndpoint:
