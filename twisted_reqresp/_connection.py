@@ -154,9 +154,21 @@ class Connection:
     :param wire: the wire format (an
         :class:`~twisted_reqresp.interfaces.IWireFormat` provider).
     :param limits: what this side accepts from its peer.
+    :param shortcuts: take the inline hot paths for a valid request (server)
+        and an awaited response (client), and the codec's
+        ``encode_request``/``encode_response`` if it has them (the default);
+        ``False`` runs the general path only, with the same results
+        (``tests/test_fastpath_differential.py`` proves it).
     """
 
-    def __init__(self, role: Role, wire: WireFormat, limits: Limits = DEFAULT_LIMITS) -> None:
+    def __init__(
+        self,
+        role: Role,
+        wire: WireFormat,
+        limits: Limits = DEFAULT_LIMITS,
+        *,
+        shortcuts: bool = True,
+    ) -> None:
         self.role = role
         self.wire = wire
         self.limits = limits
@@ -178,17 +190,19 @@ class Connection:
         #: Set when the peer sent GOAWAY: no new requests may be sent.
         self.peer_goaway: GoAway | None = None
         self._refusal: ProtocolViolation | None = None
-        self._serving = role is Role.SERVER
+        # Which of next_event's inline checks apply (see there).
+        self._request_shortcut = shortcuts and role is Role.SERVER
+        self._response_shortcut = shortcuts and role is Role.CLIENT
         # A codec may offer encode_response(request_id, body, metadata): the
         # bytes of encode(Response(...)) without making the event, for the
         # server's hot path.
-        self._encode_response: Callable[[int, bytes, Metadata], bytes] | None = getattr(
-            self._codec, "encode_response", None
+        self._encode_response: Callable[[int, bytes, Metadata], bytes] | None = (
+            getattr(self._codec, "encode_response", None) if shortcuts else None
         )
         # Likewise encode_request(request_id, method, body, metadata,
         # deadline_ms) for the client's.
         self._encode_request: Callable[[int, str, bytes, Metadata, int | None], bytes] | None = (
-            getattr(self._codec, "encode_request", None)
+            getattr(self._codec, "encode_request", None) if shortcuts else None
         )
         # One table per role, shared by every connection (a bound-method dict
         # per connection would cost memory for nothing).
@@ -242,24 +256,29 @@ class Connection:
             if event is None:
                 return None
             kind = type(event)
+            # The two common cases, checked inline: exactly what the general
+            # path below does for them (the refusal check and the
+            # _BEFORE_SETTINGS table pass only in OPEN, and refuse() turns
+            # the shortcuts off).
             if (
                 kind is Request
-                and self._serving
+                and self._request_shortcut
                 and self.state is _OPEN
-                and self._refusal is None
                 and event.request_id > self.last_request_id  # type: ignore[union-attr]
             ):
-                # The common case, checked inline: what _on_request does for
-                # a valid request on an open server connection.
+                # _on_request, for a valid request on an open server connection.
                 self.last_request_id = event.request_id  # type: ignore[union-attr]
                 self.in_flight.add(self.last_request_id)
                 return event
-            if kind is Response and not self._serving:
-                rid = event.request_id  # type: ignore[union-attr]
-                if rid in self.in_flight:
-                    # The common case, checked inline: an answer awaited.
-                    self.in_flight.discard(rid)
-                    return event
+            if (
+                kind is Response
+                and self._response_shortcut
+                and self.state is _OPEN
+                and event.request_id in self.in_flight  # type: ignore[union-attr]
+            ):
+                # _on_answer, for an answer the client awaits.
+                self.in_flight.discard(event.request_id)  # type: ignore[union-attr]
+                return event
             if self._refusal is not None and kind is not ProtocolViolation:
                 return self._violation(self._refusal)
             if self.state is _AWAIT_SETTINGS and kind not in _BEFORE_SETTINGS[self.role]:
@@ -527,6 +546,7 @@ class Connection:
         :meth:`next_event` then returns the :class:`ProtocolViolation`.
         """
         self._refusal = ProtocolViolation(code=code, message=message)
+        self._request_shortcut = self._response_shortcut = False
 
     def close_with_error(self, code: int, message: str) -> None:
         """
