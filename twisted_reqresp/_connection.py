@@ -37,6 +37,15 @@ or timed out) and treats an answer to an id it never sent as a violation.
 
 Requests a server receives after it sent GOAWAY are answered with
 UNAVAILABLE, marked retry-safe, and never reach the application.
+
+Answer order: a wire format that is not ``multiplexed`` (the line format)
+carries no request ids, so a server writes its answers in request order.
+The connection holds an answer that is ready early until every request
+received before it is answered (its refusals included), then writes them
+together.  Held answers still count in :attr:`Connection.unanswered`, which
+is what a server compares with its ``max_concurrent``: one slow request
+followed by fast ones stops the reading, instead of holding answers without
+bound.
 """
 
 from __future__ import annotations
@@ -185,6 +194,12 @@ class Connection:
         #: Request ids waiting for an answer: sent (client) or received and
         #: not yet answered (server).
         self.in_flight: set[int] = set()
+        # Server, answers in request order: encoded answers waiting for the
+        # requests before them, by request id.
+        self._held: dict[int, bytes] = {}
+        # Whether answers go out in request order; None while an AutoFormat
+        # codec has not yet seen which format the peer speaks.
+        self._in_order = self._answers_in_order()
         #: The highest request id sent (client) or received (server).
         self.last_request_id = 0
         #: Set when the peer sent GOAWAY: no new requests may be sent.
@@ -211,6 +226,22 @@ class Connection:
             self._out.append(self._codec.preface())
             self._out.append(self._codec.encode(self._our_settings()))
 
+    def _answers_in_order(self) -> bool | None:
+        # A codec that learns its format from the peer (AutoCodec) says
+        # itself whether it multiplexes, once it knows.
+        multiplexed = getattr(self._codec, "multiplexed", self.wire.multiplexed)
+        return None if multiplexed is None else not multiplexed
+
+    @property
+    def unanswered(self) -> int:
+        """
+        Requests received and not yet written to the wire (server): running,
+        or answered and held for order.  A server compares this with its
+        ``max_concurrent``.  With a multiplexed format it equals
+        ``len(in_flight)``.
+        """
+        return len(self.in_flight) + len(self._held)
+
     def _our_settings(self) -> Settings:
         return Settings(
             max_frame_size=self.limits.max_frame_size,
@@ -227,6 +258,8 @@ class Connection:
         """
         if self.state is not ConnectionState.CLOSED:
             self._codec.receive_data(data)
+            if self._in_order is None:
+                self._in_order = self._answers_in_order()
 
     @property
     def keepalive(self) -> bool:
@@ -329,26 +362,13 @@ class Connection:
                 f"request id {rid} is not above the last one ({self.last_request_id})"
             )
         self.last_request_id = rid
+        self.in_flight.add(rid)
         if isinstance(event, Rejected):
-            self._out.append(
-                self._codec.encode(
-                    ErrorResponse(request_id=rid, code=event.code, message=event.message)
-                )
-            )
+            self.send_error(rid, event.code, event.message)
             return event
         if self.state is ConnectionState.DRAINING:
-            self._out.append(
-                self._codec.encode(
-                    ErrorResponse(
-                        request_id=rid,
-                        code=StatusCode.UNAVAILABLE,
-                        message="server is shutting down",
-                        retry_safe=True,
-                    )
-                )
-            )
+            self.send_error(rid, StatusCode.UNAVAILABLE, "server is shutting down", retry_safe=True)
             return None
-        self.in_flight.add(rid)
         return event
 
     def _on_cancel(self, event: Event) -> Event | None:
@@ -466,8 +486,19 @@ class Connection:
         """Queue an encoded answer; the request no longer awaits one."""
         self._check_size(data)
         self.in_flight.discard(request_id)
-        if self.state is not ConnectionState.CLOSED:
+        if self.state is ConnectionState.CLOSED:
+            return
+        if not self._in_order:
             self._out.append(data)
+            return
+        held = self._held
+        held[request_id] = data
+        # Every answer older than the oldest request still running can go.
+        oldest = min(self.in_flight, default=None)
+        for rid in sorted(held):
+            if oldest is not None and rid > oldest:
+                break
+            self._out.append(held.pop(rid))
 
     def send_response(self, request_id: int, body: bytes = b"", metadata: Metadata = ()) -> None:
         """
@@ -513,8 +544,12 @@ class Connection:
     def forget(self, request_id: int) -> None:
         """
         Drop a request without answering it (server): the client cancelled
-        it, so no answer is owed.
+        it, so no answer is owed.  With answers in request order (a format
+        without CANCEL) every request is answered, so a forgotten one is
+        answered CANCELLED, and the answers after it are not held forever.
         """
+        if self._in_order and request_id in self.in_flight:
+            self.send_error(request_id, StatusCode.CANCELLED, "cancelled")
         self.in_flight.discard(request_id)
 
     def send_ping(self, payload: bytes) -> None:
@@ -558,12 +593,14 @@ class Connection:
             self._out.append(self._codec.encode_fatal(code, message, self.last_request_id))
             self.state = ConnectionState.CLOSED
             self.in_flight.clear()
+            self._held.clear()
 
     def close(self) -> None:
         """Mark the connection closed (the transport is gone): nothing is
         awaiting an answer any more and nothing more will be sent."""
         self.state = ConnectionState.CLOSED
         self.in_flight.clear()
+        self._held.clear()
         self._out.clear()
 
     def data_to_send(self) -> bytes:

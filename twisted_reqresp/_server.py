@@ -267,7 +267,7 @@ class ServerProtocol(Protocol):
                     live.last_message = now
                     assert isinstance(event, Request)
                     self._start(event)
-                    if len(conn.in_flight) >= limit:
+                    if conn.unanswered >= limit:
                         self._set_paused("concurrency", True)
                 elif kind is Cancel:
                     assert isinstance(event, Cancel)
@@ -439,8 +439,7 @@ class ServerProtocol(Protocol):
         if self._draining:
             self._close_if_drained()
         elif (
-            "concurrency" in self._paused
-            and len(self.conn.in_flight) < self.conn.limits.max_concurrent
+            "concurrency" in self._paused and self.conn.unanswered < self.conn.limits.max_concurrent
         ):
             self._set_paused("concurrency", False)
 
