@@ -208,7 +208,7 @@ class LineServerTests(SynchronousTestCase):
     """Through the public in-memory pair: a line server bounded and in order."""
 
     def test_slow_request_bounds_fast_ones(self) -> None:
-        """After a slow request, fast ones start only while fewer than max_concurrent are unanswered."""
+        """Behind a slow request, fast ones start only while under max_concurrent are unanswered."""
         router, waiting = echo_and_wait_router()
         started: list[bytes] = []
         router.add("fast", lambda call: started.append(call.body) or call.body)
