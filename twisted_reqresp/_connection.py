@@ -72,12 +72,39 @@ from ._events import (
     Settings,
 )
 from ._limits import DEFAULT_LIMITS, Limits
-from ._status import StatusCode
+from ._status import STATUS_MAX, StatusCode, status_name, utf8_prefix
 
 __all__ = ["Connection", "ConnectionState", "WireCodec", "WireFormat"]
 
 #: The largest request id: ids are unsigned 32-bit numbers.
 MAX_REQUEST_ID = 0xFFFF_FFFF
+#: The longest ERROR message in bytes: its length is a u16
+#: (docs/protocol.md, "ERROR").
+MAX_ERROR_MESSAGE = 0xFFFF
+# Status codes an ERROR never carries (docs/protocol.md, "Status codes").
+_NOT_ERRORS = frozenset({StatusCode.OK, StatusCode.PROTOCOL_ERROR})
+
+
+def _error_status(code: object, message: str) -> tuple[int, str]:
+    """
+    :returns: ``code`` and ``message`` if an ERROR can carry the code;
+        otherwise INTERNAL and a message that names the refused code.
+    """
+    if isinstance(code, int) and 0 < code <= STATUS_MAX and code not in _NOT_ERRORS:
+        return code, message
+    if not isinstance(code, int):
+        shown = f"of type {type(code).__name__}"
+    elif 0 <= code <= STATUS_MAX:
+        shown = status_name(code)
+    else:
+        # Not str(code): a huge int has more digits than str() will print.
+        shown = "out of range" if abs(code) > 2**64 else str(int(code))
+    return (
+        StatusCode.INTERNAL,
+        f"status {shown} cannot be sent in an error answer: {message}"
+        if message
+        else f"status {shown} cannot be sent in an error answer",
+    )
 
 
 class WireCodec(Protocol):
@@ -527,19 +554,67 @@ class Connection:
         """
         Answer a request with an error status (server).
 
-        :raises LocalProtocolError: if the request is not awaiting an answer.
+        Whatever the arguments, an awaited request gets a valid ERROR
+        (``docs/protocol.md``, "ERROR"), so that a responder's bad error
+        never costs its caller the answer:
+
+        - a code an ERROR cannot carry (OK, PROTOCOL_ERROR, below 0 or above
+          2**32 - 1, not an integer) is sent as INTERNAL, the message saying
+          which code was refused;
+        - a message is cut, on a UTF-8 character boundary, to what its field
+          (65,535 bytes) and the peer's maximum frame size leave room for;
+          characters UTF-8 cannot carry (lone surrogates) become ``?``;
+        - details that do not fit the peer's maximum frame size (or are not
+          bytes) are dropped, and the message says so.
+
+        :param request_id: a request awaiting an answer.
+        :param code: the status code.
+        :param message: for people.
+        :param details: opaque bytes for programs.
+        :param retry_safe: the request was not processed.
+        :raises LocalProtocolError: only if the request is not awaiting an
+            answer.
         """
         self._check_awaited(request_id)
-        data = self._codec.encode(
-            ErrorResponse(
-                request_id=request_id,
-                code=code,
-                message=message,
-                details=details,
-                retry_safe=retry_safe,
-            )
+        notes = []
+        if not isinstance(message, str):
+            notes.append(f"message of type {type(message).__name__} dropped: not text")
+            message = ""
+        code, message = _error_status(code, message)
+        if isinstance(details, (bytearray, memoryview)):
+            details = bytes(details)
+        elif not isinstance(details, bytes):
+            notes.append(f"details of type {type(details).__name__} dropped: not bytes")
+            details = b""
+        codec = self._codec
+        error = ErrorResponse(
+            request_id=request_id,
+            code=code,
+            message="",
+            details=b"",
+            retry_safe=bool(retry_safe),
         )
-        self._answer(request_id, data)
+        # What the frame costs without message and details (6 bytes in the
+        # binary format), measured rather than assumed: any codec, any status.
+        room = self.peer_settings.max_frame_size - (len(codec.encode(error)) - codec.frame_overhead)
+        if len(details) > room:
+            notes.append(
+                f"details of {len(details)} bytes dropped: over the peer's maximum frame size"
+            )
+            details = b""
+        note = "".join(f" ({n})" for n in notes).encode()
+        text = utf8_prefix(
+            message.encode("utf-8", "replace"),
+            min(MAX_ERROR_MESSAGE, room - len(details)) - len(note),
+        )
+        error = ErrorResponse(
+            request_id=request_id,
+            code=code,
+            message=(text + note).decode("utf-8"),
+            details=details,
+            retry_safe=error.retry_safe,
+        )
+        self._answer(request_id, codec.encode(error))
 
     def forget(self, request_id: int) -> None:
         """
