@@ -461,7 +461,6 @@ class ConnectionTests(SynchronousTestCase):
 
     def test_server_burst_within_frame_size(self) -> None:
         """Held answers released together are not counted against one answer's size."""
-        self.patch(_line, "MAX_SENT_LINE", 100)
         server = Connection(Role.SERVER, LINE)
         server.peer_settings = Settings(max_frame_size=100, max_concurrent=100)
         server.receive_data(b"a\nb\n")
