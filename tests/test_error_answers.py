@@ -182,6 +182,18 @@ def test_wrong_types_dropped() -> None:
     )
 
 
+def test_note_never_overflows_the_frame() -> None:
+    """Details that fill the frame make room for a note about the message, by going."""
+    server = _binary_server(peer_max_frame=1024)
+    server.send_error(1, StatusCode.NOT_FOUND, None, b"d" * (1024 - _ERROR_HEAD))  # type: ignore[arg-type]
+    error = _sent_error(server)
+    assert error.details == b""
+    assert error.message == (
+        " (message of type NoneType dropped: not text)"
+        " (details of 1018 bytes dropped: over the peer's maximum frame size)"
+    )
+
+
 def test_not_awaited_raises() -> None:
     """send_error raises LocalProtocolError only for a request not awaiting an answer."""
     server = _binary_server()

@@ -107,6 +107,11 @@ def _error_status(code: object, message: str) -> tuple[int, str]:
     )
 
 
+def _notes(notes: list[str]) -> bytes:
+    """:returns: what ``send_error`` appends to a message it had to change."""
+    return "".join(f" ({note})" for note in notes).encode()
+
+
 class WireCodec(Protocol):
     """What the core needs of a per-connection wire codec (see
     :class:`twisted_reqresp.interfaces.IWireCodec` for the contract)."""
@@ -576,7 +581,7 @@ class Connection:
             answer.
         """
         self._check_awaited(request_id)
-        notes = []
+        notes: list[str] = []
         if not isinstance(message, str):
             notes.append(f"message of type {type(message).__name__} dropped: not text")
             message = ""
@@ -587,22 +592,17 @@ class Connection:
             notes.append(f"details of type {type(details).__name__} dropped: not bytes")
             details = b""
         codec = self._codec
-        error = ErrorResponse(
-            request_id=request_id,
-            code=code,
-            message="",
-            details=b"",
-            retry_safe=bool(retry_safe),
-        )
+        retry_safe = bool(retry_safe)
+        bare = ErrorResponse(request_id=request_id, code=code, retry_safe=retry_safe)
         # What the frame costs without message and details (6 bytes in the
         # binary format), measured rather than assumed: any codec, any status.
-        room = self.peer_settings.max_frame_size - (len(codec.encode(error)) - codec.frame_overhead)
-        if len(details) > room:
+        room = self.peer_settings.max_frame_size - (len(codec.encode(bare)) - codec.frame_overhead)
+        if len(details) + len(_notes(notes)) > room:
             notes.append(
                 f"details of {len(details)} bytes dropped: over the peer's maximum frame size"
             )
             details = b""
-        note = "".join(f" ({n})" for n in notes).encode()
+        note = _notes(notes)
         text = utf8_prefix(
             message.encode("utf-8", "replace"),
             min(MAX_ERROR_MESSAGE, room - len(details)) - len(note),
@@ -612,7 +612,7 @@ class Connection:
             code=code,
             message=(text + note).decode("utf-8"),
             details=details,
-            retry_safe=error.retry_safe,
+            retry_safe=retry_safe,
         )
         self._answer(request_id, codec.encode(error))
 
