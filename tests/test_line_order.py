@@ -36,6 +36,16 @@ def _line_server(lines: int, limits: Limits = DEFAULT_LIMITS) -> Connection:
     return server
 
 
+def _binary_requests(count: int) -> bytes:
+    """:returns: a binary client's preface, SETTINGS and ``count`` requests."""
+    client = BinaryCodec(Role.CLIENT, DEFAULT_LIMITS)
+    return (
+        PREFACE
+        + client.encode(Settings(max_frame_size=1024, max_concurrent=1))
+        + b"".join(client.encode(Request(request_id=i, method="m")) for i in range(1, count + 1))
+    )
+
+
 class HeldAnswerTests(SynchronousTestCase):
     """The connection holds a line server's early answers until their turn."""
 
@@ -84,12 +94,7 @@ class HeldAnswerTests(SynchronousTestCase):
     def test_binary_unanswered_is_in_flight(self) -> None:
         """With the binary format, answers are never held: unanswered is len(in_flight)."""
         server = Connection(Role.SERVER, BinaryFormat())
-        client = BinaryCodec(Role.CLIENT, DEFAULT_LIMITS)
-        server.receive_data(
-            PREFACE
-            + client.encode(Settings(max_frame_size=1024, max_concurrent=1))
-            + b"".join(client.encode(Request(request_id=i, method="m")) for i in (1, 2, 3))
-        )
+        server.receive_data(_binary_requests(3))
         _drain(server)
         server.send_response(3)
         self.assertEqual(server.unanswered, len(server.in_flight))
@@ -125,13 +130,7 @@ class HeldAnswerTests(SynchronousTestCase):
     def test_auto_format_binary_peer_not_held(self) -> None:
         """An AutoFormat server does not hold answers for a binary peer."""
         server = Connection(Role.SERVER, AutoFormat())
-        client = BinaryCodec(Role.CLIENT, DEFAULT_LIMITS)
-        server.receive_data(
-            PREFACE
-            + client.encode(Settings(max_frame_size=1024, max_concurrent=1))
-            + client.encode(Request(request_id=1, method="a"))
-            + client.encode(Request(request_id=2, method="b"))
-        )
+        server.receive_data(_binary_requests(2))
         _drain(server)
         server.data_to_send()
         server.send_response(2, b"b")
