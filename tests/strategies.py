@@ -9,6 +9,7 @@ SETTINGS values at or above their minimums, text that is valid Unicode.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import struct
 
@@ -32,6 +33,9 @@ from twisted_reqresp._limits import DEFAULT_LIMITS
 from twisted_reqresp._status import StatusCode
 
 __all__ = [
+    "answer_soup",
+    "any_request_fields",
+    "any_response_fields",
     "bodies",
     "chunkings",
     "client_events",
@@ -41,8 +45,10 @@ __all__ = [
     "goaways",
     "metadata",
     "methods",
+    "plain_frames",
     "raw_frames",
     "request_ids",
+    "request_soup",
     "requests",
     "responses",
     "server_events",
@@ -196,3 +202,99 @@ def frame_soup(draw: st.DrawFn) -> bytes:
         )
     )
     return b"".join(pieces)
+
+
+# --- for the differential tests of the hot-path shortcuts -----------------------
+
+#: Request ids a connection has likely seen or sent: collisions, reuse and
+#: answers to calls in flight are common, not one in four billion.
+small_ids = st.integers(min_value=0, max_value=6)
+_surrogate_texts = st.text(max_size=6)  # may hold lone surrogates: not encodable
+
+#: Method names including the ones no codec may send: empty, a lone
+#: surrogate, one byte over the u16 field.
+any_methods = st.one_of(
+    methods,
+    _surrogate_texts,
+    st.sampled_from(["x" * 65535, "x" * 65536]),
+)
+#: Metadata including what cannot be encoded: an empty key, lone
+#: surrogates, a key one byte over its u16 field.
+any_metadata: st.SearchStrategy[Metadata] = st.lists(
+    st.tuples(
+        st.one_of(texts, _surrogate_texts, st.just("k" * 65536)),
+        st.one_of(texts, _surrogate_texts),
+    ),
+    max_size=3,
+).map(tuple)
+
+
+@st.composite
+def any_request_fields(
+    draw: st.DrawFn,
+) -> tuple[str, bytes, Metadata, int | None]:
+    """``(method, body, metadata, deadline_ms)`` for a request, valid or not."""
+    return (
+        draw(any_methods),
+        draw(bodies),
+        draw(metadata | any_metadata),
+        draw(deadlines | st.sampled_from([-1, U32_MAX + 1])),
+    )
+
+
+@st.composite
+def any_response_fields(draw: st.DrawFn) -> tuple[int, bytes, Metadata]:
+    """``(request_id, body, metadata)`` for a response, valid or not."""
+    rid = draw(request_ids | st.sampled_from([-1, 0, U32_MAX + 1]))
+    return rid, draw(bodies), draw(metadata | any_metadata)
+
+
+@st.composite
+def plain_frames(draw: st.DrawFn) -> bytes:
+    """
+    A REQUEST or RESPONSE frame, usually without flags (the frames the
+    codec decodes inline), with a method length that may be 0, lie or
+    overrun, and text that may not be UTF-8.
+    """
+    ftype = draw(st.sampled_from([2, 3]))
+    flags = draw(st.sampled_from([0, 0, 0, 1, 2, 3, 0x80]))
+    rid = draw(small_ids)
+    method = draw(st.sampled_from([b"", b"m", b"echo", b"\xff\xfe", "\u00e9".encode()]))
+    declared = draw(st.sampled_from([len(method), len(method), 0, len(method) + 3, 0xFFFF]))
+    payload = struct.pack(">H", declared) + method + draw(st.binary(max_size=12))
+    if draw(st.booleans()):
+        payload = payload[: draw(st.integers(min_value=0, max_value=len(payload)))]
+    return _HEADER.pack(len(payload), ftype, flags, rid) + payload
+
+
+def _small_id_events(events: st.SearchStrategy[Event]) -> st.SearchStrategy[Event]:
+    # Same events, ids drawn from small_ids so that they meet the connection's.
+    return st.tuples(events, small_ids).map(
+        lambda pair: (
+            dataclasses.replace(pair[0], request_id=pair[1])
+            if hasattr(pair[0], "request_id")
+            else pair[0]
+        )
+    )
+
+
+def _soup(events: st.SearchStrategy[Event]) -> st.SearchStrategy[bytes]:
+    pieces = st.one_of(
+        _well_formed(_small_id_events(events)),
+        plain_frames(),
+        raw_frames(max_payload=24),
+        garbage_frames(),
+    )
+    return st.lists(pieces, max_size=10).map(b"".join)
+
+
+def request_soup() -> st.SearchStrategy[bytes]:
+    """What a client might send a server after its preface: its frames with
+    small ids (in order, reused, out of order), plain frames and garbage."""
+    return _soup(client_events)
+
+
+def answer_soup() -> st.SearchStrategy[bytes]:
+    """What a server might send a client: its frames with small ids (answers
+    to calls in flight, late, never sent), plain frames and garbage."""
+    return _soup(server_events)

@@ -17,9 +17,6 @@ from twisted_reqresp._events import (
     Cancel,
     ErrorResponse,
     Event,
-    GoAway,
-    Ping,
-    Pong,
     ProtocolViolation,
     Rejected,
     Request,
@@ -302,89 +299,6 @@ class ServerEncodingTests(SynchronousTestCase):
             b"ERR NOT_FOUND ?\r\n",
         )
 
-    def test_out_of_order(self) -> None:
-        """Answers ready early are held until every earlier answer is sent."""
-        codec = self._server_with(4)
-        self.assertEqual(codec.encode(Response(request_id=3, body=b"3")), b"")
-        self.assertEqual(codec.encode(Response(request_id=2, body=b"2")), b"")
-        self.assertEqual(
-            codec.encode(Response(request_id=1, body=b"1")), b"OK 1\r\nOK 2\r\nOK 3\r\n"
-        )
-        self.assertEqual(codec.frame_overhead, len(b"OK 2\r\nOK 3\r\n"))
-        self.assertEqual(codec.encode(Response(request_id=4, body=b"4")), b"OK 4\r\n")
-        self.assertEqual(codec.frame_overhead, 0)
-
-    def test_gap_holds_later_answers(self) -> None:
-        """Answers after a gap stay held while the gap is open."""
-        codec = self._server_with(3)
-        self.assertEqual(codec.encode(Response(request_id=2)), b"")
-        self.assertEqual(codec.encode(Response(request_id=1)), b"OK\r\nOK\r\n")
-        self.assertEqual(codec.encode(ErrorResponse(request_id=3, code=1000)), b"ERR 1000\r\n")
-
-    def test_answer_not_owed(self) -> None:
-        """Answering twice, or a request never received, raises and changes nothing."""
-        codec = self._server_with(2)
-        codec.encode(Response(request_id=2))
-        for rid in (2, 3, 0):
-            self.assertRaises(LocalProtocolError, codec.encode, Response(request_id=rid))
-        self.assertEqual(codec.encode(Response(request_id=1)), b"OK\r\nOK\r\n")
-        self.assertRaises(LocalProtocolError, codec.encode, Response(request_id=1))
-
-    def test_too_large(self) -> None:
-        """An answer longer than the peer's default frame size raises and is not held."""
-        self.patch(_line, "MAX_SENT_LINE", 30)
-        codec = self._server_with(2)
-        self.assertEqual(codec.encode(Response(request_id=2, body=b"two")), b"")
-        error = self.assertRaises(
-            LocalProtocolError, codec.encode, Response(request_id=1, body=b"x" * 30)
-        )
-        self.assertEqual(error.code, StatusCode.RESOURCE_EXHAUSTED)
-        self.assertEqual(
-            codec.encode(ErrorResponse(request_id=1, code=8)),
-            b"ERR RESOURCE_EXHAUSTED\r\nOK two\r\n",
-        )
-
-    def test_bad_status_code(self) -> None:
-        """A status code outside 32 bits raises."""
-        codec = self._server_with(1)
-        self.assertRaises(LocalProtocolError, codec.encode, ErrorResponse(request_id=1, code=-1))
-        self.assertRaises(LocalProtocolError, codec.encode, ErrorResponse(request_id=1, code=2**32))
-
-    def test_silent_events(self) -> None:
-        """Cancel, Ping, Pong, GoAway and Settings encode to nothing on either side."""
-        for role in Role:
-            codec = LINE.codec(role, DEFAULT_LIMITS)
-            for event in (
-                Cancel(request_id=1),
-                Ping(payload=b"12345678"),
-                Pong(payload=b"12345678"),
-                GoAway(last_request_id=0),
-                Settings(max_frame_size=1024, max_concurrent=1),
-            ):
-                self.assertEqual(codec.encode(event), b"")
-
-    def test_wrong_direction(self) -> None:
-        """A server does not encode requests, and neither side encodes core-made events."""
-        codec = _server()
-        self.assertRaises(LocalProtocolError, codec.encode, _req(1, "m"))
-        self.assertRaises(
-            LocalProtocolError, codec.encode, Rejected(request_id=1, code=3, message="")
-        )
-        client = _client(0)
-        self.assertRaises(LocalProtocolError, client.encode, Response(request_id=1))
-        self.assertRaises(LocalProtocolError, client.encode, ErrorResponse(request_id=1, code=2))
-
-    def test_encode_fatal(self) -> None:
-        """A server's last words are an ERR line; a client sends none."""
-        self.assertEqual(
-            _server().encode_fatal(StatusCode.PROTOCOL_ERROR, "bad\nthing", 7),
-            b"ERR PROTOCOL_ERROR bad thing\r\n",
-        )
-        self.assertEqual(
-            _server().encode_fatal(StatusCode.UNAVAILABLE, "", 0), b"ERR UNAVAILABLE\r\n"
-        )
-        self.assertEqual(_client(1).encode_fatal(StatusCode.PROTOCOL_ERROR, "x", 0), b"")
-
 
 class ClientTests(SynchronousTestCase):
     """A client codec writes request lines and maps answer lines to its requests."""
@@ -528,8 +442,8 @@ class ConnectionTests(SynchronousTestCase):
 
     def test_server_answers_rejected_lines_in_order(self) -> None:
         """A rejected line is answered in its turn, after the answers before it."""
-        server = Connection(Role.SERVER, LINE, Limits(max_line_length=16))
-        server.receive_data(b"echo a\n\xff\n" + b"x" * 30 + b"\nping\n")
+        server = Connection(Role.SERVER, LINE, Limits(max_line_length=64))
+        server.receive_data(b"echo a\n\xff\n" + b"x" * 100 + b"\nping\n")
         events = _drain(server)
         self.assertEqual([type(e) for e in events], [Request, Rejected, Rejected, Request])
         self.assertEqual(server.data_to_send(), b"")
@@ -540,14 +454,13 @@ class ConnectionTests(SynchronousTestCase):
             server.data_to_send(),
             b"OK a\r\n"
             b"ERR INVALID_ARGUMENT method name is not valid UTF-8\r\n"
-            b"ERR RESOURCE_EXHAUSTED line too long (limit 16 bytes)\r\n"
+            b"ERR RESOURCE_EXHAUSTED line too long (limit 64 bytes)\r\n"
             b"OK pong\r\n",
         )
         self.assertEqual(server.in_flight, set())
 
     def test_server_burst_within_frame_size(self) -> None:
         """Held answers released together are not counted against one answer's size."""
-        self.patch(_line, "MAX_SENT_LINE", 100)
         server = Connection(Role.SERVER, LINE)
         server.peer_settings = Settings(max_frame_size=100, max_concurrent=100)
         server.receive_data(b"a\nb\n")

@@ -83,6 +83,13 @@ class AutoCodec:
         return self._inner.frame_overhead if self._inner is not None else 0
 
     @property
+    def multiplexed(self) -> bool | None:
+        """Whether the detected format multiplexes answers; ``None`` until
+        it is known (the :class:`~twisted_reqresp._connection.Connection`
+        holds a line peer's answers for request order)."""
+        return None if self.detected is None else self._formats[self.detected].multiplexed
+
+    @property
     def keepalive(self) -> bool:
         """Whether the detected format has PING frames."""
         return bool(getattr(self._inner, "keepalive", False))

@@ -260,6 +260,12 @@ class BinaryCodec:
 
     It checks framing and field syntax only; which side may send what is the
     :class:`~twisted_reqresp._connection.Connection`'s business.
+
+    :param role: which end of the connection the codec serves.
+    :param limits: what this side accepts.
+    :param shortcuts: decode plain REQUEST and RESPONSE frames inline (the
+        default); ``False`` decodes every frame the general way, with the
+        same results.
     """
 
     #: The client sends a preface and both sides exchange SETTINGS before
@@ -270,8 +276,13 @@ class BinaryCodec:
     #: Bytes of each frame not counted against the peer's max frame size.
     frame_overhead = HEADER_SIZE
 
-    def __init__(self, role: Role, limits: Limits) -> None:
+    def __init__(self, role: Role, limits: Limits, *, shortcuts: bool = True) -> None:
         self._role = role
+        # Plain REQUEST and RESPONSE frames are decoded inline, the server's
+        # and the client's hot path; ``shortcuts=False`` leaves every frame to
+        # the general decoder, for the test that proves the two agree
+        # (tests/test_fastpath_differential.py).
+        self._inline = shortcuts
         self._max_frame = limits.max_frame_size
         self._max_metadata = limits.max_metadata_entries
         # Received bytes: ``_buf[_pos:]`` then the chunks in ``_more``, which
@@ -383,19 +394,21 @@ class BinaryCodec:
             end = start + length
             self._pos = end
             self._avail -= total
-            if ftype == FrameType.REQUEST and not flags and length >= 2:
-                # The common request, a method and a body, decoded inline; any
-                # problem is left to the general decoder below to describe.
-                method_end = start + 2 + ((buf[start] << 8) | buf[start + 1])
-                if start + 2 < method_end <= end:
-                    try:
-                        method = buf[start + 2 : method_end].decode("utf-8")
-                    except UnicodeDecodeError:
-                        pass
-                    else:
-                        return Request(request_id=rid, method=method, body=buf[method_end:end])
-            elif ftype == FrameType.RESPONSE and not flags:
-                return Response(request_id=rid, body=buf[start:end])
+            if self._inline and not flags:
+                if ftype == FrameType.REQUEST and length >= 2:
+                    # The common request, a method and a body, decoded inline;
+                    # any problem is left to the general decoder below to
+                    # describe.
+                    method_end = start + 2 + ((buf[start] << 8) | buf[start + 1])
+                    if start + 2 < method_end <= end:
+                        try:
+                            method = buf[start + 2 : method_end].decode("utf-8")
+                        except UnicodeDecodeError:
+                            pass
+                        else:
+                            return Request(request_id=rid, method=method, body=buf[method_end:end])
+                elif ftype == FrameType.RESPONSE:
+                    return Response(request_id=rid, body=buf[start:end])
             try:
                 event = self._decode(ftype, flags, rid, buf, start, end)
             except (_Malformed, UnicodeDecodeError, struct.error) as e:

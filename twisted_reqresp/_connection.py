@@ -39,6 +39,15 @@ or timed out) and treats an answer to an id it never sent as a violation.
 
 Requests a server receives after it sent GOAWAY are answered with
 UNAVAILABLE, marked retry-safe, and never reach the application.
+
+Answer order: a wire format that is not ``multiplexed`` (the line format)
+carries no request ids, so a server writes its answers in request order.
+The connection holds an answer that is ready early until every request
+received before it is answered (its refusals included), then writes them
+together.  Held answers still count in :attr:`Connection.unanswered`, which
+is what a server compares with its ``max_concurrent``: one slow request
+followed by fast ones stops the reading, instead of holding answers without
+bound.
 """
 
 from __future__ import annotations
@@ -65,12 +74,44 @@ from ._events import (
     Settings,
 )
 from ._limits import DEFAULT_LIMITS, Limits
-from ._status import StatusCode
+from ._status import STATUS_MAX, StatusCode, status_name, utf8_prefix
 
 __all__ = ["Connection", "ConnectionState", "WireCodec", "WireFormat"]
 
 #: The largest request id: ids are unsigned 32-bit numbers.
 MAX_REQUEST_ID = 0xFFFF_FFFF
+#: The longest ERROR message in bytes: its length is a u16
+#: (docs/protocol.md, "ERROR").
+MAX_ERROR_MESSAGE = 0xFFFF
+# Status codes an ERROR never carries (docs/protocol.md, "Status codes").
+_NOT_ERRORS = frozenset({StatusCode.OK, StatusCode.PROTOCOL_ERROR})
+
+
+def _error_status(code: object, message: str) -> tuple[int, str]:
+    """
+    :returns: ``code`` and ``message`` if an ERROR can carry the code;
+        otherwise INTERNAL and a message that names the refused code.
+    """
+    if isinstance(code, int) and 0 < code <= STATUS_MAX and code not in _NOT_ERRORS:
+        return code, message
+    if not isinstance(code, int):
+        shown = f"of type {type(code).__name__}"
+    elif 0 <= code <= STATUS_MAX:
+        shown = status_name(code)
+    else:
+        # Not str(code): a huge int has more digits than str() will print.
+        shown = "out of range" if abs(code) > 2**64 else str(int(code))
+    return (
+        StatusCode.INTERNAL,
+        f"status {shown} cannot be sent in an error answer: {message}"
+        if message
+        else f"status {shown} cannot be sent in an error answer",
+    )
+
+
+def _notes(notes: list[str]) -> bytes:
+    """:returns: what ``send_error`` appends to a message it had to change."""
+    return "".join(f" ({note})" for note in notes).encode()
 
 
 class WireCodec(Protocol):
@@ -162,9 +203,21 @@ class Connection:
     :param wire: the wire format (an
         :class:`~twisted_reqresp.interfaces.IWireFormat` provider).
     :param limits: what this side accepts from its peer.
+    :param shortcuts: take the inline hot paths for a valid request (server)
+        and an awaited response (client), and the codec's
+        ``encode_request``/``encode_response`` if it has them (the default);
+        ``False`` runs the general path only, with the same results
+        (``tests/test_fastpath_differential.py`` proves it).
     """
 
-    def __init__(self, role: Role, wire: WireFormat, limits: Limits = DEFAULT_LIMITS) -> None:
+    def __init__(
+        self,
+        role: Role,
+        wire: WireFormat,
+        limits: Limits = DEFAULT_LIMITS,
+        *,
+        shortcuts: bool = True,
+    ) -> None:
         self.role = role
         self.wire = wire
         self.limits = limits
@@ -181,22 +234,30 @@ class Connection:
         #: Request ids waiting for an answer: sent (client) or received and
         #: not yet answered (server).
         self.in_flight: set[int] = set()
+        # Server, answers in request order: encoded answers waiting for the
+        # requests before them, by request id.
+        self._held: dict[int, bytes] = {}
+        # Whether answers go out in request order; None while an AutoFormat
+        # codec has not yet seen which format the peer speaks.
+        self._in_order = self._answers_in_order()
         #: The highest request id sent (client) or received (server).
         self.last_request_id = 0
         #: Set when the peer sent GOAWAY: no new requests may be sent.
         self.peer_goaway: GoAway | None = None
         self._refusal: ProtocolViolation | None = None
-        self._serving = role is Role.SERVER
+        # Which of next_event's inline checks apply (see there).
+        self._request_shortcut = shortcuts and role is Role.SERVER
+        self._response_shortcut = shortcuts and role is Role.CLIENT
         # A codec may offer encode_response(request_id, body, metadata): the
         # bytes of encode(Response(...)) without making the event, for the
         # server's hot path.
-        self._encode_response: Callable[[int, bytes, Metadata], bytes] | None = getattr(
-            self._codec, "encode_response", None
+        self._encode_response: Callable[[int, bytes, Metadata], bytes] | None = (
+            getattr(self._codec, "encode_response", None) if shortcuts else None
         )
         # Likewise encode_request(request_id, method, body, metadata,
         # deadline_ms) for the client's.
         self._encode_request: Callable[[int, str, bytes, Metadata, int | None], bytes] | None = (
-            getattr(self._codec, "encode_request", None)
+            getattr(self._codec, "encode_request", None) if shortcuts else None
         )
         # One table per role, shared by every connection (a bound-method dict
         # per connection would cost memory for nothing).
@@ -204,6 +265,22 @@ class Connection:
         if role is Role.CLIENT:
             self._out.append(self._codec.preface())
             self._out.append(self._codec.encode(self._our_settings()))
+
+    def _answers_in_order(self) -> bool | None:
+        # A codec that learns its format from the peer (AutoCodec) says
+        # itself whether it multiplexes, once it knows.
+        multiplexed = getattr(self._codec, "multiplexed", self.wire.multiplexed)
+        return None if multiplexed is None else not multiplexed
+
+    @property
+    def unanswered(self) -> int:
+        """
+        Requests received and not yet written to the wire (server): running,
+        or answered and held for order.  A server compares this with its
+        ``max_concurrent``.  With a multiplexed format it equals
+        ``len(in_flight)``.
+        """
+        return len(self.in_flight) + len(self._held)
 
     def _our_settings(self) -> Settings:
         return Settings(
@@ -221,11 +298,8 @@ class Connection:
         """
         if self.state is not ConnectionState.CLOSED:
             self._codec.receive_data(data)
-
-    @property
-    def unanswered(self) -> int:
-        """Requests received and not yet answered on the wire (server)."""
-        return len(self.in_flight)
+            if self._in_order is None:
+                self._in_order = self._answers_in_order()
 
     @property
     def keepalive(self) -> bool:
@@ -255,24 +329,29 @@ class Connection:
             if event is None:
                 return None
             kind = type(event)
+            # The two common cases, checked inline: exactly what the general
+            # path below does for them (the refusal check and the
+            # _BEFORE_SETTINGS table pass only in OPEN, and refuse() turns
+            # the shortcuts off).
             if (
                 kind is Request
-                and self._serving
+                and self._request_shortcut
                 and self.state is _OPEN
-                and self._refusal is None
                 and event.request_id > self.last_request_id  # type: ignore[union-attr]
             ):
-                # The common case, checked inline: what _on_request does for
-                # a valid request on an open server connection.
+                # _on_request, for a valid request on an open server connection.
                 self.last_request_id = event.request_id  # type: ignore[union-attr]
                 self.in_flight.add(self.last_request_id)
                 return event
-            if kind is Response and not self._serving and self.state is _OPEN:
-                rid = event.request_id  # type: ignore[union-attr]
-                if rid in self.in_flight:
-                    # The common case, checked inline: an answer awaited.
-                    self.in_flight.discard(rid)
-                    return event
+            if (
+                kind is Response
+                and self._response_shortcut
+                and self.state is _OPEN
+                and event.request_id in self.in_flight  # type: ignore[union-attr]
+            ):
+                # _on_answer, for an answer the client awaits.
+                self.in_flight.discard(event.request_id)  # type: ignore[union-attr]
+                return event
             if self._refusal is not None and kind is not ProtocolViolation:
                 return self._violation(self._refusal)
             if self.state is _AWAIT_SETTINGS and kind not in _BEFORE_SETTINGS[self.role]:
@@ -328,26 +407,13 @@ class Connection:
                 f"request id {rid} is not above the last one ({self.last_request_id})"
             )
         self.last_request_id = rid
+        self.in_flight.add(rid)
         if isinstance(event, Rejected):
-            self._out.append(
-                self._codec.encode(
-                    ErrorResponse(request_id=rid, code=event.code, message=event.message)
-                )
-            )
+            self.send_error(rid, event.code, event.message)
             return event
         if self.state is ConnectionState.DRAINING:
-            self._out.append(
-                self._codec.encode(
-                    ErrorResponse(
-                        request_id=rid,
-                        code=StatusCode.UNAVAILABLE,
-                        message="server is shutting down",
-                        retry_safe=True,
-                    )
-                )
-            )
+            self.send_error(rid, StatusCode.UNAVAILABLE, "server is shutting down", retry_safe=True)
             return None
-        self.in_flight.add(rid)
         return event
 
     def _on_cancel(self, event: Event) -> Event | None:
@@ -465,8 +531,19 @@ class Connection:
         """Queue an encoded answer; the request no longer awaits one."""
         self._check_size(data)
         self.in_flight.discard(request_id)
-        if self.state is not ConnectionState.CLOSED:
+        if self.state is ConnectionState.CLOSED:
+            return
+        if not self._in_order:
             self._out.append(data)
+            return
+        held = self._held
+        held[request_id] = data
+        # Every answer older than the oldest request still running can go.
+        oldest = min(self.in_flight, default=None)
+        for rid in sorted(held):
+            if oldest is not None and rid > oldest:
+                break
+            self._out.append(held.pop(rid))
 
     def send_response(self, request_id: int, body: bytes = b"", metadata: Metadata = ()) -> None:
         """
@@ -495,25 +572,72 @@ class Connection:
         """
         Answer a request with an error status (server).
 
-        :raises LocalProtocolError: if the request is not awaiting an answer.
+        Whatever the arguments, an awaited request gets a valid ERROR
+        (``docs/protocol.md``, "ERROR"), so that a responder's bad error
+        never costs its caller the answer:
+
+        - a code an ERROR cannot carry (OK, PROTOCOL_ERROR, below 0 or above
+          2**32 - 1, not an integer) is sent as INTERNAL, the message saying
+          which code was refused;
+        - a message is cut, on a UTF-8 character boundary, to what its field
+          (65,535 bytes) and the peer's maximum frame size leave room for;
+          characters UTF-8 cannot carry (lone surrogates) become ``?``;
+        - details that do not fit the peer's maximum frame size (or are not
+          bytes) are dropped, and the message says so.
+
+        :param request_id: a request awaiting an answer.
+        :param code: the status code.
+        :param message: for people.
+        :param details: opaque bytes for programs.
+        :param retry_safe: the request was not processed.
+        :raises LocalProtocolError: only if the request is not awaiting an
+            answer.
         """
         self._check_awaited(request_id)
-        data = self._codec.encode(
-            ErrorResponse(
-                request_id=request_id,
-                code=code,
-                message=message,
-                details=details,
-                retry_safe=retry_safe,
+        notes: list[str] = []
+        if not isinstance(message, str):
+            notes.append(f"message of type {type(message).__name__} dropped: not text")
+            message = ""
+        code, message = _error_status(code, message)
+        if isinstance(details, (bytearray, memoryview)):
+            details = bytes(details)
+        elif not isinstance(details, bytes):
+            notes.append(f"details of type {type(details).__name__} dropped: not bytes")
+            details = b""
+        codec = self._codec
+        retry_safe = bool(retry_safe)
+        bare = ErrorResponse(request_id=request_id, code=code, retry_safe=retry_safe)
+        # What the frame costs without message and details (6 bytes in the
+        # binary format), measured rather than assumed: any codec, any status.
+        room = self.peer_settings.max_frame_size - (len(codec.encode(bare)) - codec.frame_overhead)
+        if len(details) + len(_notes(notes)) > room:
+            notes.append(
+                f"details of {len(details)} bytes dropped: over the peer's maximum frame size"
             )
+            details = b""
+        note = _notes(notes)
+        text = utf8_prefix(
+            message.encode("utf-8", "replace"),
+            min(MAX_ERROR_MESSAGE, room - len(details)) - len(note),
         )
-        self._answer(request_id, data)
+        error = ErrorResponse(
+            request_id=request_id,
+            code=code,
+            message=(text + note).decode("utf-8"),
+            details=details,
+            retry_safe=retry_safe,
+        )
+        self._answer(request_id, codec.encode(error))
 
     def forget(self, request_id: int) -> None:
         """
         Drop a request without answering it (server): the client cancelled
-        it, so no answer is owed.
+        it, so no answer is owed.  With answers in request order (a format
+        without CANCEL) every request is answered, so a forgotten one is
+        answered CANCELLED, and the answers after it are not held forever.
         """
+        if self._in_order and request_id in self.in_flight:
+            self.send_error(request_id, StatusCode.CANCELLED, "cancelled")
         self.in_flight.discard(request_id)
 
     def send_ping(self, payload: bytes) -> None:
@@ -545,6 +669,7 @@ class Connection:
         :meth:`next_event` then returns the :class:`ProtocolViolation`.
         """
         self._refusal = ProtocolViolation(code=code, message=message)
+        self._request_shortcut = self._response_shortcut = False
 
     def close_with_error(self, code: int, message: str) -> None:
         """
@@ -556,12 +681,14 @@ class Connection:
             self._out.append(self._codec.encode_fatal(code, message, self.last_request_id))
             self.state = ConnectionState.CLOSED
             self.in_flight.clear()
+            self._held.clear()
 
     def close(self) -> None:
         """Mark the connection closed (the transport is gone): nothing is
         awaiting an answer any more and nothing more will be sent."""
         self.state = ConnectionState.CLOSED
         self.in_flight.clear()
+        self._held.clear()
         self._out.clear()
 
     def data_to_send(self) -> bytes:

@@ -42,8 +42,13 @@ What the format does not carry
 - Request ids.  The server numbers request lines 1, 2, 3, ... as they
   arrive, a line it rejects included (it still answers it, in its turn);
   the client takes each response line as the answer to its oldest request
-  still unanswered.  Since answers must come back in request order, the
-  server holds an answer that is ready early until those before it are sent.
+  still unanswered.  Answers must come back in request order: the format is
+  not ``multiplexed``, so the server's
+  :class:`~twisted_reqresp._connection.Connection` holds an answer that is
+  ready early until those before it are sent, and hands this codec the
+  answers in order.  Held answers count against ``max_concurrent``
+  (``Connection.unanswered``), so a slow request stops the reading instead
+  of letting fast answers pile up behind it.
 - Metadata: a client refuses to send a request with metadata
   (:class:`~twisted_reqresp.LocalProtocolError`); a server drops response
   metadata, so that responders need not know the format.
@@ -57,7 +62,14 @@ Bad input never raises, and never closes a server's connection: a line
 with an empty or non-UTF-8 method is rejected with INVALID_ARGUMENT, a line
 too long with RESOURCE_EXHAUSTED (its bytes are dropped as they arrive,
 never buffered whole), each answered in its turn; a server's last words,
-when it gives up on a connection, are an ``ERR`` line.  A client closes,
+when it gives up on a connection, are an ``ERR`` line.
+
+A server never sends a line longer than its own ``max_line_length``, which
+it takes to be its client's too (a client closes on a longer response
+line): encoding an ``OK`` line over it raises RESOURCE_EXHAUSTED, so the
+server answers that request with an ``ERR RESOURCE_EXHAUSTED`` line
+instead, in its turn, and an ``ERR`` line's message is cut (on a character
+boundary) to fit.  A client closes,
 sending nothing (any line would be read as a request), on a response line
 too long or one it was not waiting for; an unparseable response line fails
 only the call it answers.
@@ -84,7 +96,7 @@ from ._events import (
     Settings,
 )
 from ._limits import DEFAULT_LIMITS, Limits
-from ._status import STATUS_MAX, StatusCode, parse_status, status_name
+from ._status import STATUS_MAX, StatusCode, parse_status, status_name, utf8_prefix
 
 __all__ = ["LineCodec", "LineFormat", "escape", "unescape"]
 
@@ -171,15 +183,13 @@ class LineCodec:
     #: No PING frames: liveness is left to the transport.
     keepalive = False
 
+    #: A line is all payload: the whole line counts against the peer's
+    #: maximum frame size.
+    frame_overhead = 0
+
     def __init__(self, role: Role, limits: Limits) -> None:
         self._role = role
         self._max_line = limits.max_line_length
-        #: Bytes of the last :meth:`encode` result that are not the encoded
-        #: event itself but later answers, held until now and released with
-        #: it.  The connection subtracts this before checking the size of the
-        #: answer it asked for, so a burst of answers released together is
-        #: not mistaken for one oversized answer (each was checked alone).
-        self.frame_overhead = 0
         # Whole lines (line end removed) waiting for next_event; None marks
         # a line that was too long and whose bytes were dropped.
         self._lines: deque[bytes | None] = deque()
@@ -188,10 +198,8 @@ class LineCodec:
         self._discarding = False  # dropping the rest of a line too long
         self._stopped = False  # a client saw a fatal line: ignore the rest
         self._failed = False
-        # Server: the id of the next line, and head-of-line answer order.
+        # Server: the id of the next line.
         self._next_request_id = 1
-        self._next_answer = 1
-        self._ready: dict[int, bytes] = {}
         # Client: the ids sent and not yet answered, oldest first.
         self._outstanding: deque[int] = deque()
 
@@ -343,9 +351,9 @@ class LineCodec:
         Encode a message event as a line (or as nothing, for the messages
         the format cannot carry).
 
-        A server's answer that is ready before the answers to earlier
-        requests is held, and ``b""`` returned; the call that completes the
-        earliest answer returns every answer now in order.
+        Answers carry no ids: a server's
+        :class:`~twisted_reqresp._connection.Connection` hands them over in
+        request order (the format is not ``multiplexed``).
 
         :param event: a :class:`Request` (client), a :class:`Response` or
             :class:`ErrorResponse` (server), or a :class:`Cancel`,
@@ -353,17 +361,23 @@ class LineCodec:
             :class:`Settings` (encoded as ``b""``).
         :returns: the bytes to send, possibly ``b""``.
         :raises LocalProtocolError: if this side does not send that event,
-            the request has metadata or a method a line cannot hold, an
-            answer is not owed, or the line would exceed the peer's default
-            maximum frame size.  Nothing changes when it raises.
+            the request has metadata or a method a line cannot hold, the
+            request line would exceed the peer's default maximum frame size,
+            or an ``OK`` line would exceed the maximum line length (status
+            ``RESOURCE_EXHAUSTED``: send an error instead).  Nothing changes
+            when it raises.  An ``ERR`` line never exceeds the maximum line
+            length: its message is cut to fit.
         """
-        self.frame_overhead = 0
         if isinstance(event, _SILENT):
             return b""
         if self._role is Role.CLIENT and isinstance(event, Request):
             return self._encode_request(event)
-        if self._role is Role.SERVER and isinstance(event, (Response, ErrorResponse)):
-            return self._encode_answer(event)
+        if self._role is Role.SERVER and isinstance(event, Response):
+            return self._encode_response(event)
+        if self._role is Role.SERVER and isinstance(event, ErrorResponse):
+            if not 0 <= event.code <= STATUS_MAX:
+                raise LocalProtocolError(f"status code {event.code} does not fit in 32 bits")
+            return self._err_line(event.code, event.message)
         raise LocalProtocolError(
             f"a line-format {self._role.value} does not send {type(event).__name__}"
         )
@@ -382,37 +396,34 @@ class LineCodec:
                 "(empty, or holds whitespace)"
             )
         line = head + b" " + escape(request.body) + b"\n" if request.body else head + b"\n"
-        _check_size(line)
+        if len(line) > MAX_SENT_LINE:
+            raise LocalProtocolError(
+                f"line of {len(line)} bytes exceeds the peer's maximum of {MAX_SENT_LINE}",
+                StatusCode.RESOURCE_EXHAUSTED,
+            )
         self._outstanding.append(request.request_id)
         return line
 
-    def _encode_answer(self, answer: Response | ErrorResponse) -> bytes:
-        rid = answer.request_id
-        if rid < self._next_answer or rid >= self._next_request_id or rid in self._ready:
-            raise LocalProtocolError(f"request {rid} is not awaiting an answer")
-        if isinstance(answer, ErrorResponse) and not 0 <= answer.code <= STATUS_MAX:
-            raise LocalProtocolError(f"status code {answer.code} does not fit in 32 bits")
-        if isinstance(answer, Response):
-            line = b"OK " + escape(answer.body) + b"\r\n" if answer.body else b"OK\r\n"
-        else:
-            line = b"ERR " + status_name(answer.code).encode("ascii")
-            if answer.message:
-                line += b" " + _one_line(answer.message)
-            line += b"\r\n"
-        _check_size(line)
-        if rid != self._next_answer:
-            self._ready[rid] = line
-            return b""
-        parts = [line]
-        rid += 1
-        ready = self._ready
-        while rid in ready:
-            parts.append(ready.pop(rid))
-            rid += 1
-        self._next_answer = rid
-        out = b"".join(parts)
-        self.frame_overhead = len(out) - len(line)
-        return out
+    def _encode_response(self, response: Response) -> bytes:
+        # The client refuses (and closes on) a response line longer than its
+        # maximum line length; we assume it is ours, as with the default
+        # limits on both sides.
+        line = b"OK " + escape(response.body) + b"\r\n" if response.body else b"OK\r\n"
+        if len(line) > self._max_line:
+            raise LocalProtocolError(
+                f"response line of {len(line)} bytes exceeds the maximum line length "
+                f"of {self._max_line}",
+                StatusCode.RESOURCE_EXHAUSTED,
+            )
+        return line
+
+    def _err_line(self, code: int, message: str) -> bytes:
+        """``ERR CODE MESSAGE`` CRLF, the message cut (on a character
+        boundary) so that the line fits the maximum line length."""
+        head = b"ERR " + status_name(code).encode("ascii")
+        # Room for the message: the line less its head, a SP and CR LF.
+        text = utf8_prefix(_one_line(message), self._max_line - len(head) - 3)
+        return head + b" " + text + b"\r\n" if text else head + b"\r\n"
 
     def encode_fatal(self, code: int, message: str, last_request_id: int) -> bytes:
         """
@@ -430,15 +441,4 @@ class LineCodec:
             # A binary GOAWAY says OK for an orderly close (idle timeout);
             # a line has no GOAWAY, and "ERR OK" would contradict itself.
             code = StatusCode.UNAVAILABLE
-        line = b"ERR " + status_name(code).encode("ascii")
-        if message:
-            line += b" " + _one_line(message[:1000])
-        return line + b"\r\n"
-
-
-def _check_size(line: bytes) -> None:
-    if len(line) > MAX_SENT_LINE:
-        raise LocalProtocolError(
-            f"line of {len(line)} bytes exceeds the peer's maximum of {MAX_SENT_LINE}",
-            StatusCode.RESOURCE_EXHAUSTED,
-        )
+        return self._err_line(code, message[:1000])

@@ -21,6 +21,7 @@ __all__ = [
     "parse_status",
     "status_name",
     "to_status",
+    "utf8_prefix",
 ]
 
 #: The first status code available to applications.
@@ -100,3 +101,23 @@ def parse_status(text: str) -> StatusCode | int:
         if value <= STATUS_MAX:
             return to_status(value)
     raise ValueError(f"not a status code: {text!r}")
+
+
+def utf8_prefix(data: bytes, limit: int) -> bytes:
+    """
+    Cut UTF-8 text to fit a field, never inside a character (status
+    messages are cut to fit an ERROR frame or a line).
+
+    :param data: valid UTF-8.
+    :param limit: the most bytes wanted; ``b""`` if it is 0 or less.
+    :returns: the longest prefix of ``data`` of at most ``limit`` bytes that
+        ends on a character boundary.
+    """
+    if len(data) <= limit:
+        return data
+    cut = max(limit, 0)
+    # data[cut] is the first byte left out: while it continues a character
+    # (0b10xxxxxx), that character would be split.
+    while cut > 0 and data[cut] & 0xC0 == 0x80:
+        cut -= 1
+    return data[:cut]

@@ -150,7 +150,8 @@ class IWireFormat(Interface):
     name = Attribute("The name used by ``--wire`` and in logs.")
     multiplexed = Attribute(
         "True if answers carry request ids and may come in any order; "
-        "False if they come in request order."
+        "False if they come in request order (the Connection then holds an "
+        "answer ready early and gives the server codec its answers in order)."
     )
 
     def codec(role: Role, limits: Limits) -> Any:

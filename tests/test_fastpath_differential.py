@@ -1,0 +1,257 @@
+"""
+The hot-path shortcuts of the wire core cannot drift from the general path.
+
+``Connection.next_event`` checks a valid server REQUEST and an awaited client
+RESPONSE inline, ``send_request``/``send_response`` use the codec's
+``encode_request``/``encode_response``, and the binary codec decodes plain
+REQUEST and RESPONSE frames inline.  Each piece takes ``shortcuts=False`` to
+run the general path alone; these tests feed both the same bytes and calls
+and require the same events, errors and bytes out (aiohttp's habit of
+running one test suite over both parser implementations).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from strategies import (
+    answer_soup,
+    any_request_fields,
+    any_response_fields,
+    chunkings,
+    request_soup,
+)
+
+from twisted_reqresp._binary import PREFACE, BinaryCodec
+from twisted_reqresp._connection import Connection, ConnectionState
+from twisted_reqresp._errors import LocalProtocolError
+from twisted_reqresp._events import (
+    ErrorResponse,
+    Event,
+    Metadata,
+    ProtocolViolation,
+    Request,
+    Response,
+    Role,
+    Settings,
+)
+from twisted_reqresp._limits import DEFAULT_LIMITS, Limits
+from twisted_reqresp._status import StatusCode
+
+
+@dataclass(frozen=True)
+class _Binary:
+    """The binary format, with or without the codec's inline decoding."""
+
+    shortcuts: bool
+    name: str = "binary"
+    multiplexed: bool = True
+
+    def codec(self, role: Role, limits: Limits) -> BinaryCodec:
+        return BinaryCodec(role, limits, shortcuts=self.shortcuts)
+
+
+def _settings(sender: Role) -> bytes:
+    """:returns: a SETTINGS frame with the default limits, as ``sender`` sends it."""
+    return BinaryCodec(sender, DEFAULT_LIMITS).encode(
+        Settings(
+            max_frame_size=DEFAULT_LIMITS.max_frame_size,
+            max_concurrent=DEFAULT_LIMITS.max_concurrent,
+        )
+    )
+
+
+def _outcome(call: Callable[..., object], *args: object) -> object:
+    """:returns: what ``call(*args)`` returned, or the type and text of what it raised."""
+    try:
+        return call(*args)
+    except LocalProtocolError as e:
+        return (type(e), e.message, e.code)
+
+
+# --- the divergence that was found ------------------------------------------------
+
+
+@pytest.mark.parametrize("shortcuts", [True, False])
+@pytest.mark.parametrize(
+    ("answer", "name"),
+    [
+        (Response(request_id=1, body=b"early"), "RESPONSE"),
+        (ErrorResponse(request_id=1, code=StatusCode.NOT_FOUND, message="early"), "ERROR"),
+    ],
+)
+def test_answer_before_settings_rejected(shortcuts: bool, answer: Event, name: str) -> None:
+    """A client rejects a RESPONSE before the server's SETTINGS exactly as it rejects an ERROR."""
+    client = Connection(Role.CLIENT, _Binary(shortcuts), shortcuts=shortcuts)
+    client.send_request("m")
+    client.data_to_send()
+    client.receive_data(BinaryCodec(Role.SERVER, DEFAULT_LIMITS).encode(answer))
+    assert client.next_event() == ProtocolViolation(
+        code=StatusCode.PROTOCOL_ERROR, message=f"{name} before SETTINGS"
+    )
+    assert client.state is ConnectionState.CLOSED
+
+
+# --- the codec's inline decoding ------------------------------------------------
+
+
+def _decode(role: Role, chunks: list[bytes], shortcuts: bool) -> tuple[list[Event], int]:
+    codec = BinaryCodec(role, DEFAULT_LIMITS, shortcuts=shortcuts)
+    events: list[Event] = []
+    for chunk in chunks:
+        codec.receive_data(chunk)
+        while (event := codec.next_event()) is not None:
+            events.append(event)
+    return events, codec.buffered
+
+
+def _chunkings(stream: bytes, data: st.DataObject) -> list[list[bytes]]:
+    """Whole, byte by byte, and one random chunking."""
+    return [
+        [stream],
+        [stream[i : i + 1] for i in range(len(stream))],
+        data.draw(chunkings(stream), label="chunks"),
+    ]
+
+
+@given(stream=request_soup(), data=st.data())
+def test_server_codec_shortcut(stream: bytes, data: st.DataObject) -> None:
+    """A server codec decodes any stream to the same events with and without inline decoding."""
+    for chunks in _chunkings(PREFACE + stream, data):
+        assert _decode(Role.SERVER, chunks, True) == _decode(Role.SERVER, chunks, False)
+
+
+@given(stream=answer_soup(), data=st.data())
+def test_client_codec_shortcut(stream: bytes, data: st.DataObject) -> None:
+    """A client codec decodes any stream to the same events with and without inline decoding."""
+    for chunks in _chunkings(stream, data):
+        assert _decode(Role.CLIENT, chunks, True) == _decode(Role.CLIENT, chunks, False)
+
+
+# --- the connection's shortcuts --------------------------------------------------------
+
+
+@dataclass
+class _Run:
+    """Everything observable from one run of a connection."""
+
+    events: list[Event] = field(default_factory=list)
+    outcomes: list[object] = field(default_factory=list)
+    sent: list[bytes] = field(default_factory=list)
+    state: list[object] = field(default_factory=list)
+
+
+def _observe(conn: Connection, run: _Run) -> None:
+    run.sent.append(conn.data_to_send())
+    run.state.append((conn.state, sorted(conn.in_flight), conn.last_request_id, conn.peer_settings))
+
+
+def _serve(chunks: list[bytes], shortcuts: bool, goaway_after: int | None) -> _Run:
+    """Feed a server; answer every second request, with the request's own fields."""
+    conn = Connection(Role.SERVER, _Binary(shortcuts), shortcuts=shortcuts)
+    run = _Run()
+    for n, chunk in enumerate(chunks):
+        if n == goaway_after and conn.state is not ConnectionState.CLOSED:
+            conn.send_goaway()
+        conn.receive_data(chunk)
+        while (event := conn.next_event()) is not None:
+            run.events.append(event)
+            if isinstance(event, Request) and event.request_id % 2:
+                run.outcomes.append(
+                    _outcome(conn.send_response, event.request_id, event.body, event.metadata)
+                )
+        _observe(conn, run)
+    return run
+
+
+def _call(
+    chunks: list[bytes],
+    shortcuts: bool,
+    calls: list[tuple[str, bytes, Metadata, int | None]],
+    with_settings: bool,
+) -> _Run:
+    """Send requests from a client, then feed it the server's bytes."""
+    conn = Connection(Role.CLIENT, _Binary(shortcuts), shortcuts=shortcuts)
+    run = _Run()
+    for call in calls:
+        run.outcomes.append(_outcome(conn.send_request, *call))
+    _observe(conn, run)
+    if with_settings:
+        chunks = [_settings(Role.SERVER), *chunks]
+    for chunk in chunks:
+        conn.receive_data(chunk)
+        while (event := conn.next_event()) is not None:
+            run.events.append(event)
+        _observe(conn, run)
+    return run
+
+
+@given(
+    stream=request_soup(),
+    data=st.data(),
+    with_settings=st.booleans(),
+    goaway_after=st.none() | st.integers(min_value=0, max_value=40),
+)
+def test_server_connection_shortcuts(
+    stream: bytes, data: st.DataObject, with_settings: bool, goaway_after: int | None
+) -> None:
+    """A server connection gives the same events, errors and bytes with and without shortcuts."""
+    handshake = PREFACE + (_settings(Role.CLIENT) if with_settings else b"")
+    for chunks in _chunkings(handshake + stream, data):
+        assert _serve(chunks, True, goaway_after) == _serve(chunks, False, goaway_after)
+
+
+@given(
+    stream=answer_soup(),
+    data=st.data(),
+    calls=st.lists(any_request_fields(), max_size=5),
+    with_settings=st.booleans(),
+)
+def test_client_connection_shortcuts(
+    stream: bytes,
+    data: st.DataObject,
+    calls: list[tuple[str, bytes, Metadata, int | None]],
+    with_settings: bool,
+) -> None:
+    """A client connection gives the same events, errors and bytes with and without shortcuts."""
+    for chunks in _chunkings(stream, data):
+        fast = _call(chunks, True, calls, with_settings)
+        general = _call(chunks, False, calls, with_settings)
+        assert fast == general
+
+
+# --- the encoders ------------------------------------------------------------------
+
+
+@given(fields=any_request_fields(), request_id=st.integers(min_value=-2, max_value=2**33))
+def test_encode_request_equals_encode(
+    fields: tuple[str, bytes, Metadata, int | None], request_id: int
+) -> None:
+    """encode_request gives the bytes, or raises the error, of encode(Request(...))."""
+    codec = BinaryCodec(Role.CLIENT, DEFAULT_LIMITS)
+    method, body, metadata, deadline_ms = fields
+    request = Request(
+        request_id=request_id,
+        method=method,
+        body=body,
+        metadata=metadata,
+        deadline_ms=deadline_ms,
+    )
+    assert _outcome(
+        codec.encode_request, request_id, method, body, metadata, deadline_ms
+    ) == _outcome(codec.encode, request)
+
+
+@given(fields=any_response_fields())
+def test_encode_response_equals_encode(fields: tuple[int, bytes, Metadata]) -> None:
+    """encode_response gives the bytes, or raises the error, of encode(Response(...))."""
+    codec = BinaryCodec(Role.SERVER, DEFAULT_LIMITS)
+    request_id, body, metadata = fields
+    response = Response(request_id=request_id, body=body, metadata=metadata)
+    assert _outcome(codec.encode_response, request_id, body, metadata) == _outcome(
+        codec.encode, response
+    )
