@@ -17,7 +17,7 @@ from twisted_reqresp import LINE, Call, Limits, RemoteError, Router, StatusCode,
 from twisted_reqresp._binary import PREFACE, BinaryCodec, BinaryFormat
 from twisted_reqresp._connection import MAX_ERROR_MESSAGE, Connection
 from twisted_reqresp._errors import LocalProtocolError
-from twisted_reqresp._events import ErrorResponse, Event, Request, Role, Settings
+from twisted_reqresp._events import ErrorResponse, Event, GoAway, Request, Role, Settings
 from twisted_reqresp._limits import DEFAULT_LIMITS
 from twisted_reqresp.testing import ConnectedPair, connected_pair
 
@@ -339,3 +339,26 @@ class ServerErrorAnswerTests(SynchronousTestCase):
         self.assertEqual(error.code, StatusCode.NOT_FOUND)
         self.assertEqual(len(error.message.encode()), MAX_ERROR_MESSAGE)
         self._check_usable(pair)
+
+
+class FatalWordsTests(SynchronousTestCase):
+    """A side's last words always encode."""
+
+    def test_lone_surrogate_in_goaway_message(self) -> None:
+        """close_with_error with a lone surrogate in the message sends a GOAWAY with '?'."""
+        server = Connection(Role.SERVER, BinaryFormat())
+        server.receive_data(PREFACE)
+        server.next_event()
+        server.data_to_send()
+        server.close_with_error(StatusCode.UNAVAILABLE, "bad \udc80 text")
+        client = BinaryFormat().codec(Role.CLIENT, Limits())
+        client.receive_data(server.data_to_send())
+        goaway = client.next_event()
+        assert isinstance(goaway, GoAway)
+        self.assertEqual(goaway.message, "bad ? text")
+
+    def test_lone_surrogate_before_preface(self) -> None:
+        """Before the preface the text line replaces a lone surrogate too."""
+        server = Connection(Role.SERVER, BinaryFormat())
+        server.close_with_error(StatusCode.DEADLINE_EXCEEDED, "x \udc80")
+        self.assertEqual(server.data_to_send(), b"reqresp: x ?\r\n")

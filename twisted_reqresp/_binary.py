@@ -720,8 +720,9 @@ class BinaryCodec:
         """
         if self._foreign is not None:
             return self._foreign
+        # Last words must always encode: a message is for people, so a lone
+        # surrogate becomes "?" rather than an exception in a close path.
+        message = message[:1000].encode("utf-8", "replace").decode("utf-8")
         if self._await_preface:
             return f"reqresp: {message}\r\n".encode()
-        return self.encode(
-            GoAway(last_request_id=last_request_id, code=code, message=message[:1000])
-        )
+        return self.encode(GoAway(last_request_id=last_request_id, code=code, message=message))
