@@ -23,13 +23,14 @@ import ssl
 import subprocess
 import sys
 import tempfile
+import textwrap
 import threading
 import time
 from pathlib import Path
 from typing import IO, Any, ClassVar, Protocol
 
 from twisted_reqresp import DEFAULT_LIMITS
-from twisted_reqresp.wire import BinaryFormat, Connection, Role
+from twisted_reqresp.wire import BinaryFormat, Connection, Role, Settings
 
 TESTS = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent
@@ -43,6 +44,8 @@ STOP_TIMEOUT = 10.0
 COMMAND_TIMEOUT = 30.0
 #: Seconds a raw socket waits for the server's next bytes.
 READ_TIMEOUT = 5.0
+#: Seconds a clean close may take, from either side, on loopback.
+CLOSE_WITHIN = 1.0
 
 #: The reactors the end-to-end tests run the server on: twistd's default
 #: (epoll on Linux) and asyncio's (``twistd --reactor=asyncio``).
@@ -50,6 +53,49 @@ REACTORS = (None, "asyncio")
 
 #: The class each ``--reactor`` name makes twistd log at start.
 REACTOR_CLASSES = {"asyncio": "twisted.internet.asyncioreactor.AsyncioSelectorReactor"}
+
+
+#: The options that make the liveness timer tick early: its first tick is
+#: at the handshake deadline and the handshake does not re-arm it (issue 7;
+#: ``LivenessTests`` in test_e2e.py pins that), so a preface timeout no
+#: longer than the idle timeout or the ping interval keeps that bug out of
+#: the tests of what happens after the timeout.
+EARLY_TICK = ("--preface-timeout", "0.3")
+
+#: Connects, says "ready", and reports how long the connection then lived
+#: (or "open" if it outlived the bound), and what a call after the close
+#: gets.
+WAIT_FOR_CLOSE = textwrap.dedent(
+    """
+    import json, sys, time
+    from twisted.internet.defer import Deferred
+    from twisted.internet.task import react
+    from twisted_reqresp import connect
+
+    async def main(reactor, endpoint, bound):
+        client = await connect(reactor, endpoint, timeout=10)
+        await client.call("echo", b"hi")
+        started = time.monotonic()
+        print("ready", flush=True)
+        closed = client.when_closed()
+        closed.addTimeout(float(bound), reactor)
+        results = {}
+        try:
+            await closed
+            results["lived"] = time.monotonic() - started
+        except Exception:
+            results["lived"] = "open"
+            client.abort()
+        try:
+            await client.call("echo", b"after")
+            results["after"] = "answered"
+        except Exception as e:
+            results["after"] = [type(e).__name__, getattr(e, "retry_safe", None)]
+        print(json.dumps(results), flush=True)
+
+    react(lambda reactor: Deferred.fromCoroutine(main(reactor, *sys.argv[1:])))
+    """
+)
 
 
 class _Cleanups(Protocol):
@@ -523,3 +569,25 @@ class RawPeer:
                 self.sock.sendall(reply)
             except OSError:
                 pass
+
+
+def raw_peer(
+    test: _Cleanups, port: int, context: ssl.SSLContext | None = None, *, answer: bool = True
+) -> RawPeer:
+    """
+    Connect a :class:`RawPeer` to 127.0.0.1 and do the binary handshake.
+
+    :param context: a TLS client context (the peer checks the name
+        ``localhost``); plain TCP if ``None``.
+    :param answer: passed to :class:`RawPeer`.
+    :returns: the peer, once the server's SETTINGS arrived; its socket is
+        closed at the test's cleanup.
+    """
+    sock: socket.socket = socket.create_connection(("127.0.0.1", port), timeout=READ_TIMEOUT)
+    if context is not None:
+        sock = context.wrap_socket(sock, server_hostname="localhost")
+    test.addCleanup(sock.close)
+    peer = RawPeer(sock, answer=answer)
+    peer.send(peer.handshake_bytes())
+    peer.receive_until(Settings)
+    return peer

@@ -21,23 +21,33 @@ import textwrap
 import time
 from typing import ClassVar
 
+import pytest
 from e2e import (
     BIN,
+    CLOSE_WITHIN,
     COMMAND_TIMEOUT,
+    EARLY_TICK,
     REACTOR_CLASSES,
     START_TIMEOUT,
     STOP_TIMEOUT,
+    WAIT_FOR_CLOSE,
     ReactorMixin,
     Server,
     clean_env,
     free_port,
     kill,
+    raw_peer,
+    read_line,
     reqresp,
     responder_env,
     run_script,
+    spawn,
     start,
 )
 from twisted.trial.unittest import SynchronousTestCase
+
+from twisted_reqresp import StatusCode
+from twisted_reqresp.wire import GoAway, Ping
 
 
 class CommandLineTests(ReactorMixin, SynchronousTestCase):
@@ -192,6 +202,117 @@ class ClientLibraryTests(ReactorMixin, SynchronousTestCase):
         self.assertEqual(results["stats"]["errors_total"], 1)
 
 
+#: Large bodies through real sockets, both ways: several 1 MiB echoes at
+#: once (far past Twisted's 64 KiB write buffer high-water mark), each
+#: checked byte for byte.
+BIG_BODIES = textwrap.dedent(
+    """
+    import hashlib, json, sys
+    from twisted.internet.defer import Deferred, gatherResults
+    from twisted.internet.task import react
+    from twisted_reqresp import connect
+
+    SIZE, COUNT = 1024 * 1024, 4
+
+    async def main(reactor, endpoint):
+        client = await connect(reactor, endpoint, timeout=20)
+        bodies = [bytes([i]) * 7 + hashlib.sha256(bytes([i])).digest() * (SIZE // 32)
+                  for i in range(COUNT)]
+        replies = await gatherResults([client.call("echo", body) for body in bodies])
+        results = [[len(reply.body), reply.body == body] for reply, body in zip(replies, bodies)]
+        await client.close()
+        print(json.dumps(results))
+
+    react(lambda reactor: Deferred.fromCoroutine(main(reactor, sys.argv[1])))
+    """
+)
+
+
+class BigBodyTests(ReactorMixin, SynchronousTestCase):
+    """Bodies far over 64 KiB through real TCP sockets."""
+
+    def test_one_mebibyte_both_ways(self) -> None:
+        """Four 1 MiB echoes at once arrive at the server and come back intact."""
+        server = start(self, reactor=self.reactor)
+        size = 1024 * 1024 // 32 * 32 + 7
+        self.assertEqual(run_script(BIG_BODIES, server.endpoint), [[size, True]] * 4)
+
+
+#: Why the idle and ping timeouts wait for the handshake deadline.
+LIVENESS_TIMER_BUG = (
+    "issue 7: the liveness timer is armed for the handshake deadline and not re-armed when "
+    "the handshake completes, so idle and ping timeouts start only after --preface-timeout"
+)
+
+
+class LivenessTests(ReactorMixin, SynchronousTestCase):
+    """The idle and ping timeouts over plain TCP."""
+
+    @pytest.mark.xfail(strict=True, reason=LIVENESS_TIMER_BUG)
+    def test_idle_timeout_is_on_time(self) -> None:
+        """--idle-timeout 0.5 closes an idle connection about half a second after its last call."""
+        server = start(self, "--idle-timeout", "0.5", reactor=self.reactor)
+        client = spawn(self, WAIT_FOR_CLOSE, server.endpoint, "2")
+        self.assertEqual(read_line(client), "ready")
+        lived = json.loads(read_line(client))["lived"]
+        self.assertIsInstance(lived, float, server.log())
+        self.assertLess(lived, 0.5 + CLOSE_WITHIN)
+
+    def test_idle_timeout_closes(self) -> None:
+        """An idle timeout sends GOAWAY and closes; the client sees the close at once."""
+        server = start(self, "--idle-timeout", "0.5", *EARLY_TICK, reactor=self.reactor)
+        client = spawn(self, WAIT_FOR_CLOSE, server.endpoint, "2")
+        self.assertEqual(read_line(client), "ready")
+        lived = json.loads(read_line(client))["lived"]
+        self.assertIsInstance(lived, float, server.log())
+        self.assertGreater(lived, 0.4)
+        self.assertLess(lived, 0.5 + CLOSE_WITHIN)
+        self.assertIn("idle timeout", server.log())
+
+    @pytest.mark.xfail(
+        strict=True,
+        reason="issue 7: a call on a client whose connection is closed fails with "
+        "ConnectionClosed not marked retry-safe, though it was never sent "
+        "(docs/operating-limits.md, idle_timeout, promises retry-safe)",
+    )
+    def test_call_after_idle_close_is_retry_safe(self) -> None:
+        """A call after the server closed an idle connection fails retry-safe."""
+        server = start(self, "--idle-timeout", "0.5", *EARLY_TICK, reactor=self.reactor)
+        client = spawn(self, WAIT_FOR_CLOSE, server.endpoint, "2")
+        self.assertEqual(read_line(client), "ready")
+        self.assertEqual(json.loads(read_line(client))["after"], ["ConnectionClosed", True])
+
+    @pytest.mark.xfail(strict=True, reason=LIVENESS_TIMER_BUG)
+    def test_ping_timeout_is_on_time(self) -> None:
+        """A peer that stops answering after the handshake is given up on at interval + timeout."""
+        server = start(
+            self, "--ping-interval", "0.3", "--ping-timeout", "0.5", reactor=self.reactor
+        )
+        raw_peer(self, server.port, answer=False)
+        server.wait_for_log("did not answer a PING within 0.5 s", timeout=0.8 + CLOSE_WITHIN)
+
+    def test_ping_timeout_closes(self) -> None:
+        """A peer that never answers a PING gets GOAWAY UNAVAILABLE and is closed."""
+        server = start(
+            self,
+            "--ping-interval",
+            "0.3",
+            "--ping-timeout",
+            "0.5",
+            *EARLY_TICK,
+            reactor=self.reactor,
+        )
+        peer = raw_peer(self, server.port, answer=False)
+        # The peer reads nothing until the server says it gave up.
+        server.wait_for_log("did not answer a PING within 0.5 s", timeout=3.0)
+        gave_up = time.monotonic()
+        events = peer.receive_until_closed(CLOSE_WITHIN)
+        self.assertLess(time.monotonic() - gave_up, CLOSE_WITHIN)
+        self.assertIn(Ping(payload=b"\0" * 8), events)
+        goaways = [event for event in events if isinstance(event, GoAway)]
+        self.assertEqual([goaway.code for goaway in goaways], [StatusCode.UNAVAILABLE])
+
+
 class ResponderTests(ReactorMixin, SynchronousTestCase):
     """--responder serves a user's module."""
 
@@ -295,6 +416,18 @@ class ClientLibraryAsyncioTests(ClientLibraryTests):
 
 class ResponderAsyncioTests(ResponderTests):
     """--responder serves a user's module on the asyncio reactor."""
+
+    reactor = "asyncio"
+
+
+class BigBodyAsyncioTests(BigBodyTests):
+    """Bodies far over 64 KiB through real TCP sockets, on the asyncio reactor."""
+
+    reactor = "asyncio"
+
+
+class LivenessAsyncioTests(LivenessTests):
+    """The idle and ping timeouts over plain TCP, on the asyncio reactor."""
 
     reactor = "asyncio"
 
