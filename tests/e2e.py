@@ -227,6 +227,24 @@ class Server:
             time.sleep(0.05)
         raise AssertionError(f"{text!r} not logged within {timeout} s:\n{self.log()}")
 
+    def wait_for_lines(self, text: str, count: int, timeout: float = READ_TIMEOUT) -> list[str]:
+        """
+        Poll the log until ``count`` lines contain ``text``.
+
+        :returns: those lines.
+        :raises AssertionError: with the log, if there are fewer after
+            ``timeout`` seconds.
+        """
+        deadline = time.monotonic() + timeout
+        for _ in range(10_000):
+            lines = [line for line in self.log().splitlines() if text in line]
+            if len(lines) >= count:
+                return lines
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        raise AssertionError(f"{text!r} not logged {count} times in {timeout} s:\n{self.log()}")
+
     def wait_exit(self, timeout: float = STOP_TIMEOUT) -> int:
         """
         :returns: the exit status, once the process has exited.
@@ -486,16 +504,20 @@ class RawPeer:
     A client speaking the binary format over a blocking socket, through the
     sans-IO core, for tests that need to misbehave or inspect every frame.
 
-    :param sock: a connected socket (plain or TLS).
+    :param sock: a connected socket (plain or TLS); may be set later, for a
+        test that needs the first bytes (:meth:`handshake_bytes`) before it
+        connects.
     :param answer: whether to answer what the core answers by itself (the
         SETTINGS exchange, PINGs); a peer that plays dead does not.
     """
 
-    def __init__(self, sock: socket.socket, *, answer: bool = True) -> None:
+    def __init__(self, sock: socket.socket | None = None, *, answer: bool = True) -> None:
         self.sock = sock
         self.conn = Connection(Role.CLIENT, BinaryFormat(), DEFAULT_LIMITS)
         #: The events received so far, in order.
         self.events: list[Any] = []
+        # Where receive_until looks next.
+        self._next = 0
         self.answer = answer
         #: True once the server closed the connection.
         self.closed = False
@@ -506,23 +528,25 @@ class RawPeer:
 
     def send(self, data: bytes) -> None:
         """Send raw bytes."""
+        assert self.sock is not None
         self.sock.sendall(data)
 
     def receive_until(self, want: type, timeout: float = READ_TIMEOUT) -> Any:
         """
-        Read until an event of type ``want`` arrives.
+        Read until an event of type ``want`` arrives after the one the last
+        call returned (events already read count).
 
         :returns: that event.
         :raises AssertionError: with the events seen, if it does not come
             within ``timeout`` seconds or the server closes first.
         """
         deadline = time.monotonic() + timeout
-        seen = len(self.events)
         for _ in range(100_000):
-            for event in self.events[seen:]:
+            while self._next < len(self.events):
+                event = self.events[self._next]
+                self._next += 1
                 if isinstance(event, want):
                     return event
-            seen = len(self.events)
             if self.closed:
                 break
             self._read(deadline)
@@ -549,6 +573,7 @@ class RawPeer:
         raise AssertionError(f"still open after {timeout} s; got {self.events}")
 
     def _read(self, deadline: float) -> None:
+        assert self.sock is not None
         self.sock.settimeout(max(0.01, min(0.5, deadline - time.monotonic())))
         try:
             data = self.sock.recv(65536)
