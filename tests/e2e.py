@@ -47,20 +47,15 @@ READ_TIMEOUT = 5.0
 #: Seconds a clean close may take, from either side, on loopback.
 CLOSE_WITHIN = 1.0
 
-#: The reactors the end-to-end tests run the server on: twistd's default
-#: (epoll on Linux) and asyncio's (``twistd --reactor=asyncio``).
-REACTORS = (None, "asyncio")
-
 #: The class each ``--reactor`` name makes twistd log at start.
 REACTOR_CLASSES = {"asyncio": "twisted.internet.asyncioreactor.AsyncioSelectorReactor"}
 
 
 #: The options that make the liveness timer tick early: its first tick is
 #: at the handshake deadline and the handshake does not re-arm it (issue 7;
-#: ``LivenessTests`` in test_e2e.py pins that), so a preface timeout no
-#: longer than the idle timeout or the ping interval keeps that bug out of
-#: the tests of what happens after the timeout.
-EARLY_TICK = ("--preface-timeout", "0.3")
+#: ``LivenessTests`` in test_e2e.py pins that), so a short preface timeout
+#: keeps that bug out of the tests of what happens once a timeout passes.
+EARLY_TICK = ("--preface-timeout", "0.5")
 
 #: Connects, says "ready", and reports how long the connection then lived
 #: (or "open" if it outlived the bound), and what a call after the close
@@ -92,6 +87,44 @@ WAIT_FOR_CLOSE = textwrap.dedent(
         except Exception as e:
             results["after"] = [type(e).__name__, getattr(e, "retry_safe", None)]
         print(json.dumps(results), flush=True)
+
+    react(lambda reactor: Deferred.fromCoroutine(main(reactor, *sys.argv[1:])))
+    """
+)
+
+
+#: Closes a connection with close() and reports how long that took, and
+#: whether the server then counts one connection open (the one asking).
+CLIENT_CLOSE = textwrap.dedent(
+    """
+    import json, sys, time
+    from twisted.internet.defer import Deferred
+    from twisted.internet.task import deferLater, react
+    from twisted_reqresp import connect
+    from twisted_reqresp.codecs import JSON
+
+    async def main(reactor, endpoint, within):
+        within = float(within)
+        client = await connect(reactor, endpoint, codec=JSON, timeout=10)
+        await client.call("echo", "hi")
+        started = time.monotonic()
+        closing = client.close()
+        closing.addTimeout(within * 1.5, reactor)
+        try:
+            await closing
+            results = {"close_seconds": time.monotonic() - started}
+        except Exception as e:
+            results = {"close_seconds": None, "close_error": repr(e)}
+        other = await connect(reactor, endpoint, codec=JSON, timeout=10)
+        for _ in range(100):
+            open_now = (await other.call("stats")).body["connections_open"]
+            if open_now == 1 or time.monotonic() - started > within:
+                break
+            await deferLater(reactor, 0.02)
+        results["server_open"] = open_now
+        results["server_seconds"] = time.monotonic() - started
+        other.abort()
+        print(json.dumps(results))
 
     react(lambda reactor: Deferred.fromCoroutine(main(reactor, *sys.argv[1:])))
     """
