@@ -10,7 +10,7 @@ from typing import Any
 
 from zope.interface import implementer
 
-from twisted_reqresp import Call, ConnectionInfo, Router
+from twisted_reqresp import Call, ConnectionInfo, Router, StatusCode, StatusError
 from twisted_reqresp.codecs import JSON
 from twisted_reqresp.interfaces import IResponder, IResponderFactory
 
@@ -18,10 +18,45 @@ from twisted_reqresp.interfaces import IResponder, IResponderFactory
 router = Router()
 
 
+#: The largest body ``blob`` makes, in bytes: enough to pass the default
+#: frame limit, bounded so that a typo cannot exhaust the test machine.
+MAX_BLOB = 64 * 1024 * 1024
+
+
 @router.method("hello", codec=JSON)
 def hello(call: Call) -> str:
     """Greet the name in the body."""
     return f"hello, {call.body}"
+
+
+@router.method("echo")
+def echo(call: Call) -> bytes:
+    """Answer the request body, unchanged (for the frame-size tests)."""
+    body: bytes = call.body
+    return body
+
+
+@router.method("blob")
+def blob(call: Call) -> bytes:
+    """Answer as many bytes as the decimal number in the body asks for."""
+    size = int(call.body)
+    if not 0 <= size <= MAX_BLOB:
+        raise StatusError(StatusCode.INVALID_ARGUMENT, f"blob takes 0 to {MAX_BLOB} bytes")
+    return b"x" * size
+
+
+@router.method("peer")
+def peer(call: Call) -> bytes:
+    """
+    Answer the caller's address as the server sees it
+    (``call.connection.peer``): ``HOST:PORT`` for an IP address, its
+    ``repr`` for anything else.
+    """
+    address = call.connection.peer
+    host, port = getattr(address, "host", None), getattr(address, "port", None)
+    if host is None or port is None:
+        return repr(address).encode()
+    return f"{host}:{port}".encode()
 
 
 def make_router() -> Router:

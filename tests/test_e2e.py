@@ -2,155 +2,62 @@
 End to end: a real ``twistd -n reqresp`` on loopback, called by the
 ``reqresp`` command, by the client library (in a subprocess running its own
 reactor, so no test here runs the global reactor), and by a raw socket
-speaking the line format; then stopped with SIGTERM.
+speaking the line format; then stopped with SIGTERM.  Each class runs twice:
+on twistd's default reactor and, as its ``...AsyncioTests`` subclass, on
+``twistd --reactor=asyncio``.
 
-Every wait is bounded in time, and every process is killed at cleanup.
+Every wait is bounded in time, and every process is killed at cleanup (the
+helpers are in ``e2e.py``).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
-import sys
-import tempfile
 import textwrap
 import time
-from pathlib import Path
-from typing import IO, ClassVar
+from typing import ClassVar
 
+from e2e import (
+    BIN,
+    CLIENT_CLOSE,
+    CLOSE_WITHIN,
+    COMMAND_TIMEOUT,
+    EARLY_TICK,
+    REACTOR_CLASSES,
+    START_TIMEOUT,
+    STOP_TIMEOUT,
+    WAIT_FOR_CLOSE,
+    ReactorMixin,
+    Server,
+    clean_env,
+    free_port,
+    kill,
+    raw_peer,
+    read_line,
+    reqresp,
+    responder_env,
+    run_script,
+    spawn,
+    start,
+)
 from twisted.trial.unittest import SynchronousTestCase
 
-TESTS = Path(__file__).resolve().parent
-BIN = Path(sys.executable).parent
-
-#: Seconds for twistd to start listening (a first run also rebuilds the
-#: plugin cache).
-START_TIMEOUT = 10.0
-#: Seconds for twistd to exit after SIGTERM.
-STOP_TIMEOUT = 10.0
-#: Seconds for one run of the reqresp command or a client script.
-COMMAND_TIMEOUT = 30.0
+from twisted_reqresp import StatusCode
+from twisted_reqresp.wire import GoAway, Ping
 
 
-def _free_port() -> int:
-    # Bound and closed at once: twistd gets a port nothing else is using, and
-    # nothing is listening on it afterwards either (for the refused test).
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def _env(**extra: str) -> dict[str, str]:
-    env = dict(os.environ)
-    # The developer's own setting must not redirect the commands under test.
-    env.pop("REQRESP_CONNECT", None)
-    env["PYTHONUNBUFFERED"] = "1"
-    env.update(extra)
-    return env
-
-
-class Server:
-    """
-    A ``twistd -n reqresp`` subprocess on a free loopback port.
-
-    :ivar port: the TCP port it listens on.
-    :ivar endpoint: the client endpoint string to reach it.
-    """
-
-    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
-        self.port = _free_port()
-        self.endpoint = f"tcp:127.0.0.1:{self.port}"
-        self._log: IO[bytes] = tempfile.TemporaryFile()
-        # twistd writes its pidfile and plugin cache relative to the working
-        # directory; a fresh one keeps the checkout clean.
-        self._cwd = tempfile.mkdtemp(prefix="reqresp-e2e-")
-        self.process = subprocess.Popen(
-            [
-                str(BIN / "twistd"),
-                "-n",
-                "--pidfile=",
-                "--logfile=-",
-                "reqresp",
-                "--port",
-                f"tcp:{self.port}:interface=127.0.0.1",
-                *args,
-            ],
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            cwd=self._cwd,
-            env=env if env is not None else _env(),
-        )
-
-    def wait_ready(self) -> None:
-        """
-        Poll until the port accepts connections.
-
-        :raises AssertionError: with twistd's log, if it exits or is not
-            listening within :data:`START_TIMEOUT`.
-        """
-        deadline = time.monotonic() + START_TIMEOUT
-        for _ in range(1000):  # a count bound as well as a time bound
-            if self.process.poll() is not None:
-                raise AssertionError(f"twistd exited {self.process.returncode}:\n{self.log()}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
-                    return
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                break
-            time.sleep(0.05)
-        raise AssertionError(f"twistd not listening after {START_TIMEOUT} s:\n{self.log()}")
-
-    def log(self) -> str:
-        """:returns: what twistd wrote so far."""
-        self._log.seek(0)
-        return self._log.read().decode("utf-8", "replace")
-
-    def stop(self) -> None:
-        """Kill the process if it still runs, and release its files."""
-        if self.process.poll() is None:
-            self.process.kill()
-            try:
-                self.process.wait(timeout=STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                pass
-        self._log.close()
-        shutil.rmtree(self._cwd, ignore_errors=True)
-
-
-def _start(test: SynchronousTestCase, *args: str, env: dict[str, str] | None = None) -> Server:
-    server = Server(*args, env=env)
-    test.addCleanup(server.stop)
-    server.wait_ready()
-    return server
-
-
-def _reqresp(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(BIN / "reqresp"), *argv],
-        capture_output=True,
-        text=True,
-        timeout=COMMAND_TIMEOUT,
-        env=env if env is not None else _env(),
-        check=False,
-    )
-
-
-class CommandLineTests(SynchronousTestCase):
+class CommandLineTests(ReactorMixin, SynchronousTestCase):
     """The reqresp command against the default service."""
 
     server: ClassVar[Server]
 
     @classmethod
     def setUpClass(cls) -> None:
-        cls.server = Server()
+        cls.server = Server(reactor=cls.reactor)
         try:
             cls.server.wait_ready()
         except BaseException:
@@ -162,7 +69,7 @@ class CommandLineTests(SynchronousTestCase):
         cls.server.stop()
 
     def _command(self, *argv: str) -> subprocess.CompletedProcess[str]:
-        return _reqresp(*argv, env=_env(REQRESP_CONNECT=self.server.endpoint))
+        return reqresp(*argv, env=clean_env(REQRESP_CONNECT=self.server.endpoint))
 
     def test_call_echo(self) -> None:
         """reqresp call echo '"hi"' prints "hi" and exits 0."""
@@ -171,7 +78,7 @@ class CommandLineTests(SynchronousTestCase):
 
     def test_call_connect_option(self) -> None:
         """--connect names the server as well as the environment does."""
-        result = _reqresp("call", "--connect", self.server.endpoint, "--raw", "echo", "plain")
+        result = reqresp("call", "--connect", self.server.endpoint, "--raw", "echo", "plain")
         self.assertEqual((result.returncode, result.stdout), (0, "plain"))
 
     def test_methods(self) -> None:
@@ -223,6 +130,15 @@ class CommandLineTests(SynchronousTestCase):
                 received += chunk
         self.assertEqual(received, b"OK hello\r\n")
 
+    def test_reactor(self) -> None:
+        """twistd runs on the reactor this class asked for."""
+        match = re.search(r"reactor class: ([\w.]+)\.\n", self.server.log())
+        assert match is not None, self.server.log()
+        if self.reactor is None:
+            self.assertNotIn(match.group(1), REACTOR_CLASSES.values())
+        else:
+            self.assertEqual(match.group(1), REACTOR_CLASSES[self.reactor])
+
     def test_startup_log(self) -> None:
         """twistd logs what it serves on each port, with the wire format."""
         self.assertIn(
@@ -237,8 +153,8 @@ class RefusedTests(SynchronousTestCase):
 
     def test_connection_refused(self) -> None:
         """A closed port exits 3 with 'connection refused' and the endpoint."""
-        endpoint = f"tcp:127.0.0.1:{_free_port()}"
-        result = _reqresp("methods", "--connect", endpoint)
+        endpoint = f"tcp:127.0.0.1:{free_port()}"
+        result = reqresp("methods", "--connect", endpoint)
         self.assertEqual(
             (result.returncode, result.stdout, result.stderr),
             (3, "", f"reqresp: connection refused: {endpoint}\n"),
@@ -272,22 +188,13 @@ _CLIENT_SCRIPT = textwrap.dedent(
 )
 
 
-class ClientLibraryTests(SynchronousTestCase):
+class ClientLibraryTests(ReactorMixin, SynchronousTestCase):
     """The Python client library against a real server, in its own process."""
 
     def test_client(self) -> None:
         """connect, JSON calls, an error status, ping and close all work over TCP."""
-        server = _start(self)
-        result = subprocess.run(
-            [sys.executable, "-c", _CLIENT_SCRIPT, server.endpoint],
-            capture_output=True,
-            text=True,
-            timeout=COMMAND_TIMEOUT,
-            env=_env(),
-            check=False,
-        )
-        self.assertEqual(result.returncode, 0, result.stderr)
-        results = json.loads(result.stdout)
+        server = start(self, reactor=self.reactor)
+        results = run_script(_CLIENT_SCRIPT, server.endpoint)
         self.assertEqual(results["echo"], {"a": [1, "é"]})
         self.assertEqual(results["methods"], ["echo", "methods", "ping", "sleep", "stats"])
         self.assertGreater(results["rtt"], 0)
@@ -295,24 +202,149 @@ class ClientLibraryTests(SynchronousTestCase):
         self.assertEqual(results["stats"]["errors_total"], 1)
 
 
-class ResponderTests(SynchronousTestCase):
+#: Large bodies through real sockets, both ways: several 1 MiB echoes at
+#: once (far past Twisted's 64 KiB write buffer high-water mark), each
+#: checked byte for byte.
+BIG_BODIES = textwrap.dedent(
+    """
+    import hashlib, json, sys
+    from twisted.internet.defer import Deferred, gatherResults
+    from twisted.internet.task import react
+    from twisted_reqresp import connect
+
+    SIZE, COUNT = 1024 * 1024, 4
+
+    async def main(reactor, endpoint):
+        client = await connect(reactor, endpoint, timeout=20)
+        bodies = [bytes([i]) * 7 + hashlib.sha256(bytes([i])).digest() * (SIZE // 32)
+                  for i in range(COUNT)]
+        replies = await gatherResults([client.call("echo", body) for body in bodies])
+        results = [[len(reply.body), reply.body == body] for reply, body in zip(replies, bodies)]
+        await client.close()
+        print(json.dumps(results))
+
+    react(lambda reactor: Deferred.fromCoroutine(main(reactor, sys.argv[1])))
+    """
+)
+
+
+class BigBodyTests(ReactorMixin, SynchronousTestCase):
+    """Bodies far over 64 KiB through real TCP sockets."""
+
+    def test_one_mebibyte_both_ways(self) -> None:
+        """Four 1 MiB echoes at once arrive at the server and come back intact."""
+        server = start(self, reactor=self.reactor)
+        size = 1024 * 1024 // 32 * 32 + 7
+        self.assertEqual(run_script(BIG_BODIES, server.endpoint), [[size, True]] * 4)
+
+
+class CloseTests(ReactorMixin, SynchronousTestCase):
+    """A clean close over plain TCP completes from either side within a second."""
+
+    def test_client_close(self) -> None:
+        """close() completes within a second and the server sees the connection go."""
+        server = start(self, reactor=self.reactor)
+        results = run_script(CLIENT_CLOSE, server.endpoint, str(CLOSE_WITHIN))
+        self.assertIsNotNone(results["close_seconds"], results)
+        self.assertLess(results["close_seconds"], CLOSE_WITHIN)
+        self.assertEqual(results["server_open"], 1)
+        self.assertLess(results["server_seconds"], CLOSE_WITHIN)
+
+    def test_server_drain_closes_client(self) -> None:
+        """After SIGTERM an idle client sees its connection closed within a second."""
+        server = start(self, "--grace", "2", reactor=self.reactor)
+        client = spawn(self, WAIT_FOR_CLOSE, server.endpoint, "2")
+        self.assertEqual(read_line(client), "ready")
+        server.process.send_signal(signal.SIGTERM)
+        signalled = time.monotonic()
+        lived = json.loads(read_line(client))["lived"]
+        self.assertIsInstance(lived, float, server.log())
+        self.assertLess(time.monotonic() - signalled, CLOSE_WITHIN, server.log())
+        self.assertIn(server.wait_exit(), (0, -signal.SIGTERM), server.log())
+
+
+class LivenessTests(ReactorMixin, SynchronousTestCase):
+    """The idle and ping timeouts over plain TCP."""
+
+    def test_idle_timeout_is_on_time(self) -> None:
+        """--idle-timeout 0.5 closes an idle connection about half a second after its last call."""
+        server = start(self, "--idle-timeout", "0.5", reactor=self.reactor)
+        client = spawn(self, WAIT_FOR_CLOSE, server.endpoint, "2")
+        self.assertEqual(read_line(client), "ready")
+        lived = json.loads(read_line(client))["lived"]
+        self.assertIsInstance(lived, float, server.log())
+        self.assertLess(lived, 0.5 + CLOSE_WITHIN)
+
+    def test_idle_timeout_closes(self) -> None:
+        """An idle timeout sends GOAWAY and closes; the client sees the close at once."""
+        server = start(self, "--idle-timeout", "0.5", *EARLY_TICK, reactor=self.reactor)
+        client = spawn(self, WAIT_FOR_CLOSE, server.endpoint, "2")
+        self.assertEqual(read_line(client), "ready")
+        lived = json.loads(read_line(client))["lived"]
+        self.assertIsInstance(lived, float, server.log())
+        self.assertGreater(lived, 0.25)
+        self.assertLess(lived, 0.5 + CLOSE_WITHIN)
+        self.assertIn("idle timeout", server.log())
+
+    def test_call_after_idle_close_is_retry_safe(self) -> None:
+        """A call after the server closed an idle connection fails retry-safe."""
+        server = start(self, "--idle-timeout", "0.5", *EARLY_TICK, reactor=self.reactor)
+        client = spawn(self, WAIT_FOR_CLOSE, server.endpoint, "2")
+        self.assertEqual(read_line(client), "ready")
+        self.assertEqual(json.loads(read_line(client))["after"], ["ConnectionClosed", True])
+
+    def test_ping_timeout_is_on_time(self) -> None:
+        """A peer that stops answering after the handshake is given up on at interval + timeout."""
+        server = start(
+            self, "--ping-interval", "0.3", "--ping-timeout", "0.5", reactor=self.reactor
+        )
+        raw_peer(self, server.port, answer=False)
+        server.wait_for_log("did not answer a PING within 0.5 s", timeout=0.8 + CLOSE_WITHIN)
+
+    def test_ping_timeout_closes(self) -> None:
+        """A peer that never answers a PING gets GOAWAY UNAVAILABLE and is closed."""
+        server = start(
+            self,
+            "--ping-interval",
+            "0.3",
+            "--ping-timeout",
+            "0.5",
+            *EARLY_TICK,
+            reactor=self.reactor,
+        )
+        peer = raw_peer(self, server.port, answer=False)
+        # The peer reads nothing until the server says it gave up.
+        server.wait_for_log("did not answer a PING within 0.5 s", timeout=3.0)
+        gave_up = time.monotonic()
+        events = peer.receive_until_closed(CLOSE_WITHIN)
+        self.assertLess(time.monotonic() - gave_up, CLOSE_WITHIN)
+        self.assertIn(Ping(payload=b"\0" * 8), events)
+        goaways = [event for event in events if isinstance(event, GoAway)]
+        self.assertEqual([goaway.code for goaway in goaways], [StatusCode.UNAVAILABLE])
+
+
+class ResponderTests(ReactorMixin, SynchronousTestCase):
     """--responder serves a user's module."""
 
     def test_responder_module(self) -> None:
         """A router named by --responder answers its own methods, and only those."""
-        path = [str(TESTS), os.environ.get("PYTHONPATH", "")]
-        env = _env(PYTHONPATH=os.pathsep.join(filter(None, path)))
-        server = _start(self, "--responder", "e2e_responder:router", env=env)
-        run_env = _env(REQRESP_CONNECT=server.endpoint)
-        result = _reqresp("call", "hello", '"world"', env=run_env)
+        server = start(
+            self, "--responder", "e2e_responder:router", env=responder_env(), reactor=self.reactor
+        )
+        run_env = clean_env(REQRESP_CONNECT=server.endpoint)
+        result = reqresp("call", "hello", '"world"', env=run_env)
         self.assertEqual((result.returncode, result.stdout), (0, '"hello, world"\n'), result.stderr)
-        self.assertEqual(_reqresp("methods", env=run_env).returncode, 1)
+        self.assertEqual(reqresp("methods", env=run_env).returncode, 1)
         self.assertIn("serving e2e_responder:router on", server.log())
 
     def test_bad_responder(self) -> None:
         """A --responder that is not one makes twistd exit non-zero, saying why."""
-        env = _env(PYTHONPATH=str(TESTS))
-        server = Server("--responder", "e2e_responder:not_a_responder", env=env)
+        server = Server(
+            "--responder",
+            "e2e_responder:not_a_responder",
+            env=responder_env(),
+            reactor=self.reactor,
+        )
         self.addCleanup(server.stop)
         try:
             code = server.process.wait(timeout=START_TIMEOUT)
@@ -322,20 +354,12 @@ class ResponderTests(SynchronousTestCase):
         self.assertIn("must provide IResponder or IResponderFactory", server.log())
 
 
-class SignalTests(SynchronousTestCase):
+class SignalTests(ReactorMixin, SynchronousTestCase):
     """SIGTERM stops the server cleanly."""
 
     def test_sigterm(self) -> None:
         """After SIGTERM twistd stops listening, shuts down in order and exits."""
-        server = _start(self)
-        # wait_ready's probe connection closes asynchronously: wait until
-        # the server has seen it go (the stats call counts only itself).
-        env = _env(REQRESP_CONNECT=server.endpoint)
-        for _ in range(100):
-            result = _reqresp("call", "stats", env=env)
-            if json.loads(result.stdout)["connections_open"] == 1:
-                break
-            time.sleep(0.05)
+        server = start(self, reactor=self.reactor)
         server.process.send_signal(signal.SIGTERM)
         try:
             code = server.process.wait(timeout=STOP_TIMEOUT)
@@ -355,8 +379,8 @@ class SignalTests(SynchronousTestCase):
 
     def test_sigterm_lets_running_calls_finish(self) -> None:
         """SIGTERM drains: a call already running still gets its answer before twistd exits."""
-        server = _start(self)
-        env = _env(REQRESP_CONNECT=server.endpoint)
+        server = start(self, reactor=self.reactor)
+        env = clean_env(REQRESP_CONNECT=server.endpoint)
         sleeper = subprocess.Popen(
             [str(BIN / "reqresp"), "call", "sleep", "2"],
             stdout=subprocess.PIPE,
@@ -364,12 +388,12 @@ class SignalTests(SynchronousTestCase):
             text=True,
             env=env,
         )
-        self.addCleanup(_kill, sleeper)
+        self.addCleanup(kill, sleeper)
         # Wait for the server to have the sleep call: every stats call counts
         # itself, so one request more than the stats calls made is the sleep.
         deadline = time.monotonic() + START_TIMEOUT
         for polls in range(1, 200):
-            result = _reqresp("call", "stats", env=env)
+            result = reqresp("call", "stats", env=env)
             self.assertEqual(result.returncode, 0, result.stderr)
             if json.loads(result.stdout)["requests_total"] > polls:
                 break
@@ -388,10 +412,43 @@ class SignalTests(SynchronousTestCase):
         self.assertIn("draining", server.log())
 
 
-def _kill(process: subprocess.Popen[str]) -> None:
-    if process.poll() is None:
-        process.kill()
-        process.wait(timeout=STOP_TIMEOUT)
-    for stream in (process.stdout, process.stderr):
-        if stream is not None:
-            stream.close()
+class CommandLineAsyncioTests(CommandLineTests):
+    """The reqresp command against the default service on the asyncio reactor."""
+
+    reactor = "asyncio"
+
+
+class ClientLibraryAsyncioTests(ClientLibraryTests):
+    """The Python client library against a real server on the asyncio reactor."""
+
+    reactor = "asyncio"
+
+
+class ResponderAsyncioTests(ResponderTests):
+    """--responder serves a user's module on the asyncio reactor."""
+
+    reactor = "asyncio"
+
+
+class BigBodyAsyncioTests(BigBodyTests):
+    """Bodies far over 64 KiB through real TCP sockets, on the asyncio reactor."""
+
+    reactor = "asyncio"
+
+
+class CloseAsyncioTests(CloseTests):
+    """A clean close over plain TCP from either side, on the asyncio reactor."""
+
+    reactor = "asyncio"
+
+
+class LivenessAsyncioTests(LivenessTests):
+    """The idle and ping timeouts over plain TCP, on the asyncio reactor."""
+
+    reactor = "asyncio"
+
+
+class SignalAsyncioTests(SignalTests):
+    """SIGTERM stops the server cleanly on the asyncio reactor."""
+
+    reactor = "asyncio"

@@ -16,7 +16,7 @@ import sys
 import textwrap
 import time
 
-from test_e2e import COMMAND_TIMEOUT, STOP_TIMEOUT, _env, _kill, _start
+from e2e import COMMAND_TIMEOUT, STOP_TIMEOUT, ReactorMixin, clean_env, kill, start
 from twisted.trial.unittest import SynchronousTestCase
 
 #: The load generator: CONNECTIONS connections, each keeping DEPTH calls in
@@ -72,20 +72,20 @@ LOAD = textwrap.dedent(
 )
 
 
-class DrainUnderLoadTests(SynchronousTestCase):
+class DrainUnderLoadTests(ReactorMixin, SynchronousTestCase):
     """SIGTERM under a steady stream of calls loses no accepted call."""
 
     def test_no_accepted_call_is_lost(self) -> None:
         """Every call the server accepted before SIGTERM gets its answer."""
-        server = _start(self, "--grace", "10")
+        server = start(self, "--grace", "10", reactor=self.reactor)
         load = subprocess.Popen(
             [sys.executable, "-c", LOAD, server.endpoint],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            env=_env(),
+            env=clean_env(),
         )
-        self.addCleanup(_kill, load)
+        self.addCleanup(kill, load)
         assert load.stdout is not None
         self.assertEqual(load.stdout.readline().strip(), "ready", server.log())
         time.sleep(1.0)  # a second of steady load
@@ -108,3 +108,9 @@ class DrainUnderLoadTests(SynchronousTestCase):
             self.fail(f"twistd still running {STOP_TIMEOUT} s after SIGTERM:\n{server.log()}")
         self.assertIn(code, (0, -signal.SIGTERM), server.log())
         self.assertNotIn("Traceback", server.log())
+
+
+class DrainUnderLoadAsyncioTests(DrainUnderLoadTests):
+    """SIGTERM under a steady stream of calls loses no accepted call, on the asyncio reactor."""
+
+    reactor = "asyncio"

@@ -13,7 +13,7 @@ import socket
 import subprocess
 import time
 
-from test_e2e import COMMAND_TIMEOUT, _start
+from e2e import COMMAND_TIMEOUT, ReactorMixin, start
 from twisted.trial.unittest import SynchronousTestCase
 
 from twisted_reqresp.wire import BinaryFormat, Connection, Response, Role
@@ -28,13 +28,13 @@ def _nc() -> str:
     return nc
 
 
-class HalfCloseTests(SynchronousTestCase):
+class HalfCloseTests(ReactorMixin, SynchronousTestCase):
     """A half-closed client gets every answer, then the server closes."""
 
     def test_nc_half_close_gets_all_answers(self) -> None:
         """printf 'echo a\\nsleep 1\\necho b\\n' | nc -N prints all three answers in order."""
         nc = _nc()
-        server = _start(self)
+        server = start(self, reactor=self.reactor)
         started = time.monotonic()
         result = subprocess.run(
             [nc, "-N", "127.0.0.1", str(server.port)],
@@ -50,7 +50,7 @@ class HalfCloseTests(SynchronousTestCase):
 
     def test_binary_half_close_gets_all_answers(self) -> None:
         """A binary client that sends its requests and shuts its write side gets every answer."""
-        server = _start(self, "--wire", "binary")
+        server = start(self, "--wire", "binary", reactor=self.reactor)
         client = Connection(Role.CLIENT, BinaryFormat())
         client.send_request("sleep", b"0.5")
         client.send_request("echo", b'"b"')
@@ -69,3 +69,9 @@ class HalfCloseTests(SynchronousTestCase):
                         answers.append(event)
         got = sorted((a.request_id, a.body) for a in answers)
         self.assertEqual(got, [(1, b"0.5"), (2, b'"b"')])
+
+
+class HalfCloseAsyncioTests(HalfCloseTests):
+    """The same under ``twistd --reactor=asyncio``."""
+
+    reactor = "asyncio"
