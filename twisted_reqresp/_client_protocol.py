@@ -41,7 +41,7 @@ from ._events import Settings as SettingsEvent
 from ._lifecycle import TransportLifecycle
 from ._limits import Limits
 from ._liveness import Liveness
-from ._status import StatusCode
+from ._status import StatusCode, status_name
 
 __all__ = ["ClientProtocol"]
 
@@ -63,15 +63,17 @@ def _deadline_ms(timeout: float) -> int:
 class _Queued:
     """A call waiting for the server to read again."""
 
-    __slots__ = ("body", "deadline_ms", "deferred", "metadata", "method", "request_id")
+    __slots__ = ("body", "deadline", "deferred", "metadata", "method", "request_id")
 
     def __init__(
-        self, method: str, body: bytes, metadata: Metadata, deadline_ms: int | None
+        self, method: str, body: bytes, metadata: Metadata, deadline: float | None
     ) -> None:
         self.method = method
         self.body = body
         self.metadata = metadata
-        self.deadline_ms = deadline_ms
+        #: When the caller stops waiting, in the clock's seconds: the
+        #: deadline sent is what is left of it when the call leaves the queue.
+        self.deadline = deadline
         self.request_id: int | None = None
         self.deferred: Deferred[Reply] | None = None
 
@@ -213,7 +215,8 @@ class ClientProtocol(Protocol):
         with :class:`~twisted_reqresp.ConnectionClosed`.
         """
         if self.lost is None and not self.lifecycle.closing:
-            self._gave_up = "the server closed its side of the connection"
+            if self._gave_up is None:
+                self._gave_up = "the server closed its side of the connection"
             self._flush()
             self.lifecycle.close()
 
@@ -267,6 +270,14 @@ class ClientProtocol(Protocol):
             # A GOAWAY instead of SETTINGS: the server refused the connection.
             self._gave_up = f"the server refused the connection: {event.message}"
             return
+        if self._gave_up is None:
+            # Whatever fails later on this connection says why it went.
+            self._gave_up = (
+                why
+                if event.code == StatusCode.OK
+                else f"the server gave up on the connection: {status_name(event.code)} "
+                f"{event.message}"
+            )
         # Calls the server never accepted fail now, marked safe to retry;
         # the ones it accepted still get their answers.
         for rid in sorted(self.pending):
@@ -314,6 +325,11 @@ class ClientProtocol(Protocol):
         if self._closing or self.lost is not None or self.lifecycle.closing:
             # Never sent, so safe to send again elsewhere.
             return fail(self._closed_error("the connection is closed", retry_safe=True))
+        goaway = self.conn.peer_goaway
+        if goaway is not None:
+            # Never queued behind a GOAWAY: it could only fail later.
+            why = f"the server is going away: {goaway.message or 'shutting down'}"
+            return fail(ConnectionClosed(why, retry_safe=True))
         try:
             _check_call(method, body, timeout)
             pairs = metadata_pairs(metadata)
@@ -325,7 +341,8 @@ class ClientProtocol(Protocol):
             or self.lifecycle.write_blocked
             or len(self.pending) >= self.conn.peer_settings.max_concurrent
         ):
-            d = self._enqueue(method, body, pairs, deadline_ms)
+            deadline = None if timeout is None else self.clock.seconds() + timeout
+            d = self._enqueue(method, body, pairs, deadline)
         else:
             try:
                 rid = self.conn.send_request(method, body, pairs, deadline_ms)
@@ -341,7 +358,7 @@ class ClientProtocol(Protocol):
         return d
 
     def _enqueue(
-        self, method: str, body: bytes, metadata: Metadata, deadline_ms: int | None
+        self, method: str, body: bytes, metadata: Metadata, deadline: float | None
     ) -> Deferred[Reply]:
         if len(self.queued) >= self.conn.limits.max_queued_calls:
             why = (
@@ -357,7 +374,7 @@ class ClientProtocol(Protocol):
                     retry_safe=True,
                 )
             )
-        entry = _Queued(method, body, metadata, deadline_ms)
+        entry = _Queued(method, body, metadata, deadline)
         d: Deferred[Reply] = Deferred(lambda _: self._cancel_queued(entry))
         entry.deferred = d
         self.queued.append(entry)
@@ -388,10 +405,12 @@ class ClientProtocol(Protocol):
             assert d is not None
             if d.called:
                 continue
+            deadline_ms = None
+            if entry.deadline is not None:
+                # What is left of the caller's wait, not what it was.
+                deadline_ms = _deadline_ms(max(0.0, entry.deadline - self.clock.seconds()))
             try:
-                rid = self.conn.send_request(
-                    entry.method, entry.body, entry.metadata, entry.deadline_ms
-                )
+                rid = self.conn.send_request(entry.method, entry.body, entry.metadata, deadline_ms)
             except LocalProtocolError as e:
                 _fail(d, _local_error(e))
                 continue

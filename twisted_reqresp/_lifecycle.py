@@ -168,7 +168,9 @@ class TransportLifecycle:
 
     def abort(self) -> None:
         """Drop the connection now, writing nothing more."""
-        self._abort_timer = None
+        timer, self._abort_timer = self._abort_timer, None
+        if timer is not None and timer.active():
+            timer.cancel()
         if self.closed or self.transport is None:
             return
         self.closing = True

@@ -69,6 +69,10 @@ class Liveness:
         )
         now = clock.seconds()
         self._started = now
+        self._running = False
+        # After the peer's half-close: PINGs go on as probes (a gone peer's
+        # kernel answers one with a reset), but no answer is expected.
+        self._probe_only = False
         #: When the last byte arrived.
         self.last_bytes = now
         #: When the last whole message arrived.
@@ -80,8 +84,16 @@ class Liveness:
         self._stopped = False
 
     def start(self) -> None:
-        """Start watching."""
+        """Start watching (once: a second call does nothing)."""
+        if self._running or self._stopped:
+            return
+        self._running = True
         self._check()
+
+    def _rearm(self) -> None:
+        if self._running and not self._stopped:
+            self._cancel_timer()
+            self._check()
 
     def handshake_done(self) -> None:
         """
@@ -93,9 +105,38 @@ class Liveness:
             return
         self.handshaken = True
         self.last_message = self._clock.seconds()
-        if not self._stopped:
-            self._cancel_timer()
-            self._check()
+        self._rearm()
+
+    def shorten_handshake(self, timeout: float) -> None:
+        """
+        Give the handshake at most ``timeout`` seconds from the start (a
+        connection refused once its peer is known need not wait long).
+        """
+        current = self._handshake_timeout
+        self._handshake_timeout = timeout if current is None else min(current, timeout)
+        if not self.handshaken:
+            self._rearm()
+
+    def resumed_reading(self) -> None:
+        """
+        This side reads again after a pause: the peer's silence meanwhile
+        was ours, so keepalive counts from now (an unanswered PING gets a
+        whole ``ping_timeout`` again).
+        """
+        self.last_bytes = self._clock.seconds()
+        self._ping_sent = None
+        self._rearm()
+
+    def peer_closed_writing(self) -> None:
+        """
+        The peer shut down its write side: it can send no PONG and no
+        message any more.  The idle timeout stops; PINGs go on every
+        ``ping_interval`` as probes only (writing to a peer that is gone
+        makes its kernel reset the connection), never timing out.
+        """
+        self._probe_only = True
+        self._idle_timeout = None
+        self._rearm()
 
     def stop(self) -> None:
         """Stop watching; no timer is left behind."""
@@ -147,6 +188,11 @@ class Liveness:
         interval = self._limits.ping_interval
         assert interval is not None
         timeout = self._limits.ping_timeout
+        if self._probe_only:
+            if now >= self.last_bytes + interval:
+                self.last_bytes = now  # the next probe in one interval
+                self._send_ping()
+            return self.last_bytes + interval
         if not self._reading():
             # We are not reading: a PONG could not reach us.  Look again
             # once reading resumes (checked every interval).

@@ -195,8 +195,12 @@ class ServerProtocol(Protocol):
             host=transport.getHost(),
             wire_format=self.factory.wire.name,
         )
+        refused_before = self.refusal is not None
         self.factory._identified(self)
         if self.refusal is not None:
+            if not refused_before:
+                # Refused by the per-peer limit: as quick as any refusal.
+                self.liveness.shorten_handshake(_REFUSED_TIMEOUT)
             self.conn.refuse(*self.refusal)
             return
         self.responder = self.factory.responder_factory.responder_for(self.info)
@@ -218,9 +222,10 @@ class ServerProtocol(Protocol):
         if self._eof:
             return
         self._eof = True
-        # The peer can no longer answer PINGs; what is left is bounded by
-        # the requests' own deadlines.
-        self.liveness.stop()
+        # The peer can no longer answer PINGs; keep sending them as probes,
+        # so that a peer that is gone (not just half-closed) resets the
+        # connection and its running requests are cancelled.
+        self.liveness.peer_closed_writing()
         if self.conn.buffered:
             _log.info(
                 "peer {peer} closed its side with {n} bytes of an unfinished message",
@@ -340,11 +345,19 @@ class ServerProtocol(Protocol):
     # -- reading ---------------------------------------------------------------
 
     def _on_write_blocked(self, blocked: bool) -> None:
-        # The peer is not reading our answers: stop starting work for it.
+        # The peer is not reading our answers: stop starting work for it
+        # (reading, and starting parked requests) until it does.
         if blocked:
             self.lifecycle.pause_reading("writes")
-        elif self.lifecycle.resume_reading("writes"):
+        else:
+            self._resume_reading("writes")
             self._process()
+
+    def _resume_reading(self, reason: str) -> bool:
+        if self.lifecycle.resume_reading(reason):
+            self.liveness.resumed_reading()
+            return True
+        return False
 
     def _process(self) -> None:
         """Decode what was read, start what may start, write the answers."""
@@ -357,7 +370,7 @@ class ServerProtocol(Protocol):
                     return  # a protocol violation: the connection is closing
                 self._start_parked()
                 if self._parked_bytes <= self._limits.max_parked_bytes and (
-                    self.lifecycle.resume_reading("parked")
+                    self._resume_reading("parked")
                 ):
                     continue
                 break
@@ -428,6 +441,8 @@ class ServerProtocol(Protocol):
             self.lifecycle.pause_reading("parked")
 
     def _start_parked(self) -> None:
+        if self.lifecycle.write_blocked:
+            return  # the peer is not reading: its answers would only pile up
         parked = self.parked
         limit = self._limits.max_concurrent
         conn = self.conn
