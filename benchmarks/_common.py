@@ -41,10 +41,10 @@ _CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 def line_format_available() -> bool:
-    """Whether ``twisted_reqresp._line.LineFormat`` can be imported."""
+    """Whether ``twisted_reqresp._core.line.LineFormat`` can be imported."""
     _importable()
     try:
-        from twisted_reqresp._line import LineFormat  # noqa: F401
+        from twisted_reqresp._core.line import LineFormat  # noqa: F401
     except ImportError:
         return False
     return True

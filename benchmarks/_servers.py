@@ -56,7 +56,7 @@ reactor: Any = _reactor
 
 def _binary_factory(kind: str, args: argparse.Namespace) -> Factory:
     from twisted_reqresp import DEFAULT_LIMITS, Router, ServerFactory
-    from twisted_reqresp._server import ServerProtocol
+    from twisted_reqresp._adapters.server import ServerProtocol
 
     router = Router()
     router.add("echo", lambda call: call.body)
@@ -111,7 +111,7 @@ def _binary_factory(kind: str, args: argparse.Namespace) -> Factory:
         limits = replace(DEFAULT_LIMITS, max_connections=None)
     wire = None
     if kind == "line":
-        from twisted_reqresp._line import LineFormat
+        from twisted_reqresp._core.line import LineFormat
 
         wire = LineFormat()
     factory = ServerFactory(router, wire=wire, limits=limits, clock=reactor)

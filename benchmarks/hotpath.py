@@ -45,7 +45,7 @@ def build(kind: str) -> Protocol:
         router.add("echo", lambda call: call.body)
         wire = None
         if kind == "line":
-            from twisted_reqresp._line import LineFormat
+            from twisted_reqresp._core.line import LineFormat
 
             wire = LineFormat()
         factory: Any = ServerFactory(router, wire=wire, clock=MemoryReactorClock())

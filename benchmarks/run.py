@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     skipped: dict[str, str] = {}
     if "line" in kinds and not line_format_available():
         kinds.remove("line")
-        skipped["line"] = "twisted_reqresp._line.LineFormat is not importable"
+        skipped["line"] = "twisted_reqresp._core.line.LineFormat is not importable"
     if repeat < 1 or duration <= 0 or warmup < 0:
         raise SystemExit("--repeat must be >= 1, --duration > 0, --warmup >= 0")
 

@@ -57,10 +57,10 @@ import atheris  # noqa: E402
 # Twisted modules it pulls in are not what we fuzz and would slow every run.
 with atheris.instrument_imports(include=["twisted_reqresp"]):
     import twisted_reqresp  # noqa: F401
-    from twisted_reqresp import _auto, _binary, _connection, _detect, _line  # noqa: F401
+    from twisted_reqresp._core import auto, binary, connection, detect, line  # noqa: F401
 
-from twisted_reqresp._errors import LocalProtocolError  # noqa: E402
-from twisted_reqresp._events import (  # noqa: E402
+from twisted_reqresp._core.errors import LocalProtocolError  # noqa: E402
+from twisted_reqresp._core.events import (  # noqa: E402
     ErrorResponse,
     PrefaceReceived,
     ProtocolViolation,
@@ -70,7 +70,7 @@ from twisted_reqresp._events import (  # noqa: E402
     Role,
     Settings,
 )
-from twisted_reqresp._limits import Limits  # noqa: E402
+from twisted_reqresp._core.limits import Limits  # noqa: E402
 from twisted_reqresp.wire import (  # noqa: E402
     PREFACE,
     AutoFormat,
@@ -86,7 +86,7 @@ from twisted_reqresp.wire import (  # noqa: E402
 LIMITS = Limits(max_frame_size=4096, max_line_length=4096, max_metadata_entries=8)
 #: The largest chunk fed at once.
 MAX_CHUNK = 512
-HEADER = _binary.HEADER_SIZE
+HEADER = binary.HEADER_SIZE
 
 # Actions: the low three bits of the action byte.
 ACT_NOTHING = 0
@@ -153,7 +153,7 @@ def _residual(kind: str) -> int:
         return LIMITS.max_frame_size + HEADER
     if kind == "line":
         return LIMITS.max_line_length
-    return max(LIMITS.max_frame_size + HEADER, LIMITS.max_line_length, _detect.MAX_UNDECIDED)
+    return max(LIMITS.max_frame_size + HEADER, LIMITS.max_line_length, detect.MAX_UNDECIDED)
 
 
 def new_run(kind: str, role: Role) -> Run:

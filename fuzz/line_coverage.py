@@ -26,7 +26,13 @@ atheris.instrument_imports = lambda *a, **k: contextlib.nullcontext()  # type: i
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-CORE = ["_binary.py", "_line.py", "_detect.py", "_auto.py", "_connection.py"]
+CORE = [
+    "_core/binary.py",
+    "_core/line.py",
+    "_core/detect.py",
+    "_core/auto.py",
+    "_core/connection.py",
+]
 
 
 def _ranges(lines: list[int]) -> str:

@@ -15,8 +15,8 @@ import struct
 
 from hypothesis import strategies as st
 
-from twisted_reqresp._binary import HEADER_SIZE, BinaryCodec
-from twisted_reqresp._events import (
+from twisted_reqresp._core.binary import HEADER_SIZE, BinaryCodec
+from twisted_reqresp._core.events import (
     Cancel,
     ErrorResponse,
     Event,
@@ -29,8 +29,8 @@ from twisted_reqresp._events import (
     Role,
     Settings,
 )
-from twisted_reqresp._limits import DEFAULT_LIMITS
-from twisted_reqresp._status import StatusCode
+from twisted_reqresp._core.limits import DEFAULT_LIMITS
+from twisted_reqresp._core.status import StatusCode
 
 __all__ = [
     "answer_soup",

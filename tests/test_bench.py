@@ -13,8 +13,8 @@ from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SynchronousTestCase
 
 from twisted_reqresp import Call, Router
-from twisted_reqresp._bench import BenchReport, bench, format_report
-from twisted_reqresp._cli import build_parser
+from twisted_reqresp._app.bench import BenchReport, bench, format_report
+from twisted_reqresp._app.cli import build_parser
 from twisted_reqresp.testing import ConnectedPair, connected_pair
 
 

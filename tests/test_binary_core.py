@@ -20,16 +20,16 @@ from strategies import (
 )
 from twisted.trial.unittest import SynchronousTestCase
 
-from twisted_reqresp._binary import (
+from twisted_reqresp._core.binary import (
     HEADER_SIZE,
     PREFACE,
     BinaryCodec,
     BinaryFormat,
     FrameType,
 )
-from twisted_reqresp._connection import Connection, ConnectionState
-from twisted_reqresp._errors import LocalProtocolError
-from twisted_reqresp._events import (
+from twisted_reqresp._core.connection import Connection, ConnectionState
+from twisted_reqresp._core.errors import LocalProtocolError
+from twisted_reqresp._core.events import (
     Cancel,
     ErrorResponse,
     Event,
@@ -44,8 +44,8 @@ from twisted_reqresp._events import (
     Role,
     Settings,
 )
-from twisted_reqresp._limits import DEFAULT_LIMITS, Limits
-from twisted_reqresp._status import StatusCode
+from twisted_reqresp._core.limits import DEFAULT_LIMITS, Limits
+from twisted_reqresp._core.status import StatusCode
 
 _HEADER = struct.Struct(">IBBI")
 _DEFAULT_SETTINGS = Settings(

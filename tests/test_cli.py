@@ -19,7 +19,8 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase
 
 from twisted_reqresp import Client, ConnectionClosed, RemoteError, Router, StatusCode
-from twisted_reqresp._cli import (
+from twisted_reqresp._adapters.client import connect
+from twisted_reqresp._app.cli import (
     DEFAULT_ENDPOINT,
     DEFAULT_TIMEOUT,
     EXIT_CONNECTION,
@@ -38,8 +39,7 @@ from twisted_reqresp._cli import (
     run_methods,
     run_ping,
 )
-from twisted_reqresp._client import connect
-from twisted_reqresp._service import default_factory
+from twisted_reqresp._app.service import default_factory
 from twisted_reqresp.codecs import JSON
 from twisted_reqresp.testing import ConnectedPair, connected_pair
 

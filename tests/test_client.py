@@ -215,7 +215,7 @@ class ConnectionEndTests(SynchronousTestCase):
         from twisted.internet.testing import MemoryReactorClock, StringTransport
 
         from twisted_reqresp import BINARY
-        from twisted_reqresp._client_protocol import ClientProtocol
+        from twisted_reqresp._adapters.client_protocol import ClientProtocol
 
         protocol = ClientProtocol(wire=BINARY, limits=Limits(), clock=MemoryReactorClock())
         protocol.makeConnection(StringTransport())
@@ -229,7 +229,7 @@ class ConnectionEndTests(SynchronousTestCase):
         from twisted.internet.testing import MemoryReactorClock, StringTransport
 
         from twisted_reqresp import BINARY
-        from twisted_reqresp._client_protocol import ClientProtocol
+        from twisted_reqresp._adapters.client_protocol import ClientProtocol
 
         protocol = ClientProtocol(wire=BINARY, limits=Limits(), clock=MemoryReactorClock())
         transport = StringTransport()

@@ -1,5 +1,5 @@
 """
-The conformance suites of :mod:`twisted_reqresp._conformance`, applied to
+The conformance suites of :mod:`twisted_reqresp._adapters.conformance`, applied to
 every wire format and codec the package ships.
 """
 
@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from twisted_reqresp._binary import BinaryFormat
-from twisted_reqresp._conformance import CodecConformanceMixin, WireFormatConformanceMixin
-from twisted_reqresp._limits import Limits
-from twisted_reqresp._line import LineFormat
+from twisted_reqresp._adapters.conformance import CodecConformanceMixin, WireFormatConformanceMixin
+from twisted_reqresp._core.binary import BinaryFormat
+from twisted_reqresp._core.limits import Limits
+from twisted_reqresp._core.line import LineFormat
 from twisted_reqresp.codecs import BytesCodec, JSONCodec
 
 

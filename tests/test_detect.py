@@ -1,5 +1,5 @@
 """
-Tests for :mod:`twisted_reqresp._detect`: telling the binary format, the
+Tests for :mod:`twisted_reqresp._core.detect`: telling the binary format, the
 line format, HTTP and anything else apart from a connection's first bytes.
 """
 
@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from twisted_reqresp._binary import PREFACE
-from twisted_reqresp._detect import MAX_UNDECIDED, detect_wire_format, reply_for_unknown
+from twisted_reqresp._core.binary import PREFACE
+from twisted_reqresp._core.detect import MAX_UNDECIDED, detect_wire_format, reply_for_unknown
 
 _ANSWERS = {None, "binary", "line", "http", "unknown"}
 

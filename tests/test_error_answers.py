@@ -14,11 +14,11 @@ from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SynchronousTestCase
 
 from twisted_reqresp import LINE, Call, Limits, RemoteError, Router, StatusCode, StatusError
-from twisted_reqresp._binary import PREFACE, BinaryCodec, BinaryFormat
-from twisted_reqresp._connection import MAX_ERROR_MESSAGE, Connection
-from twisted_reqresp._errors import LocalProtocolError
-from twisted_reqresp._events import ErrorResponse, Event, GoAway, Request, Role, Settings
-from twisted_reqresp._limits import DEFAULT_LIMITS
+from twisted_reqresp._core.binary import PREFACE, BinaryCodec, BinaryFormat
+from twisted_reqresp._core.connection import MAX_ERROR_MESSAGE, Connection
+from twisted_reqresp._core.errors import LocalProtocolError
+from twisted_reqresp._core.events import ErrorResponse, Event, GoAway, Request, Role, Settings
+from twisted_reqresp._core.limits import DEFAULT_LIMITS
 from twisted_reqresp.testing import ConnectedPair, connected_pair
 
 _ERROR_HEAD = 6  # an ERROR payload's code (u32) and message length (u16)

@@ -26,10 +26,10 @@ from strategies import (
     request_soup,
 )
 
-from twisted_reqresp._binary import PREFACE, BinaryCodec
-from twisted_reqresp._connection import Connection, ConnectionState
-from twisted_reqresp._errors import LocalProtocolError
-from twisted_reqresp._events import (
+from twisted_reqresp._core.binary import PREFACE, BinaryCodec
+from twisted_reqresp._core.connection import Connection, ConnectionState
+from twisted_reqresp._core.errors import LocalProtocolError
+from twisted_reqresp._core.events import (
     ErrorResponse,
     Event,
     Metadata,
@@ -39,8 +39,8 @@ from twisted_reqresp._events import (
     Role,
     Settings,
 )
-from twisted_reqresp._limits import DEFAULT_LIMITS, Limits
-from twisted_reqresp._status import StatusCode
+from twisted_reqresp._core.limits import DEFAULT_LIMITS, Limits
+from twisted_reqresp._core.status import StatusCode
 
 
 @dataclass(frozen=True)

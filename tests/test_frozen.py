@@ -9,7 +9,7 @@ import dataclasses
 from twisted.trial.unittest import SynchronousTestCase
 
 from twisted_reqresp import Reply
-from twisted_reqresp._frozen import fast_init
+from twisted_reqresp._core.frozen import fast_init
 from twisted_reqresp.wire import Request
 
 

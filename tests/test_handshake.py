@@ -12,10 +12,10 @@ import struct
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from twisted_reqresp._auto import AutoFormat
-from twisted_reqresp._binary import PREFACE, BinaryCodec, BinaryFormat
-from twisted_reqresp._connection import Connection, ConnectionState, WireFormat
-from twisted_reqresp._events import (
+from twisted_reqresp._core.auto import AutoFormat
+from twisted_reqresp._core.binary import PREFACE, BinaryCodec, BinaryFormat
+from twisted_reqresp._core.connection import Connection, ConnectionState, WireFormat
+from twisted_reqresp._core.events import (
     Cancel,
     ErrorResponse,
     Event,
@@ -27,9 +27,9 @@ from twisted_reqresp._events import (
     Role,
     Settings,
 )
-from twisted_reqresp._limits import DEFAULT_LIMITS, Limits
-from twisted_reqresp._line import LineFormat
-from twisted_reqresp._status import StatusCode
+from twisted_reqresp._core.limits import DEFAULT_LIMITS, Limits
+from twisted_reqresp._core.line import LineFormat
+from twisted_reqresp._core.status import StatusCode
 
 _HEADER = struct.Struct(">IBBI")
 _SETTINGS = Settings(

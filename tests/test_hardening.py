@@ -24,7 +24,7 @@ from twisted_reqresp import (
     StatusCode,
     StatusError,
 )
-from twisted_reqresp._binary import PREFACE
+from twisted_reqresp._core.binary import PREFACE
 from twisted_reqresp.testing import connected_pair
 from twisted_reqresp.wire import BinaryCodec, GoAway, Role
 

@@ -8,7 +8,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyClass, verifyObject
 
 from twisted_reqresp import AutoFormat, BinaryFormat, Limits, LineFormat, Router
-from twisted_reqresp._server import SharedResponder
+from twisted_reqresp._adapters.server import SharedResponder
 from twisted_reqresp.codecs import BYTES, JSON
 from twisted_reqresp.interfaces import (
     ICodec,

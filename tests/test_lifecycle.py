@@ -31,8 +31,8 @@ from twisted_reqresp import (
     StatusCode,
     StatusError,
 )
-from twisted_reqresp._client import ClientFactory, connect
-from twisted_reqresp._lifecycle import TransportLifecycle
+from twisted_reqresp._adapters.client import ClientFactory, connect
+from twisted_reqresp._adapters.lifecycle import TransportLifecycle
 from twisted_reqresp.testing import connected_pair
 from twisted_reqresp.wire import (
     BinaryFormat,

@@ -25,7 +25,7 @@ from twisted_reqresp import (
     StatusCode,
     StatusError,
 )
-from twisted_reqresp._client_protocol import ClientProtocol
+from twisted_reqresp._adapters.client_protocol import ClientProtocol
 from twisted_reqresp.testing import ConnectedPair, connected_pair
 from twisted_reqresp.wire import BinaryFormat, Connection, LineFormat, Ping, Role
 

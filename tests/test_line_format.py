@@ -1,7 +1,7 @@
 """
-Tests for :mod:`twisted_reqresp._line`, the line wire format: its syntax in
+Tests for :mod:`twisted_reqresp._core.line`, the line wire format: its syntax in
 both directions, its limits, head-of-line answer order, and its behaviour
-under the :class:`~twisted_reqresp._connection.Connection` state machine.
+under the :class:`~twisted_reqresp._core.connection.Connection` state machine.
 """
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from twisted_reqresp import _line
-from twisted_reqresp._connection import Connection, ConnectionState
-from twisted_reqresp._errors import LocalProtocolError
-from twisted_reqresp._events import (
+from twisted_reqresp._core import line as _line
+from twisted_reqresp._core.connection import Connection, ConnectionState
+from twisted_reqresp._core.errors import LocalProtocolError
+from twisted_reqresp._core.events import (
     Cancel,
     ErrorResponse,
     Event,
@@ -24,9 +24,9 @@ from twisted_reqresp._events import (
     Role,
     Settings,
 )
-from twisted_reqresp._limits import DEFAULT_LIMITS, Limits
-from twisted_reqresp._line import LineCodec, LineFormat, escape, unescape
-from twisted_reqresp._status import StatusCode
+from twisted_reqresp._core.limits import DEFAULT_LIMITS, Limits
+from twisted_reqresp._core.line import LineCodec, LineFormat, escape, unescape
+from twisted_reqresp._core.status import StatusCode
 
 LINE = LineFormat()
 

@@ -1,5 +1,5 @@
 """
-In-order answering belongs to the :class:`~twisted_reqresp._connection.Connection`
+In-order answering belongs to the :class:`~twisted_reqresp._core.connection.Connection`
 (a wire format that is not ``multiplexed`` gets its answers in request
 order), held answers count against ``max_concurrent`` through
 ``Connection.unanswered``, and a line server never sends a line its own
@@ -12,12 +12,12 @@ from helpers import echo_and_wait_router
 from twisted.trial.unittest import SynchronousTestCase
 
 from twisted_reqresp import LINE, Limits, RemoteError, StatusCode
-from twisted_reqresp._auto import AutoFormat
-from twisted_reqresp._binary import PREFACE, BinaryCodec, BinaryFormat
-from twisted_reqresp._connection import Connection
-from twisted_reqresp._errors import LocalProtocolError
-from twisted_reqresp._events import Event, Request, Role, Settings
-from twisted_reqresp._limits import DEFAULT_LIMITS
+from twisted_reqresp._core.auto import AutoFormat
+from twisted_reqresp._core.binary import PREFACE, BinaryCodec, BinaryFormat
+from twisted_reqresp._core.connection import Connection
+from twisted_reqresp._core.errors import LocalProtocolError
+from twisted_reqresp._core.events import Event, Request, Role, Settings
+from twisted_reqresp._core.limits import DEFAULT_LIMITS
 from twisted_reqresp.testing import connected_pair
 
 

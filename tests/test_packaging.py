@@ -119,15 +119,16 @@ class WheelTests(SynchronousTestCase):
     def test_modules(self) -> None:
         """Every module of the source package is shipped, and no tests."""
         shipped = {n for n in self.names if n.startswith("twisted_reqresp/")}
-        for path in (ROOT / "twisted_reqresp").glob("*.py"):
-            self.assertIn(f"twisted_reqresp/{path.name}", shipped)
+        for path in (ROOT / "twisted_reqresp").rglob("*.py"):
+            name = path.relative_to(ROOT).as_posix()
+            self.assertIn(name, shipped)
         self.assertFalse([n for n in self.names if n.startswith("tests/")])
 
     def test_console_script(self) -> None:
         """The wheel declares the reqresp console script."""
         parser = configparser.ConfigParser()
         parser.read_string(self.entry_points)
-        self.assertEqual(parser["console_scripts"]["reqresp"], "twisted_reqresp._cli:main")
+        self.assertEqual(parser["console_scripts"]["reqresp"], "twisted_reqresp._app.cli:main")
 
 
 class InstalledTests(SynchronousTestCase):

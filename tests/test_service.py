@@ -13,7 +13,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
 from twisted_reqresp import DeadlineExceeded, RemoteError, ServerStats, StatusCode
-from twisted_reqresp._service import MAX_SLEEP, default_factory, default_router
+from twisted_reqresp._app.service import MAX_SLEEP, default_factory, default_router
 from twisted_reqresp.codecs import JSON
 from twisted_reqresp.interfaces import IResponder
 from twisted_reqresp.testing import ConnectedPair, connected_pair

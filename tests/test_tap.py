@@ -27,8 +27,8 @@ from twisted_reqresp import (
     ServerFactory,
     StatusError,
 )
-from twisted_reqresp._server import SharedResponder
-from twisted_reqresp._tap import (
+from twisted_reqresp._adapters.server import SharedResponder
+from twisted_reqresp._app.tap import (
     DEFAULT_RESPONDER_NAME,
     LIMIT_OPTIONS,
     Options,

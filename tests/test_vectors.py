@@ -14,10 +14,10 @@ from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from twisted_reqresp._auto import AutoFormat
-from twisted_reqresp._binary import PREFACE, BinaryCodec, BinaryFormat
-from twisted_reqresp._connection import Connection, ConnectionState, WireFormat
-from twisted_reqresp._events import (
+from twisted_reqresp._core.auto import AutoFormat
+from twisted_reqresp._core.binary import PREFACE, BinaryCodec, BinaryFormat
+from twisted_reqresp._core.connection import Connection, ConnectionState, WireFormat
+from twisted_reqresp._core.events import (
     Cancel,
     ErrorResponse,
     Event,
@@ -31,8 +31,8 @@ from twisted_reqresp._events import (
     Role,
     Settings,
 )
-from twisted_reqresp._limits import DEFAULT_LIMITS, Limits
-from twisted_reqresp._status import StatusCode
+from twisted_reqresp._core.limits import DEFAULT_LIMITS, Limits
+from twisted_reqresp._core.status import StatusCode
 
 _ROOT = Path(__file__).resolve().parent.parent
 VECTORS_PATH = _ROOT / "tests" / "vectors" / "binary.json"

@@ -13,11 +13,14 @@ authors of wire formats, :mod:`twisted_reqresp.wire`.  Everything else is
 private.  Importing this package does not install a reactor.
 """
 
-from ._auto import AutoFormat
-from ._binary import BinaryFormat
-from ._call import Call, ConnectionInfo, Reply
-from ._client import Client, connect
-from ._errors import (
+from ._adapters.client import Client, connect
+from ._adapters.router import Router
+from ._adapters.server import ServerFactory
+from ._adapters.stats import ServerStats
+from ._core.auto import AutoFormat
+from ._core.binary import BinaryFormat
+from ._core.call import Call, ConnectionInfo, Reply
+from ._core.errors import (
     CodecError,
     ConnectionClosed,
     DeadlineExceeded,
@@ -28,12 +31,9 @@ from ._errors import (
     ReqRespError,
     StatusError,
 )
-from ._limits import DEFAULT_LIMITS, Limits
-from ._line import LineFormat
-from ._router import Router
-from ._server import ServerFactory
-from ._stats import ServerStats
-from ._status import APPLICATION_MIN, StatusCode
+from ._core.limits import DEFAULT_LIMITS, Limits
+from ._core.line import LineFormat
+from ._core.status import APPLICATION_MIN, StatusCode
 
 __version__ = "0.1.0"
 

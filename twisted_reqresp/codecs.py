@@ -15,7 +15,7 @@ from typing import Any
 
 from zope.interface import implementer
 
-from ._errors import CodecError
+from ._core.errors import CodecError
 from .interfaces import ICodec
 
 __all__ = ["BYTES", "JSON", "BytesCodec", "JSONCodec"]

@@ -15,12 +15,12 @@ from typing import Any
 from twisted.python.failure import Failure
 from zope.interface import Attribute, Interface, classImplements
 
-from ._auto import AutoCodec, AutoFormat
-from ._binary import BinaryCodec, BinaryFormat
-from ._call import Call, ConnectionInfo
-from ._events import Event, Role
-from ._limits import Limits
-from ._line import LineCodec, LineFormat
+from ._core.auto import AutoCodec, AutoFormat
+from ._core.binary import BinaryCodec, BinaryFormat
+from ._core.call import Call, ConnectionInfo
+from ._core.events import Event, Role
+from ._core.limits import Limits
+from ._core.line import LineCodec, LineFormat
 
 __all__ = [
     "ICodec",

@@ -31,13 +31,13 @@ from twisted.internet.error import ConnectionDone
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
 
-from ._binary import BinaryFormat
-from ._client import Client
-from ._client_protocol import ClientProtocol
-from ._conformance import CodecConformanceMixin, WireFormatConformanceMixin
-from ._connection import WireFormat
-from ._limits import DEFAULT_LIMITS, Limits
-from ._server import ServerFactory, ServerProtocol
+from ._adapters.client import Client
+from ._adapters.client_protocol import ClientProtocol
+from ._adapters.conformance import CodecConformanceMixin, WireFormatConformanceMixin
+from ._adapters.server import ServerFactory, ServerProtocol
+from ._core.binary import BinaryFormat
+from ._core.connection import WireFormat
+from ._core.limits import DEFAULT_LIMITS, Limits
 from .codecs import BYTES
 from .interfaces import ICodec, IResponder, IResponderFactory
 

@@ -9,10 +9,10 @@ provider; check yours with
 imports Twisted.
 """
 
-from ._auto import AutoCodec, AutoFormat
-from ._binary import PREFACE, BinaryCodec, BinaryFormat
-from ._connection import Connection, ConnectionState
-from ._events import (
+from ._core.auto import AutoCodec, AutoFormat
+from ._core.binary import PREFACE, BinaryCodec, BinaryFormat
+from ._core.connection import Connection, ConnectionState
+from ._core.events import (
     Cancel,
     ErrorResponse,
     Event,
@@ -28,8 +28,8 @@ from ._events import (
     Role,
     Settings,
 )
-from ._line import LineCodec, LineFormat
-from ._status import parse_status, status_name, to_status
+from ._core.line import LineCodec, LineFormat
+from ._core.status import parse_status, status_name, to_status
 
 __all__ = [
     "PREFACE",

@@ -30,15 +30,15 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import deferLater
 
-from ._call import Call
-from ._connection import WireFormat
-from ._errors import StatusError
-from ._limits import DEFAULT_LIMITS, Limits
-from ._router import Router
-from ._server import ServerFactory
-from ._stats import ServerStats
-from ._status import StatusCode
-from .codecs import JSON
+from .._adapters.router import Router
+from .._adapters.server import ServerFactory
+from .._adapters.stats import ServerStats
+from .._core.call import Call
+from .._core.connection import WireFormat
+from .._core.errors import StatusError
+from .._core.limits import DEFAULT_LIMITS, Limits
+from .._core.status import StatusCode
+from ..codecs import JSON
 
 __all__ = ["MAX_SLEEP", "default_factory", "default_router"]
 

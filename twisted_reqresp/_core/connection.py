@@ -5,7 +5,7 @@ Wire core: this module contains no networking code and imports nothing from
 Twisted.  Bytes go in through :meth:`Connection.receive_data`, events come
 out one at a time from :meth:`Connection.next_event`; calls such as
 :meth:`Connection.send_request` queue bytes that :meth:`Connection.data_to_send`
-hands back.  The Twisted protocols in ``_protocol.py`` are plumbing around it.
+hands back.  The Twisted protocols in ``_adapters`` are plumbing around it.
 
 Theory of operation
 ===================
@@ -56,8 +56,8 @@ from collections.abc import Callable
 from enum import Enum
 from typing import Protocol
 
-from ._errors import LocalProtocolError
-from ._events import (
+from .errors import LocalProtocolError
+from .events import (
     Cancel,
     ErrorResponse,
     Event,
@@ -73,8 +73,8 @@ from ._events import (
     Role,
     Settings,
 )
-from ._limits import DEFAULT_LIMITS, Limits
-from ._status import STATUS_MAX, StatusCode, status_name, utf8_prefix
+from .limits import DEFAULT_LIMITS, Limits
+from .status import STATUS_MAX, StatusCode, status_name, utf8_prefix
 
 __all__ = ["Connection", "ConnectionState", "WireCodec", "WireFormat"]
 

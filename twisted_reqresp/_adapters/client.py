@@ -1,6 +1,6 @@
 """
 The client API: :class:`Client` (what users call), :class:`ClientFactory`
-and :func:`connect`.  The protocol underneath is in ``_client_protocol.py``.
+and :func:`connect`.  The protocol underneath is in ``_adapters/client_protocol.py``.
 """
 
 from __future__ import annotations
@@ -13,14 +13,14 @@ from twisted.internet.endpoints import clientFromString
 from twisted.internet.interfaces import IAddress, IReactorTime, IStreamClientEndpoint
 from twisted.internet.protocol import Factory
 
-from ._binary import BinaryFormat
-from ._call import Reply
-from ._client_protocol import ClientProtocol
-from ._connection import WireFormat
-from ._events import Settings
-from ._limits import DEFAULT_LIMITS, Limits
-from .codecs import BYTES
-from .interfaces import ICodec
+from .._core.binary import BinaryFormat
+from .._core.call import Reply
+from .._core.connection import WireFormat
+from .._core.events import Settings
+from .._core.limits import DEFAULT_LIMITS, Limits
+from ..codecs import BYTES
+from ..interfaces import ICodec
+from .client_protocol import ClientProtocol
 
 __all__ = ["Client", "ClientFactory", "connect"]
 

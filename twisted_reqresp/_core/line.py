@@ -3,7 +3,7 @@ The line wire format: one request per line of text, for a person with
 ``nc localhost 9000``.
 
 Wire core: contains no networking code and imports nothing from Twisted.
-The same :class:`~twisted_reqresp._connection.Connection` drives it as the
+The same :class:`~twisted_reqresp._core.connection.Connection` drives it as the
 binary format; what the line format cannot carry is dropped on encoding, as
 said below.
 
@@ -44,7 +44,7 @@ What the format does not carry
   the client takes each response line as the answer to its oldest request
   still unanswered.  Answers must come back in request order: the format is
   not ``multiplexed``, so the server's
-  :class:`~twisted_reqresp._connection.Connection` holds an answer that is
+  :class:`~twisted_reqresp._core.connection.Connection` holds an answer that is
   ready early until those before it are sent, and hands this codec the
   answers in order.  Held answers count against ``max_concurrent``
   (``Connection.unanswered``), so a slow request stops the reading instead
@@ -80,8 +80,8 @@ from __future__ import annotations
 import re
 from collections import deque
 
-from ._errors import LocalProtocolError
-from ._events import (
+from .errors import LocalProtocolError
+from .events import (
     Cancel,
     ErrorResponse,
     Event,
@@ -95,8 +95,8 @@ from ._events import (
     Role,
     Settings,
 )
-from ._limits import DEFAULT_LIMITS, Limits
-from ._status import STATUS_MAX, StatusCode, parse_status, status_name, utf8_prefix
+from .limits import DEFAULT_LIMITS, Limits
+from .status import STATUS_MAX, StatusCode, parse_status, status_name, utf8_prefix
 
 __all__ = ["LineCodec", "LineFormat", "escape", "unescape"]
 
@@ -108,7 +108,7 @@ _WHITESPACE = re.compile(rb"[ \t\n\r\x0b\x0c]")
 # Nothing is sent on the wire for these: the format has no frame for them.
 _SILENT = (Cancel, Ping, Pong, GoAway, Settings)
 #: The largest line a codec sends.  No SETTINGS are exchanged, so the
-#: :class:`~twisted_reqresp._connection.Connection` holds the peer to the
+#: :class:`~twisted_reqresp._core.connection.Connection` holds the peer to the
 #: default frame size; checking it here, before any state changes, keeps a
 #: refused line from desynchronising the request order.
 MAX_SENT_LINE = DEFAULT_LIMITS.max_frame_size
@@ -352,7 +352,7 @@ class LineCodec:
         the format cannot carry).
 
         Answers carry no ids: a server's
-        :class:`~twisted_reqresp._connection.Connection` hands them over in
+        :class:`~twisted_reqresp._core.connection.Connection` hands them over in
         request order (the format is not ``multiplexed``).
 
         :param event: a :class:`Request` (client), a :class:`Response` or

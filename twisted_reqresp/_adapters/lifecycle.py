@@ -13,7 +13,7 @@ not the protocol's business:
   (h2 keeps reading while a stream is blocked and refuses excess streams
   instead).
 - **Writing.**  One write path, with the write-through shortcut of
-  ``_writethrough.py`` where it is safe.
+  ``_adapters/writethrough.py`` where it is safe.
 - **Backpressure.**  The lifecycle registers itself with the transport as a
   streaming producer: Twisted pauses it when the write buffer passes its
   high-water mark and resumes it once drained; the protocol is told through
@@ -36,7 +36,7 @@ from typing import Any
 from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
 from zope.interface import implementer
 
-from ._writethrough import write_through
+from .writethrough import write_through
 
 __all__ = ["TransportLifecycle"]
 

@@ -12,8 +12,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
-from ._events import Metadata
-from ._frozen import fast_init
+from .events import Metadata
+from .frozen import fast_init
 
 __all__ = ["Call", "ConnectionInfo", "Reply", "metadata_pairs"]
 

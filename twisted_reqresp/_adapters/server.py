@@ -3,7 +3,7 @@ The server side's Twisted adapter: :class:`ServerFactory` builds one
 :class:`ServerProtocol` per accepted connection.
 
 The protocol is plumbing around the sans-IO
-:class:`~twisted_reqresp._connection.Connection`: it feeds received bytes in,
+:class:`~twisted_reqresp._core.connection.Connection`: it feeds received bytes in,
 runs the responder for each request, owns the responders' Deferreds and
 timers, and writes what the connection queues.  It *has* a connection and
 *has* a responder (composition, not AMP's mix-ins), so each can be faked
@@ -26,18 +26,18 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from ._binary import BinaryFormat
-from ._call import Call, ConnectionInfo, Reply, metadata_pairs
-from ._connection import Connection, ConnectionState, WireFormat
-from ._errors import LocalProtocolError, StatusError
-from ._events import Cancel, ProtocolViolation, Rejected, Request, Role
-from ._lifecycle import TransportLifecycle
-from ._limits import DEFAULT_LIMITS, Limits
-from ._liveness import Liveness
-from ._stats import ServerStats
-from ._status import StatusCode, status_name
-from .codecs import BYTES
-from .interfaces import IResponder, IResponderFactory
+from .._core.binary import BinaryFormat
+from .._core.call import Call, ConnectionInfo, Reply, metadata_pairs
+from .._core.connection import Connection, ConnectionState, WireFormat
+from .._core.errors import LocalProtocolError, StatusError
+from .._core.events import Cancel, ProtocolViolation, Rejected, Request, Role
+from .._core.limits import DEFAULT_LIMITS, Limits
+from .._core.status import StatusCode, status_name
+from ..codecs import BYTES
+from ..interfaces import IResponder, IResponderFactory
+from .lifecycle import TransportLifecycle
+from .liveness import Liveness
+from .stats import ServerStats
 
 __all__ = ["ServerFactory", "ServerProtocol", "SharedResponder"]
 
@@ -112,7 +112,7 @@ class ServerProtocol(Protocol):
       answers (the transport's write buffer is full); see
       ``docs/operating-limits.md``.
     - Every close from this side goes through
-      :meth:`TransportLifecycle.close <twisted_reqresp._lifecycle.TransportLifecycle.close>`.
+      :meth:`~twisted_reqresp._adapters.lifecycle.TransportLifecycle.close`.
     - A peer that shuts down its write side (a half-close) gets every
       request already read answered, then the connection closes.
     """
@@ -377,7 +377,7 @@ class ServerProtocol(Protocol):
         finally:
             self._processing = False
         # The answers to a whole read go out in one write, straight to the
-        # socket when nothing is queued (see _writethrough.py); answers that
+        # socket when nothing is queued (see _adapters/writethrough.py); answers that
         # finish later are left to Twisted, which coalesces them per
         # reactor iteration.
         self._flush()

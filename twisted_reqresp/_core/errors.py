@@ -13,7 +13,7 @@ not allow.
 
 from __future__ import annotations
 
-from ._status import StatusCode, status_name
+from .status import StatusCode, status_name
 
 __all__ = [
     "CodecError",

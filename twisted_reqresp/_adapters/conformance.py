@@ -28,9 +28,9 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from zope.interface.verify import verifyObject
 
-from ._connection import Connection, WireCodec, WireFormat
-from ._errors import CodecError, LocalProtocolError
-from ._events import (
+from .._core.connection import Connection, WireCodec, WireFormat
+from .._core.errors import CodecError, LocalProtocolError
+from .._core.events import (
     Cancel,
     ErrorResponse,
     Event,
@@ -45,9 +45,9 @@ from ._events import (
     Role,
     Settings,
 )
-from ._limits import DEFAULT_LIMITS, Limits
-from ._status import StatusCode
-from .interfaces import ICodec, IWireCodec, IWireFormat
+from .._core.limits import DEFAULT_LIMITS, Limits
+from .._core.status import StatusCode
+from ..interfaces import ICodec, IWireCodec, IWireFormat
 
 __all__ = ["CodecConformanceMixin", "WireFormatConformanceMixin"]
 
@@ -121,7 +121,7 @@ def _garbage() -> list[bytes]:
 class WireFormatConformanceMixin(_TestCase):
     """
     Tests any correct wire format passes, through raw codecs and through
-    :class:`~twisted_reqresp._connection.Connection` pairs.
+    :class:`~twisted_reqresp._core.connection.Connection` pairs.
 
     :cvar wire_format: the :class:`~twisted_reqresp.interfaces.IWireFormat`
         provider under test (required).

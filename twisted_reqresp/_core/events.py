@@ -4,7 +4,7 @@ encodes back into bytes.
 
 Wire core: imports nothing from Twisted.
 
-Events are immutable, keyword-only value objects (h11's ``_events.py``), so
+Events are immutable, keyword-only value objects (h11's ``_core/events.py``), so
 that tests compare them with ``==`` and a wire-format test vector is a pair of
 bytes and an event checked in both directions.  The first group are messages
 that travel on the wire; the second group are made by the core itself to
@@ -16,8 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-from ._frozen import fast_init
-from ._status import StatusCode
+from .frozen import fast_init
+from .status import StatusCode
 
 __all__ = [
     "Cancel",

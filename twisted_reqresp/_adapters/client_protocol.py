@@ -27,21 +27,21 @@ from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from ._call import Reply, metadata_pairs
-from ._connection import Connection, ConnectionState, WireFormat
-from ._errors import (
+from .._core.call import Reply, metadata_pairs
+from .._core.connection import Connection, ConnectionState, WireFormat
+from .._core.errors import (
     ConnectionClosed,
     DeadlineExceeded,
     LocalProtocolError,
     RemoteError,
     StatusError,
 )
-from ._events import ErrorResponse, GoAway, Metadata, Pong, ProtocolViolation, Response, Role
-from ._events import Settings as SettingsEvent
-from ._lifecycle import TransportLifecycle
-from ._limits import Limits
-from ._liveness import Liveness
-from ._status import StatusCode, status_name
+from .._core.events import ErrorResponse, GoAway, Metadata, Pong, ProtocolViolation, Response, Role
+from .._core.events import Settings as SettingsEvent
+from .._core.limits import Limits
+from .._core.status import StatusCode, status_name
+from .lifecycle import TransportLifecycle
+from .liveness import Liveness
 
 __all__ = ["ClientProtocol"]
 

@@ -33,7 +33,7 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from ._binary import MAGIC, describe_foreign_bytes, foreign_reply
+from .binary import MAGIC, describe_foreign_bytes, foreign_reply
 
 __all__ = ["MAX_UNDECIDED", "WireGuess", "detect_wire_format", "reply_for_unknown"]
 

@@ -12,14 +12,14 @@ explanation and the connection is closed.  See ``docs/protocol.md``,
 
 from __future__ import annotations
 
-from ._binary import BinaryFormat
-from ._connection import WireCodec, WireFormat
-from ._detect import detect_wire_format, reply_for_unknown
-from ._errors import LocalProtocolError
-from ._events import Event, GoAway, ProtocolViolation, Role
-from ._limits import Limits
-from ._line import LineFormat
-from ._status import StatusCode
+from .binary import BinaryFormat
+from .connection import WireCodec, WireFormat
+from .detect import detect_wire_format, reply_for_unknown
+from .errors import LocalProtocolError
+from .events import Event, GoAway, ProtocolViolation, Role
+from .limits import Limits
+from .line import LineFormat
+from .status import StatusCode
 
 __all__ = ["AutoCodec", "AutoFormat"]
 
@@ -85,7 +85,7 @@ class AutoCodec:
     @property
     def multiplexed(self) -> bool | None:
         """Whether the detected format multiplexes answers; ``None`` until
-        it is known (the :class:`~twisted_reqresp._connection.Connection`
+        it is known (the :class:`~twisted_reqresp._core.connection.Connection`
         holds a line peer's answers for request order)."""
         return None if self.detected is None else self._formats[self.detected].multiplexed
 

@@ -22,8 +22,8 @@ import re
 import struct
 from typing import cast
 
-from ._errors import LocalProtocolError
-from ._events import (
+from .errors import LocalProtocolError
+from .events import (
     Cancel,
     ErrorResponse,
     Event,
@@ -39,8 +39,8 @@ from ._events import (
     Role,
     Settings,
 )
-from ._limits import Limits
-from ._status import StatusCode, to_status
+from .limits import Limits
+from .status import StatusCode, to_status
 
 __all__ = [
     "HEADER_SIZE",
@@ -259,7 +259,7 @@ class BinaryCodec:
     whole frames into events one at a time, and encodes events to bytes.
 
     It checks framing and field syntax only; which side may send what is the
-    :class:`~twisted_reqresp._connection.Connection`'s business.
+    :class:`~twisted_reqresp._core.connection.Connection`'s business.
 
     :param role: which end of the connection the codec serves.
     :param limits: what this side accepts.

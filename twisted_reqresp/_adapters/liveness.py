@@ -15,8 +15,8 @@ from collections.abc import Callable
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
-from ._limits import Limits
-from ._status import StatusCode
+from .._core.limits import Limits
+from .._core.status import StatusCode
 
 __all__ = ["Liveness"]
 

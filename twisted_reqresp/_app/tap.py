@@ -30,12 +30,12 @@ from twisted.logger import Logger
 from twisted.python import usage
 from zope.interface import providedBy
 
-from ._binary import BinaryFormat
-from ._connection import WireFormat
-from ._limits import DEFAULT_LIMITS, Limits
-from ._server import ServerFactory
-from ._service import default_factory
-from .interfaces import IResponder, IResponderFactory
+from .._adapters.server import ServerFactory
+from .._core.binary import BinaryFormat
+from .._core.connection import WireFormat
+from .._core.limits import DEFAULT_LIMITS, Limits
+from ..interfaces import IResponder, IResponderFactory
+from .service import default_factory
 
 __all__ = ["Options", "ReqRespService", "makeService", "resolve_responder"]
 
@@ -123,11 +123,11 @@ def _wire_format(name: str) -> WireFormat:
     if name == "binary":
         return BinaryFormat()
     if name == "line":
-        from ._line import LineFormat
+        from .._core.line import LineFormat
 
         return LineFormat()
     if name == "auto":
-        from ._auto import AutoFormat
+        from .._core.auto import AutoFormat
 
         # cast: AutoCodec.frame_overhead is a read-only property where the
         # WireCodec protocol declares a settable attribute.

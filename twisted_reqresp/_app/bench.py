@@ -21,8 +21,8 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.python.failure import Failure
 
-from ._client import Client
-from ._errors import ConnectionClosed
+from .._adapters.client import Client
+from .._core.errors import ConnectionClosed
 
 __all__ = ["BenchReport", "bench", "format_report"]
 

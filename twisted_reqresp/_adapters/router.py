@@ -14,11 +14,11 @@ from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from ._call import Call, ConnectionInfo, Reply
-from ._errors import CodecError, StatusError
-from ._status import StatusCode
-from .codecs import BYTES
-from .interfaces import ICodec, IResponder
+from .._core.call import Call, ConnectionInfo, Reply
+from .._core.errors import CodecError, StatusError
+from .._core.status import StatusCode
+from ..codecs import BYTES
+from ..interfaces import ICodec, IResponder
 
 __all__ = ["Router"]
 

@@ -41,11 +41,11 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import deferLater, react
 from twisted.python.failure import Failure
 
-from ._bench import BenchReport, bench, format_report
-from ._client import Client, connect
-from ._errors import ConnectionClosed, DeadlineExceeded, RemoteError, StatusError
-from ._status import StatusCode
-from .codecs import JSON
+from .._adapters.client import Client, connect
+from .._core.errors import ConnectionClosed, DeadlineExceeded, RemoteError, StatusError
+from .._core.status import StatusCode
+from ..codecs import JSON
+from .bench import BenchReport, bench, format_report
 
 __all__ = [
     "EXIT_CONNECTION",
@@ -461,7 +461,7 @@ def run_bench(
     progress_to: Any = None,
 ) -> Generator[Deferred[Any], Any, int]:
     """
-    Open the other connections, run :func:`~twisted_reqresp._bench.bench`,
+    Open the other connections, run :func:`~twisted_reqresp._app.bench.bench`,
     and write its report.
 
     :param reactor: connects the other clients and times the run.
