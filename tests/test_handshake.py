@@ -14,7 +14,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from twisted_reqresp._core.auto import AutoFormat
 from twisted_reqresp._core.binary import PREFACE, BinaryCodec, BinaryFormat
-from twisted_reqresp._core.connection import Connection, ConnectionState, WireFormat
+from twisted_reqresp._core.connection import Connection, ConnectionState
 from twisted_reqresp._core.events import (
     Cancel,
     ErrorResponse,
@@ -30,6 +30,7 @@ from twisted_reqresp._core.events import (
 from twisted_reqresp._core.limits import DEFAULT_LIMITS, Limits
 from twisted_reqresp._core.line import LineFormat
 from twisted_reqresp._core.status import StatusCode
+from twisted_reqresp.interfaces import IWireFormat
 
 _HEADER = struct.Struct(">IBBI")
 _SETTINGS = Settings(
@@ -66,7 +67,7 @@ _EARLY: list[tuple[str, bytes]] = [
 ]
 
 #: Every server-side wire format that can speak binary.
-_FORMATS: list[WireFormat] = [BinaryFormat(), AutoFormat()]
+_FORMATS: list[IWireFormat] = [BinaryFormat(), AutoFormat()]
 
 
 class BeforeSettingsTests(SynchronousTestCase):

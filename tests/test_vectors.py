@@ -16,7 +16,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from twisted_reqresp._core.auto import AutoFormat
 from twisted_reqresp._core.binary import PREFACE, BinaryCodec, BinaryFormat
-from twisted_reqresp._core.connection import Connection, ConnectionState, WireFormat
+from twisted_reqresp._core.connection import Connection, ConnectionState
 from twisted_reqresp._core.events import (
     Cancel,
     ErrorResponse,
@@ -33,6 +33,7 @@ from twisted_reqresp._core.events import (
 )
 from twisted_reqresp._core.limits import DEFAULT_LIMITS, Limits
 from twisted_reqresp._core.status import StatusCode
+from twisted_reqresp.interfaces import IWireFormat
 
 _ROOT = Path(__file__).resolve().parent.parent
 VECTORS_PATH = _ROOT / "tests" / "vectors" / "binary.json"
@@ -199,7 +200,7 @@ class VectorTests(SynchronousTestCase):
 
 #: The server-side wire formats that speak binary: the same bytes must get
 #: the same answer on a binary port and on an auto port.
-_SERVER_FORMATS: list[WireFormat] = [BinaryFormat(), AutoFormat()]
+_SERVER_FORMATS: list[IWireFormat] = [BinaryFormat(), AutoFormat()]
 
 #: The settled rules (docs/protocol.md) and the vectors that pin each one.
 SETTLED_RULES: dict[str, list[str]] = {
@@ -244,7 +245,7 @@ SETTLED_RULES: dict[str, list[str]] = {
 }
 
 
-def _set_up(receiver: str, vector: dict[str, Any], wire: WireFormat) -> Connection:
+def _set_up(receiver: str, vector: dict[str, Any], wire: IWireFormat) -> Connection:
     """
     :returns: a receiving Connection after the vector's setup (a server fed
         the preface and ``received``, a client that sent ``sent`` requests
@@ -275,7 +276,7 @@ def _receive(conn: Connection, data: bytes, whole: bool) -> list[Event]:
     return events
 
 
-def _wires(receiver: str) -> list[WireFormat]:
+def _wires(receiver: str) -> list[IWireFormat]:
     return _SERVER_FORMATS if receiver == "server" else [BinaryFormat()]
 
 

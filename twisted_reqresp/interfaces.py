@@ -4,8 +4,11 @@ wire formats.
 
 Each shipped provider is checked against its interface with
 ``zope.interface.verify.verifyObject`` in ``tests/test_interfaces.py``.
-The wire core may not import this module (it imports nothing above itself),
-so the core's providers are declared here, at the bottom.
+The wire-format contract (:class:`IWireFormat`, :class:`IWireCodec`) is
+declared once, in the sans-IO core (``_core/contract.py``), where the core's
+own formats declare that they implement it and the core's
+:class:`~twisted_reqresp.wire.Connection` is typed against it; it is
+re-exported here with the others.
 """
 
 from __future__ import annotations
@@ -13,14 +16,10 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.python.failure import Failure
-from zope.interface import Attribute, Interface, classImplements
+from zope.interface import Attribute, Interface
 
-from ._core.auto import AutoCodec, AutoFormat
-from ._core.binary import BinaryCodec, BinaryFormat
 from ._core.call import Call, ConnectionInfo
-from ._core.events import Event, Role
-from ._core.limits import Limits
-from ._core.line import LineCodec, LineFormat
+from ._core.contract import IWireCodec, IWireFormat
 
 __all__ = [
     "ICodec",
@@ -97,74 +96,3 @@ class ICodec(Interface):
         :raises twisted_reqresp.CodecError: if the bytes are not a valid
             encoding (the server answers INVALID_ARGUMENT).
         """
-
-
-class IWireCodec(Interface):
-    """
-    One connection's sans-IO wire codec: bytes to events, events to bytes.
-
-    It imports no networking code.  It never raises on received bytes: a
-    problem it can confine to one request is a
-    :class:`~twisted_reqresp.wire.Rejected` event, anything else a
-    :class:`~twisted_reqresp.wire.ProtocolViolation`, after which it
-    returns no more events.
-    """
-
-    handshake = Attribute(
-        "True if the client sends a preface and both sides exchange "
-        "Settings before the connection is open."
-    )
-    frame_overhead = Attribute(
-        "Bytes of each encoded message not counted against the peer's max frame size."
-    )
-    buffered = Attribute("Received bytes not yet decoded.")
-    keepalive = Attribute("True if the format carries PING and PONG frames.")
-
-    def preface() -> bytes:
-        """:returns: bytes a client sends first (``b''`` if none)."""
-
-    def receive_data(data: bytes) -> None:
-        """Buffer received bytes (any chunking)."""
-
-    def next_event() -> Event | None:
-        """:returns: the next decoded event, or ``None`` if more bytes are needed."""
-
-    def encode(event: Event) -> bytes:
-        """
-        :param event: a message event (``Request``, ``Response``, ...).
-        :returns: its bytes; ``b''`` for a message the format cannot carry
-            and can do without (a format with no pings).
-        :raises twisted_reqresp.LocalProtocolError: if it cannot be encoded.
-        """
-
-    def encode_fatal(code: int, message: str, last_request_id: int) -> bytes:
-        """
-        :returns: the last bytes sent before closing a connection because of
-            a protocol violation: what tells the peer why.
-        """
-
-
-class IWireFormat(Interface):
-    """A wire format: a name, whether it multiplexes, and a codec factory."""
-
-    name = Attribute("The name used by ``--wire`` and in logs.")
-    multiplexed = Attribute(
-        "True if answers carry request ids and may come in any order; "
-        "False if they come in request order (the Connection then holds an "
-        "answer ready early and gives the server codec its answers in order)."
-    )
-
-    def codec(role: Role, limits: Limits) -> Any:
-        """
-        :param role: a :class:`twisted_reqresp.wire.Role`.
-        :param limits: a :class:`twisted_reqresp.Limits`.
-        :returns: a fresh :class:`IWireCodec` provider for one connection.
-        """
-
-
-classImplements(BinaryFormat, IWireFormat)
-classImplements(BinaryCodec, IWireCodec)
-classImplements(LineFormat, IWireFormat)
-classImplements(LineCodec, IWireCodec)
-classImplements(AutoFormat, IWireFormat)
-classImplements(AutoCodec, IWireCodec)

@@ -36,7 +36,7 @@ from ._adapters.client_protocol import ClientProtocol
 from ._adapters.conformance import CodecConformanceMixin, WireFormatConformanceMixin
 from ._adapters.server import ServerFactory, ServerProtocol
 from ._core.binary import BinaryFormat
-from ._core.connection import WireFormat
+from ._core.contract import IWireFormat
 from ._core.limits import DEFAULT_LIMITS, Limits
 from .codecs import BYTES
 from .interfaces import ICodec, IResponder, IResponderFactory
@@ -152,7 +152,7 @@ class ConnectedPair:
 def connected_pair(
     responder: IResponder | IResponderFactory,
     *,
-    wire: WireFormat | None = None,
+    wire: IWireFormat | None = None,
     limits: Limits = DEFAULT_LIMITS,
     client_limits: Limits = DEFAULT_LIMITS,
     codec: ICodec = BYTES,

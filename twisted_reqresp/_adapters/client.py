@@ -15,7 +15,7 @@ from twisted.internet.protocol import Factory
 
 from .._core.binary import BinaryFormat
 from .._core.call import Reply
-from .._core.connection import WireFormat
+from .._core.contract import IWireFormat
 from .._core.events import Settings
 from .._core.limits import DEFAULT_LIMITS, Limits
 from ..codecs import BYTES
@@ -37,7 +37,7 @@ class ClientFactory(Factory):
     :param clock: the clock for timeouts.
     """
 
-    def __init__(self, *, wire: WireFormat, limits: Limits, clock: IReactorTime) -> None:
+    def __init__(self, *, wire: IWireFormat, limits: Limits, clock: IReactorTime) -> None:
         self.wire = wire
         self.limits = limits
         self.clock = clock
@@ -159,7 +159,8 @@ class Client:
     @property
     def wire_format(self) -> str:
         """The name of the wire format this client speaks."""
-        return self.protocol.conn.wire.name
+        name: str = self.protocol.conn.wire.name
+        return name
 
     @property
     def server_settings(self) -> Settings:
@@ -175,7 +176,7 @@ def connect(
     reactor: Any,
     endpoint: str | IStreamClientEndpoint,
     *,
-    wire: WireFormat | None = None,
+    wire: IWireFormat | None = None,
     codec: ICodec = BYTES,
     limits: Limits = DEFAULT_LIMITS,
     timeout: float | None = None,

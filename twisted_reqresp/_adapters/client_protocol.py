@@ -28,7 +28,8 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from .._core.call import Reply, metadata_pairs
-from .._core.connection import Connection, ConnectionState, WireFormat
+from .._core.connection import Connection, ConnectionState
+from .._core.contract import IWireFormat
 from .._core.errors import (
     ConnectionClosed,
     DeadlineExceeded,
@@ -91,7 +92,7 @@ class ClientProtocol(Protocol):
     :param clock: the clock for timeouts and ping round trips.
     """
 
-    def __init__(self, *, wire: WireFormat, limits: Limits, clock: IReactorTime) -> None:
+    def __init__(self, *, wire: IWireFormat, limits: Limits, clock: IReactorTime) -> None:
         self.conn = Connection(Role.CLIENT, wire, limits)
         self.clock = clock
         #: Calls waiting for an answer, by request id.

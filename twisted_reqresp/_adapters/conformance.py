@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from zope.interface.verify import verifyObject
 
-from .._core.connection import Connection, WireCodec, WireFormat
+from .._core.connection import Connection
 from .._core.errors import CodecError, LocalProtocolError
 from .._core.events import (
     Cancel,
@@ -133,17 +133,17 @@ class WireFormatConformanceMixin(_TestCase):
     :cvar limits: the limits both ends use.
     """
 
-    wire_format: ClassVar[WireFormat]
+    wire_format: ClassVar[IWireFormat]
     carries_metadata: ClassVar[bool] = True
     carries_error_details: ClassVar[bool] = True
     limits: ClassVar[Limits] = DEFAULT_LIMITS
 
     # -- helpers ---------------------------------------------------------------
 
-    def _codec(self, role: Role) -> WireCodec:
+    def _codec(self, role: Role) -> IWireCodec:
         return self.wire_format.codec(role, self.limits)
 
-    def _drain(self, codec: WireCodec | Connection) -> list[Event]:
+    def _drain(self, codec: IWireCodec | Connection) -> list[Event]:
         events: list[Event] = []
         while (event := codec.next_event()) is not None:
             events.append(event)
@@ -192,14 +192,14 @@ class WireFormatConformanceMixin(_TestCase):
             return (event.request_id, event.method, event.body)
         return event
 
-    def _server_after_preface(self, client: WireCodec) -> WireCodec:
+    def _server_after_preface(self, client: IWireCodec) -> IWireCodec:
         server = self._codec(Role.SERVER)
         server.receive_data(client.preface())
         for event in self._drain(server):
             self.assertIsInstance(event, _SETUP)
         return server
 
-    def _request_stream(self) -> tuple[WireCodec, bytes]:
+    def _request_stream(self) -> tuple[IWireCodec, bytes]:
         client = self._codec(Role.CLIENT)
         data = b"".join(client.encode(request) for request in self._requests())
         return client, data
@@ -207,7 +207,7 @@ class WireFormatConformanceMixin(_TestCase):
     def _messages(self, events: list[Event]) -> list[Event]:
         return [event for event in events if not isinstance(event, _SETUP)]
 
-    def _answer_stream(self, order: list[int]) -> tuple[WireCodec, bytes]:
+    def _answer_stream(self, order: list[int]) -> tuple[IWireCodec, bytes]:
         """A client codec that sent every request, and the bytes of the
         server's answers given in ``order`` (indexes into the answers)."""
         client, data = self._request_stream()
@@ -366,7 +366,7 @@ class WireFormatConformanceMixin(_TestCase):
 
     # -- garbage ------------------------------------------------------------------
 
-    def _feed_garbage(self, make: Callable[[], WireCodec]) -> None:
+    def _feed_garbage(self, make: Callable[[], IWireCodec]) -> None:
         for sample in _garbage():
             for chunker in (_whole, _bytewise):
                 codec = make()
@@ -386,7 +386,7 @@ class WireFormatConformanceMixin(_TestCase):
     def test_garbage_to_client_never_raises(self) -> None:
         """Arbitrary bytes make a client codec with requests outstanding give events only."""
 
-        def make() -> WireCodec:
+        def make() -> IWireCodec:
             client, _ = self._request_stream()
             return client
 

@@ -28,7 +28,8 @@ from zope.interface import implementer
 
 from .._core.binary import BinaryFormat
 from .._core.call import Call, ConnectionInfo, Reply, metadata_pairs
-from .._core.connection import Connection, ConnectionState, WireFormat
+from .._core.connection import Connection, ConnectionState
+from .._core.contract import IWireFormat
 from .._core.errors import LocalProtocolError, StatusError
 from .._core.events import Cancel, ProtocolViolation, Rejected, Request, Role
 from .._core.limits import DEFAULT_LIMITS, Limits
@@ -620,7 +621,7 @@ class ServerFactory(Factory):
         self,
         responder: IResponder | IResponderFactory,
         *,
-        wire: WireFormat | None = None,
+        wire: IWireFormat | None = None,
         limits: Limits = DEFAULT_LIMITS,
         clock: IReactorTime | None = None,
     ) -> None:
@@ -630,7 +631,7 @@ class ServerFactory(Factory):
             self.responder_factory = SharedResponder(responder)
         else:
             raise TypeError(f"{responder!r} provides neither IResponder nor IResponderFactory")
-        self.wire: WireFormat = wire if wire is not None else BinaryFormat()
+        self.wire: IWireFormat = wire if wire is not None else BinaryFormat()
         self.limits = limits
         self._clock = clock
         self._ids = itertools.count(1)

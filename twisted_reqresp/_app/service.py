@@ -34,7 +34,7 @@ from .._adapters.router import Router
 from .._adapters.server import ServerFactory
 from .._adapters.stats import ServerStats
 from .._core.call import Call
-from .._core.connection import WireFormat
+from .._core.contract import IWireFormat
 from .._core.errors import StatusError
 from .._core.limits import DEFAULT_LIMITS, Limits
 from .._core.status import StatusCode
@@ -134,7 +134,7 @@ def _describe(value: Any) -> str:
 
 def default_factory(
     *,
-    wire: WireFormat | None = None,
+    wire: IWireFormat | None = None,
     limits: Limits = DEFAULT_LIMITS,
     clock: IReactorTime | None = None,
 ) -> ServerFactory:

@@ -19,7 +19,7 @@ import importlib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 from twisted.application import strports
 from twisted.application.service import IService, MultiService
@@ -32,7 +32,7 @@ from zope.interface import providedBy
 
 from .._adapters.server import ServerFactory
 from .._core.binary import BinaryFormat
-from .._core.connection import WireFormat
+from .._core.contract import IWireFormat
 from .._core.limits import DEFAULT_LIMITS, Limits
 from ..interfaces import IResponder, IResponderFactory
 from .service import default_factory
@@ -109,7 +109,7 @@ LIMIT_OPTIONS = (
 )
 
 
-def _wire_format(name: str) -> WireFormat:
+def _wire_format(name: str) -> IWireFormat:
     """
     Make the wire format called ``name``.
 
@@ -129,9 +129,7 @@ def _wire_format(name: str) -> WireFormat:
     if name == "auto":
         from .._core.auto import AutoFormat
 
-        # cast: AutoCodec.frame_overhead is a read-only property where the
-        # WireCodec protocol declares a settable attribute.
-        return cast(WireFormat, AutoFormat())
+        return AutoFormat()
     raise ValueError(f"unknown wire format {name!r}; choose from {', '.join(WIRE_FORMATS)}")
 
 
@@ -215,7 +213,7 @@ class Options(usage.Options):
     After parsing, ``self["ports"]`` holds the endpoint strings,
     ``self["responder"]`` the provider to serve (``None`` for the default
     service), ``self["responder_name"]`` what the logs call it,
-    ``self["wire_format"]`` the :class:`WireFormat` and ``self["limits"]``
+    ``self["wire_format"]`` the :class:`IWireFormat` and ``self["limits"]``
     the :class:`~twisted_reqresp.Limits`.
     """
 
@@ -374,7 +372,7 @@ def make_service(options: Options, reactor: Any) -> ReqRespService:
     :param reactor: listens on the ports and is the servers' clock.
     :returns: a :class:`ReqRespService`, not started.
     """
-    wire: WireFormat = options["wire_format"]
+    wire: IWireFormat = options["wire_format"]
     limits: Limits = options["limits"]
     if options["responder"] is None:
         factory = default_factory(wire=wire, limits=limits, clock=reactor)

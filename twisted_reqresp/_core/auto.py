@@ -12,8 +12,10 @@ explanation and the connection is closed.  See ``docs/protocol.md``,
 
 from __future__ import annotations
 
+from zope.interface import implementer
+
 from .binary import BinaryFormat
-from .connection import WireCodec, WireFormat
+from .contract import IWireCodec, IWireFormat
 from .detect import detect_wire_format, reply_for_unknown
 from .errors import LocalProtocolError
 from .events import Event, GoAway, ProtocolViolation, Role
@@ -24,6 +26,7 @@ from .status import StatusCode
 __all__ = ["AutoCodec", "AutoFormat"]
 
 
+@implementer(IWireFormat)
 class AutoFormat:
     """
     Detect the wire format of each connection from its first bytes (server
@@ -38,8 +41,8 @@ class AutoFormat:
     #: Answers may be multiplexed (binary) or in order (line).
     multiplexed = True
 
-    def __init__(self, binary: WireFormat | None = None, line: WireFormat | None = None) -> None:
-        self._formats: dict[str, WireFormat] = {
+    def __init__(self, binary: IWireFormat | None = None, line: IWireFormat | None = None) -> None:
+        self._formats: dict[str, IWireFormat] = {
             "binary": binary if binary is not None else BinaryFormat(),
             "line": line if line is not None else LineFormat(),
         }
@@ -59,6 +62,7 @@ class AutoFormat:
         return "AutoFormat()"
 
 
+@implementer(IWireCodec)
 class AutoCodec:
     """One connection's detecting codec: buffers until the first byte says
     which format to use, then hands everything to that format's codec."""
@@ -67,11 +71,11 @@ class AutoCodec:
     #: inside the binary codec.
     handshake = False
 
-    def __init__(self, formats: dict[str, WireFormat], limits: Limits) -> None:
+    def __init__(self, formats: dict[str, IWireFormat], limits: Limits) -> None:
         self._formats = formats
         self._limits = limits
         self._pending = b""
-        self._inner: WireCodec | None = None
+        self._inner: IWireCodec | None = None
         self._foreign: bytes | None = None
         self._reported = False
         #: The name of the detected format, once known.

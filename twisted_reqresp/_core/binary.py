@@ -22,6 +22,9 @@ import re
 import struct
 from typing import cast
 
+from zope.interface import implementer
+
+from .contract import IWireCodec, IWireFormat
 from .errors import LocalProtocolError
 from .events import (
     Cancel,
@@ -225,6 +228,7 @@ def _text(value: str, what: str) -> bytes:
     return _U16.pack(len(data)) + data
 
 
+@implementer(IWireFormat)
 class BinaryFormat:
     """
     The binary wire format: multiplexed, with deadlines, metadata,
@@ -253,6 +257,7 @@ class BinaryFormat:
         return "BinaryFormat()"
 
 
+@implementer(IWireCodec)
 class BinaryCodec:
     """
     One connection's binary-format codec: buffers received bytes, decodes

@@ -54,8 +54,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from enum import Enum
-from typing import Protocol
 
+from .contract import IWireCodec, IWireFormat
 from .errors import LocalProtocolError
 from .events import (
     Cancel,
@@ -76,7 +76,7 @@ from .events import (
 from .limits import DEFAULT_LIMITS, Limits
 from .status import STATUS_MAX, StatusCode, status_name, utf8_prefix
 
-__all__ = ["Connection", "ConnectionState", "WireCodec", "WireFormat"]
+__all__ = ["Connection", "ConnectionState"]
 
 #: The largest request id: ids are unsigned 32-bit numbers.
 MAX_REQUEST_ID = 0xFFFF_FFFF
@@ -112,39 +112,6 @@ def _error_status(code: object, message: str) -> tuple[int, str]:
 def _notes(notes: list[str]) -> bytes:
     """:returns: what ``send_error`` appends to a message it had to change."""
     return "".join(f" ({note})" for note in notes).encode()
-
-
-class WireCodec(Protocol):
-    """What the core needs of a per-connection wire codec (see
-    :class:`twisted_reqresp.interfaces.IWireCodec` for the contract)."""
-
-    @property
-    def handshake(self) -> bool: ...
-    @property
-    def frame_overhead(self) -> int: ...
-    @property
-    def keepalive(self) -> bool: ...
-
-    def preface(self) -> bytes: ...
-    def receive_data(self, data: bytes) -> None: ...
-    def next_event(self) -> Event | None: ...
-    def encode(self, event: Event) -> bytes: ...
-    def encode_fatal(self, code: int, message: str, last_request_id: int) -> bytes: ...
-
-    @property
-    def buffered(self) -> int: ...
-
-
-class WireFormat(Protocol):
-    """What the core needs of a wire format (see
-    :class:`twisted_reqresp.interfaces.IWireFormat`)."""
-
-    @property
-    def name(self) -> str: ...
-    @property
-    def multiplexed(self) -> bool: ...
-
-    def codec(self, role: Role, limits: Limits) -> WireCodec: ...
 
 
 class ConnectionState(Enum):
@@ -213,7 +180,7 @@ class Connection:
     def __init__(
         self,
         role: Role,
-        wire: WireFormat,
+        wire: IWireFormat,
         limits: Limits = DEFAULT_LIMITS,
         *,
         shortcuts: bool = True,
@@ -221,7 +188,7 @@ class Connection:
         self.role = role
         self.wire = wire
         self.limits = limits
-        self._codec = wire.codec(role, limits)
+        self._codec: IWireCodec = wire.codec(role, limits)
         self._out: list[bytes] = []
         self.state = (
             ConnectionState.AWAIT_SETTINGS if self._codec.handshake else ConnectionState.OPEN
@@ -304,12 +271,13 @@ class Connection:
     @property
     def keepalive(self) -> bool:
         """Whether the wire format carries PING frames."""
-        return self._codec.keepalive
+        return bool(self._codec.keepalive)
 
     @property
     def buffered(self) -> int:
         """Received bytes not yet decoded (a truncated frame at EOF)."""
-        return self._codec.buffered
+        buffered: int = self._codec.buffered
+        return buffered
 
     def next_event(self) -> Event | None:
         """

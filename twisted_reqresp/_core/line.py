@@ -80,6 +80,9 @@ from __future__ import annotations
 import re
 from collections import deque
 
+from zope.interface import implementer
+
+from .contract import IWireCodec, IWireFormat
 from .errors import LocalProtocolError
 from .events import (
     Cancel,
@@ -144,6 +147,7 @@ def _one_line(text: str) -> bytes:
     return text.replace("\r", " ").replace("\n", " ").encode("utf-8", "replace")
 
 
+@implementer(IWireFormat)
 class LineFormat:
     """
     The line wire format: answers in request order, no metadata, no
@@ -170,6 +174,7 @@ class LineFormat:
         return "LineFormat()"
 
 
+@implementer(IWireCodec)
 class LineCodec:
     """
     One connection's line-format codec.
