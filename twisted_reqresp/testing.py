@@ -2,7 +2,7 @@
 Test helpers for code built on twisted-reqresp: an in-memory, connected
 client/server pair driven by hand, with a fake clock.  No sockets, no
 reactor: call :meth:`ConnectedPair.pump` to move the bytes, advance
-:attr:`ConnectedPair.clock` to make time pass, and check results with
+the pair's ``clock`` to make time pass, and check results with
 trial's ``successResultOf`` / ``failureResultOf``.
 
 Built on public Twisted API only (``twisted.internet.testing``), like treq's
@@ -101,7 +101,7 @@ class ConnectedPair:
             a load generator.  ``None``: until quiet.
         :returns: the number of bytes moved.
         :raises RuntimeError: if ``rounds`` is ``None`` and the sides are
-            still talking after :data:`MAX_PUMP_ROUNDS` rounds.
+            still talking after ``MAX_PUMP_ROUNDS`` (10,000) rounds.
         """
         moved = 0
         for _ in range(MAX_PUMP_ROUNDS if rounds is None else rounds):
