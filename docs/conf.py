@@ -5,7 +5,7 @@ generated from the public modules' docstrings.
 Build with warnings as errors, as CI does (``.ci/run``)::
 
     .venv/bin/pip install -e '.[docs]' --config-settings editable_mode=compat
-    .venv/bin/sphinx-build -n -W --keep-going -b html docs build/docs
+    .venv/bin/sphinx-build -E -n -W --keep-going -b html docs build/docs
 
 The build needs no network: intersphinx reads Python's inventory from
 Debian's python3.11-doc package and Twisted's from an inventory generated
@@ -14,6 +14,8 @@ from the installed Twisted (``_ext/twisted_inventory.py``).
 
 from __future__ import annotations
 
+import importlib.metadata
+import os
 import sys
 from pathlib import Path
 
@@ -27,7 +29,7 @@ from sphinx.config import Config  # noqa: E402
 project = "twisted-reqresp"
 author = "the twisted-reqresp authors"
 copyright = "the twisted-reqresp authors"
-release = version = "0.1.0"
+release = version = importlib.metadata.version("twisted-reqresp")
 
 extensions = [
     "myst_parser",
@@ -69,11 +71,15 @@ autodoc_default_options = {"members": True, "show-inheritance": True}
 # python3.11-doc`); Twisted's is written into the build directory from the
 # installed Twisted's source, with the URLs pydoctor gives its pages.  A
 # missing inventory file is an error, not a quiet fallback to the network.
-PYTHON_INVENTORY = Path("/usr/share/doc/python3.11/html/objects.inv")
+# REQRESP_PYTHON_INVENTORY names another copy (on a system without Debian's
+# package, any Python 3.11 objects.inv).
+PYTHON_INVENTORY = Path(
+    os.environ.get("REQRESP_PYTHON_INVENTORY", "/usr/share/doc/python3.11/html/objects.inv")
+)
 if not PYTHON_INVENTORY.is_file():
     raise RuntimeError(
-        f"{PYTHON_INVENTORY} is missing: apt-get install python3.11-doc"
-        " (the docs build reads Python's inventory offline)"
+        f"{PYTHON_INVENTORY} is missing: apt-get install python3.11-doc, or set"
+        " REQRESP_PYTHON_INVENTORY (the docs build reads Python's inventory offline)"
     )
 intersphinx_mapping = {
     "python": ("https://docs.python.org/3.11", str(PYTHON_INVENTORY)),

@@ -68,6 +68,16 @@ def public_names() -> dict[int, str]:
     return names
 
 
+def _member(obj: Any, name: str) -> Any:
+    """``obj.name``; for a class, as stored (not bound), so it matches :func:`public_names`."""
+    if inspect.isclass(obj):
+        for klass in obj.__mro__:
+            if name in vars(klass):
+                return vars(klass)[name]
+        return _MISSING
+    return getattr(obj, name, _MISSING)
+
+
 def _import(dotted: str) -> Any:
     """The object a dotted name means, importing its module; ``_MISSING`` if none."""
     parts = dotted.split(".")
@@ -77,9 +87,7 @@ def _import(dotted: str) -> Any:
         except ImportError:
             continue
         for part in parts[split:]:
-            obj = vars(obj).get(part, _MISSING) if inspect.isclass(obj) else getattr(
-                obj, part, _MISSING
-            )
+            obj = _member(obj, part)
             if obj is _MISSING:
                 return _MISSING
         return obj
