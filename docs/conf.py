@@ -63,6 +63,9 @@ nitpick_ignore_regex = [
 ]
 
 autodoc_member_order = "bysource"
+# Defaults as written in the source (`limits=DEFAULT_LIMITS`), not the repr
+# of their value.
+autodoc_preserve_defaults = True
 autodoc_typehints = "description"
 autodoc_typehints_format = "short"
 autodoc_default_options = {"members": True, "show-inheritance": True}
