@@ -144,7 +144,9 @@ def resolve_public(
     """Resolve a Python reference Sphinx did not find to the object's public name."""
     if node.get("refdomain") != "py":
         return None
-    names = _PUBLIC_NAMES or _PUBLIC_NAMES.update(public_names()) or _PUBLIC_NAMES
+    if not _PUBLIC_NAMES:
+        _PUBLIC_NAMES.update(public_names())
+    names = _PUBLIC_NAMES
     target = node["reftarget"].lstrip("~.")
     obj = _lookup(target, node.get("py:module"), node.get("py:class"))
     for candidate in _candidates(target, obj, names):
