@@ -28,6 +28,7 @@ from e2e import (
     COMMAND_TIMEOUT,
     EARLY_TICK,
     REACTOR_CLASSES,
+    READ_TIMEOUT,
     START_TIMEOUT,
     STOP_TIMEOUT,
     WAIT_FOR_CLOSE,
@@ -129,6 +130,15 @@ class CommandLineTests(ReactorMixin, SynchronousTestCase):
                     break
                 received += chunk
         self.assertEqual(received, b"OK hello\r\n")
+
+    def test_line_format_json_round_trip(self) -> None:
+        """JSON typed into nc reaches echo unchanged and comes back as the same valid JSON,
+        its backslash escapes included."""
+        typed = [b'"say \\"hi\\""', b'"a\\nb"', b'{"path":"C:\\\\tmp","tab":"\\t"}']
+        answers = line_exchange(self.server.port, b"".join(b"echo " + t + b"\n" for t in typed))
+        self.assertEqual(answers, [b"OK " + t for t in typed])
+        for text, answer in zip(typed, answers, strict=True):
+            self.assertEqual(json.loads(answer[3:]), json.loads(text))
 
     def test_reactor(self) -> None:
         """twistd runs on the reactor this class asked for."""
@@ -337,6 +347,16 @@ class ResponderTests(ReactorMixin, SynchronousTestCase):
         self.assertEqual(reqresp("methods", env=run_env).returncode, 1)
         self.assertIn("serving e2e_responder:router on", server.log())
 
+    def test_line_format_json_method(self) -> None:
+        """A JSON-codec method called from nc takes JSON string escapes as JSON and answers
+        valid JSON on one line."""
+        server = start(
+            self, "--responder", "e2e_responder:router", env=responder_env(), reactor=self.reactor
+        )
+        answers = line_exchange(server.port, b'hello "say \\"hi\\""\nhello "a\\nb"\n')
+        self.assertEqual(answers, [b'OK "hello, say \\"hi\\""', b'OK "hello, a\\nb"'])
+        self.assertEqual(json.loads(answers[1][3:]), "hello, a\nb")
+
     def test_bad_responder(self) -> None:
         """A --responder that is not one makes twistd exit non-zero, saying why."""
         server = Server(
@@ -452,3 +472,22 @@ class SignalAsyncioTests(SignalTests):
     """SIGTERM stops the server cleanly on the asyncio reactor."""
 
     reactor = "asyncio"
+
+
+def line_exchange(port: int, lines: bytes) -> list[bytes]:
+    """
+    Send ``lines`` to the line format on ``port`` and read one answer per line.
+
+    :returns: the answer lines, CR LF removed.
+    """
+    want = lines.count(b"\n")
+    received = b""
+    with socket.create_connection(("127.0.0.1", port), timeout=READ_TIMEOUT) as s:
+        s.sendall(lines)
+        deadline = time.monotonic() + READ_TIMEOUT
+        while received.count(b"\r\n") < want and time.monotonic() < deadline:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            received += chunk
+    return received.split(b"\r\n")[:-1]
