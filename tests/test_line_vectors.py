@@ -7,7 +7,6 @@ encodes to its line.
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,6 @@ from twisted_reqresp._core.line import LineCodec, LineFormat
 
 _ROOT = Path(__file__).resolve().parent.parent
 VECTORS_PATH = _ROOT / "tests" / "vectors" / "line.json"
-PROTOCOL_DOC = _ROOT / "docs" / "protocol.md"
 
 _EVENT_TYPES: dict[str, type] = {
     cls.__name__: cls for cls in (Request, Response, ErrorResponse, Rejected)
@@ -136,14 +134,3 @@ class LineVectorTests(SynchronousTestCase):
             )
             encoded += 1
         self.assertGreater(encoded, 10)
-
-    def test_document_example(self) -> None:
-        """The vector shown in docs/protocol.md is in the file, as shown."""
-        doc = PROTOCOL_DOC.read_text(encoding="utf-8")
-        shown = [
-            json.loads(block)
-            for block in re.findall(r"```json\n(.*?)```", doc, re.DOTALL)
-            if '"request_json_quotes"' in block
-        ]
-        self.assertEqual(len(shown), 1)
-        self.assertIn(shown[0], _load())
