@@ -72,11 +72,13 @@ __all__ = [
     "encode_body",
     "explain",
     "format_body",
+    "json_body",
     "main",
     "run",
     "run_call",
     "run_methods",
     "run_ping",
+    "version_text",
 ]
 
 #: The call succeeded.
