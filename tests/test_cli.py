@@ -10,6 +10,7 @@ import contextlib
 import io
 import json
 import os
+import re
 import tempfile
 from typing import Any
 
@@ -18,7 +19,17 @@ from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase
 
-from twisted_reqresp import Client, ConnectionClosed, RemoteError, Router, StatusCode
+import twisted_reqresp
+from twisted_reqresp import (
+    Client,
+    ConnectionClosed,
+    LocalProtocolError,
+    RemoteError,
+    Reply,
+    Router,
+    StatusCode,
+    StatusError,
+)
 from twisted_reqresp._adapters.client import connect
 from twisted_reqresp._app.cli import (
     DEFAULT_ENDPOINT,
@@ -102,6 +113,34 @@ class ParserTests(SynchronousTestCase):
         args = _parse("methods", environ={"REQRESP_CONNECT": "tcp:example.com:1"})
         self.assertEqual(args.connect, "tcp:example.com:1")
 
+    def test_connect_before_or_after_command(self) -> None:
+        """--connect and --timeout may come before the command as well as after it, for
+        every command; after it wins."""
+        for command in (["call", "echo"], ["methods"], ["ping"], ["bench"]):
+            args = _parse("--connect", "tcp:h:1", "-t", "3", *command)
+            self.assertEqual((args.connect, args.timeout), ("tcp:h:1", 3.0), command)
+            args = _parse("-c", "tcp:h:1", *command, "-c", "tcp:h:2")
+            self.assertEqual(args.connect, "tcp:h:2", command)
+            args = _parse(*command, environ={"REQRESP_CONNECT": "unix:/s"})
+            self.assertEqual((args.connect, args.timeout), ("unix:/s", DEFAULT_TIMEOUT), command)
+
+    def test_timeout_zero_means_none(self) -> None:
+        """--timeout 0 means no timeout."""
+        self.assertIsNone(_parse("call", "echo", "--timeout", "0").timeout)
+        self.assertIsNone(_parse("-t", "0", "ping").timeout)
+
+    def test_version(self) -> None:
+        """--version prints the package version and exits 0, before or without a command."""
+        for argv in (["--version"], ["--version", "call", "echo"]):
+            stdout = io.StringIO()
+            with contextlib.redirect_stdout(stdout):
+                self.assertEqual(main(argv), EXIT_OK)
+            self.assertRegex(
+                stdout.getvalue(),
+                rf"^reqresp {re.escape(twisted_reqresp.__version__)} "
+                r"\(Twisted [\w.]+, Python 3\.\d+\.\d+\S*\)\n$",
+            )
+
     def test_ping_count(self) -> None:
         """ping takes --count, 1 by default."""
         self.assertEqual(_parse("ping").count, 1)
@@ -117,7 +156,9 @@ class ParserTests(SynchronousTestCase):
     def test_bad_arguments(self) -> None:
         """Bad metadata, timeouts, counts and missing arguments exit with the usage status."""
         self.assertIn("KEY=VALUE", self._refused("call", "-m", "novalue", "echo"))
-        self.assertIn("positive", self._refused("call", "--timeout", "0", "echo"))
+        self.assertIn("0 or more", self._refused("call", "--timeout", "-1", "echo"))
+        self.assertIn("0 or more", self._refused("call", "--timeout", "nan", "echo"))
+        self.assertIn("positive", self._refused("bench", "--duration", "0"))
         self.assertIn("seconds", self._refused("call", "--timeout", "soon", "echo"))
         self.assertIn("at least 1", self._refused("ping", "--count", "0"))
         self._refused("call")
@@ -315,6 +356,7 @@ class ExplainTests(SynchronousTestCase):
             (RemoteError(StatusCode.INTERNAL, "boom"), EXIT_REMOTE, "INTERNAL: boom"),
             (RemoteError(StatusCode.DEADLINE_EXCEEDED, "x"), EXIT_TIMEOUT, "timed out after 3 s"),
             (RuntimeError("odd"), EXIT_REMOTE, "unexpected error: RuntimeError: odd"),
+            (StatusError(StatusCode.UNIMPLEMENTED, "no"), EXIT_USAGE, "request not sent: "),
         ]
         for error, code, message in cases:
             with self.subTest(error=error):
@@ -437,3 +479,179 @@ class RunTests(SynchronousTestCase):
         clock.advance(2)
         pair.pump()
         self.assertEqual(self.failureResultOf(d, CommandError).value.code, EXIT_TIMEOUT)
+
+
+class _Terminal(io.BytesIO):
+    """Standard output as a terminal."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def _tagged_pair() -> ConnectedPair:
+    router = Router()
+    router.add("tagged", lambda call: Reply(body=b"tagged", metadata={"served-by": "s1"}))
+    router.add("json", lambda call: Reply(body=b'{"a":[1]}', metadata={"k": "v"}))
+    router.add("bytes", lambda call: b"\xff\x00")
+    router.add("nope", lambda call: _raise(RemoteError(4242, "out of stock", b"\x01")))
+    return connected_pair(router)
+
+
+def _raise(error: Exception) -> None:
+    raise error
+
+
+class OutputOptionTests(SynchronousTestCase):
+    """--json, --verbose and the final newline on a terminal."""
+
+    def test_json_output(self) -> None:
+        """--json prints one JSON object: status, code, the decoded body, metadata, elapsed."""
+        pair = _tagged_pair()
+        out = io.BytesIO()
+        d = run_call(pair.client, "json", b"", out=out, json_output=True, clock=pair.clock)
+        pair.pump()
+        self.assertEqual(self.successResultOf(d), EXIT_OK)
+        self.assertTrue(out.getvalue().endswith(b"}\n"))
+        self.assertEqual(out.getvalue().count(b"\n"), 1)
+        self.assertEqual(
+            json.loads(out.getvalue()),
+            {
+                "status": "OK",
+                "code": 0,
+                "body": {"a": [1]},
+                "body_format": "json",
+                "metadata": {"k": "v"},
+                "elapsed_ms": 0.0,
+            },
+        )
+
+    def test_json_output_text_and_bytes(self) -> None:
+        """A body that is not JSON is given as text, or as base64 when it is not UTF-8."""
+        pair = _tagged_pair()
+        outs = [io.BytesIO(), io.BytesIO()]
+        calls = [
+            run_call(pair.client, method, b"", out=out, json_output=True)
+            for method, out in zip(("tagged", "bytes"), outs, strict=True)
+        ]
+        pair.pump()
+        for d in calls:
+            self.assertEqual(self.successResultOf(d), EXIT_OK)
+        text, binary = (json.loads(out.getvalue()) for out in outs)
+        self.assertEqual((text["body"], text["body_format"]), ("tagged", "text"))
+        self.assertEqual((binary["body"], binary["body_format"]), ("/wA=", "base64"))
+
+    def test_json_output_remote_error(self) -> None:
+        """With --json an error status is printed as a JSON object too, and still exits 1."""
+        pair = _tagged_pair()
+        out = io.BytesIO()
+        d = run_call(pair.client, "nope", b"", out=out, json_output=True, clock=pair.clock)
+        pair.pump()
+        error = self.failureResultOf(d, CommandError).value
+        self.assertEqual((error.code, error.message), (EXIT_REMOTE, "4242: out of stock"))
+        self.assertEqual(
+            json.loads(out.getvalue()),
+            {
+                "status": "4242",
+                "code": 4242,
+                "message": "out of stock",
+                "details": "AQ==",
+                "retry_safe": False,
+                "elapsed_ms": 0.0,
+            },
+        )
+
+    def test_metadata_shown_on_request(self) -> None:
+        """--verbose writes the reply metadata to its stream, one entry per line, and the
+        body alone to standard output."""
+        pair = _tagged_pair()
+        out, err = io.BytesIO(), io.StringIO()
+        d = run_call(pair.client, "tagged", b"", out=out, verbose=err)
+        pair.pump()
+        self.assertEqual(self.successResultOf(d), EXIT_OK)
+        self.assertEqual((out.getvalue(), err.getvalue()), (b"tagged", "< served-by: s1\n"))
+
+    def test_metadata_not_shown_by_default(self) -> None:
+        """Without --verbose the reply metadata is not printed."""
+        pair = _tagged_pair()
+        out = io.BytesIO()
+        d = run_call(pair.client, "tagged", b"", out=out)
+        pair.pump()
+        self.successResultOf(d)
+        self.assertEqual(out.getvalue(), b"tagged")
+
+    def test_newline_on_terminal(self) -> None:
+        """Output that does not end with a newline gets one on a terminal, and only there."""
+        pair = _tagged_pair()
+        terminal, piped = _Terminal(), io.BytesIO()
+        calls = [run_call(pair.client, "tagged", b"", out=out) for out in (terminal, piped)]
+        calls.append(run_call(pair.client, "json", b"", out=terminal))
+        pair.pump()
+        for d in calls:
+            self.successResultOf(d)
+        self.assertEqual(terminal.getvalue(), b'tagged\n{\n  "a": [\n    1\n  ]\n}\n')
+        self.assertEqual(piped.getvalue(), b"tagged")
+
+    def test_parsed(self) -> None:
+        """call takes --json and --verbose (-v), both off by default."""
+        args = _parse("call", "echo")
+        self.assertEqual((args.json, args.verbose), (False, False))
+        args = _parse("call", "--json", "-v", "echo")
+        self.assertEqual((args.json, args.verbose), (True, True))
+
+
+class LocalErrorTests(SynchronousTestCase):
+    """Errors that are the caller's, not the server's, exit with the usage status."""
+
+    def test_body_over_the_limit(self) -> None:
+        """A body larger than the server's maximum frame size exits 2, saying so."""
+        pair = _pair()
+        pair.pump()
+        body = b"x" * (16 * 1024 * 1024)
+        d = run_call(pair.client, "echo", body, out=io.BytesIO())
+        pair.pump()
+        error = self.failureResultOf(d, CommandError).value
+        self.assertEqual(error.code, EXIT_USAGE)
+        self.assertRegex(
+            error.message,
+            r"^request not sent: RESOURCE_EXHAUSTED: message of 16777226 bytes exceeds "
+            r"the peer's maximum frame size of 16777216$",
+        )
+
+    def test_explain_local_protocol_error(self) -> None:
+        """explain maps a local protocol error to the usage status with its message."""
+        error = explain(LocalProtocolError("too big", StatusCode.RESOURCE_EXHAUSTED), timeout=None)
+        self.assertEqual((error.code, error.message), (EXIT_USAGE, "too big"))
+
+
+class NoTimeoutTests(SynchronousTestCase):
+    """--timeout 0: no timeout, connecting or calling."""
+
+    def test_call_without_timeout(self) -> None:
+        """A call with no timeout waits as long as the answer takes."""
+        pair = _pair()
+        out = io.BytesIO()
+        d = run_call(pair.client, "sleep", b"60", out=out, timeout=None)
+        pair.pump()
+        pair.clock.advance(59)
+        pair.pump()
+        self.assertNoResult(d)
+        pair.clock.advance(1)
+        pair.pump()
+        self.assertEqual(self.successResultOf(d), EXIT_OK)
+        self.assertEqual(out.getvalue(), b"60\n")
+
+    def test_connect_without_timeout(self) -> None:
+        """With --timeout 0 a connection attempt is not timed out, and connect is given
+        no timeout."""
+        seen: list[float | None] = []
+
+        def connector(reactor: Any, endpoint: str, *, timeout: float | None) -> Deferred[Client]:
+            seen.append(timeout)
+            return Deferred()
+
+        clock = MemoryReactorClock()
+        d = run(clock, _parse("-t", "0", "methods"), out=io.BytesIO(), connector=connector)
+        clock.advance(3600)
+        self.assertNoResult(d)
+        self.assertEqual(seen, [None])
+        self.assertEqual(clock.getDelayedCalls(), [])

@@ -13,7 +13,10 @@ helpers are in ``e2e.py``).
 from __future__ import annotations
 
 import json
+import os
+import pty
 import re
+import select
 import signal
 import socket
 import subprocess
@@ -28,6 +31,7 @@ from e2e import (
     COMMAND_TIMEOUT,
     EARLY_TICK,
     REACTOR_CLASSES,
+    READ_TIMEOUT,
     START_TIMEOUT,
     STOP_TIMEOUT,
     WAIT_FOR_CLOSE,
@@ -46,6 +50,7 @@ from e2e import (
 )
 from twisted.trial.unittest import SynchronousTestCase
 
+import twisted_reqresp
 from twisted_reqresp import StatusCode
 from twisted_reqresp.wire import GoAway, Ping
 
@@ -80,6 +85,78 @@ class CommandLineTests(ReactorMixin, SynchronousTestCase):
         """--connect names the server as well as the environment does."""
         result = reqresp("call", "--connect", self.server.endpoint, "--raw", "echo", "plain")
         self.assertEqual((result.returncode, result.stdout), (0, "plain"))
+
+    def test_connect_before_command(self) -> None:
+        """--connect may come before the command, and --json prints one JSON object."""
+        result = reqresp("--connect", self.server.endpoint, "call", "--json", "echo", '"hi"')
+        self.assertEqual(result.returncode, 0, result.stderr)
+        answer = json.loads(result.stdout)
+        self.assertEqual(
+            (answer["status"], answer["body"], answer["body_format"], answer["metadata"]),
+            ("OK", "hi", "json", {}),
+        )
+        self.assertGreater(answer["elapsed_ms"], 0)
+
+    def test_version(self) -> None:
+        """reqresp --version prints the package version and exits 0."""
+        result = self._command("--version")
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertTrue(result.stdout.startswith(f"reqresp {twisted_reqresp.__version__} ("))
+
+    def test_interrupt(self) -> None:
+        """Ctrl-C (SIGINT) during a call exits 130 with 'interrupted' on stderr."""
+        before = self._requests_total()
+        process = subprocess.Popen(
+            [str(BIN / "reqresp"), "call", "sleep", "5"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=clean_env(REQRESP_CONNECT=self.server.endpoint),
+        )
+        self.addCleanup(kill, process)
+        # Each stats call counts itself: one more means the sleep arrived, so
+        # the command's reactor runs and its SIGINT handler is in place.
+        deadline = time.monotonic() + START_TIMEOUT
+        polls = 0
+        while True:
+            polls += 1
+            if self._requests_total() > before + polls:
+                break
+            self.assertLess(time.monotonic(), deadline, "the sleep call never arrived")
+            time.sleep(0.05)
+        sent = time.monotonic()
+        process.send_signal(signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=COMMAND_TIMEOUT)
+        self.assertEqual((process.returncode, stdout, stderr), (130, "", "reqresp: interrupted\n"))
+        self.assertLess(time.monotonic() - sent, 4)
+
+    def _requests_total(self) -> int:
+        (answer,) = line_exchange(self.server.port, b"stats\n")
+        self.assertTrue(answer.startswith(b"OK "), answer)
+        total: int = json.loads(answer[3:])["requests_total"]
+        return total
+
+    def test_raw_output_on_terminal(self) -> None:
+        """Output that does not end with a newline gets one when stdout is a terminal."""
+        main, child = pty.openpty()
+        try:
+            process = subprocess.Popen(
+                [str(BIN / "reqresp"), "call", "--raw", "echo", "plain"],
+                stdout=child,
+                stderr=subprocess.PIPE,
+                env=clean_env(REQRESP_CONNECT=self.server.endpoint),
+            )
+            self.addCleanup(kill, process)
+            os.close(child)
+            child = -1
+            output = read_terminal(main)
+            self.assertEqual(process.wait(timeout=COMMAND_TIMEOUT), 0)
+        finally:
+            os.close(main)
+            if child >= 0:
+                os.close(child)
+        # The terminal turns LF into CR LF (onlcr).
+        self.assertEqual(output, b"plain\r\n")
 
     def test_methods(self) -> None:
         """reqresp methods prints the default service's methods, one per line."""
@@ -129,6 +206,15 @@ class CommandLineTests(ReactorMixin, SynchronousTestCase):
                     break
                 received += chunk
         self.assertEqual(received, b"OK hello\r\n")
+
+    def test_line_format_json_round_trip(self) -> None:
+        """JSON typed into nc reaches echo unchanged and comes back as the same valid JSON,
+        its backslash escapes included."""
+        typed = [b'"say \\"hi\\""', b'"a\\nb"', b'{"path":"C:\\\\tmp","tab":"\\t"}']
+        answers = line_exchange(self.server.port, b"".join(b"echo " + t + b"\n" for t in typed))
+        self.assertEqual(answers, [b"OK " + t for t in typed])
+        for text, answer in zip(typed, answers, strict=True):
+            self.assertEqual(json.loads(answer[3:]), json.loads(text))
 
     def test_reactor(self) -> None:
         """twistd runs on the reactor this class asked for."""
@@ -337,6 +423,16 @@ class ResponderTests(ReactorMixin, SynchronousTestCase):
         self.assertEqual(reqresp("methods", env=run_env).returncode, 1)
         self.assertIn("serving e2e_responder:router on", server.log())
 
+    def test_line_format_json_method(self) -> None:
+        """A JSON-codec method called from nc takes JSON string escapes as JSON and answers
+        valid JSON on one line."""
+        server = start(
+            self, "--responder", "e2e_responder:router", env=responder_env(), reactor=self.reactor
+        )
+        answers = line_exchange(server.port, b'hello "say \\"hi\\""\nhello "a\\nb"\n')
+        self.assertEqual(answers, [b'OK "hello, say \\"hi\\""', b'OK "hello, a\\nb"'])
+        self.assertEqual(json.loads(answers[1][3:]), "hello, a\nb")
+
     def test_bad_responder(self) -> None:
         """A --responder that is not one makes twistd exit non-zero, saying why."""
         server = Server(
@@ -452,3 +548,45 @@ class SignalAsyncioTests(SignalTests):
     """SIGTERM stops the server cleanly on the asyncio reactor."""
 
     reactor = "asyncio"
+
+
+def line_exchange(port: int, lines: bytes) -> list[bytes]:
+    """
+    Send ``lines`` to the line format on ``port`` and read one answer per line.
+
+    :returns: the answer lines, CR LF removed.
+    """
+    want = lines.count(b"\n")
+    received = b""
+    with socket.create_connection(("127.0.0.1", port), timeout=READ_TIMEOUT) as s:
+        s.sendall(lines)
+        deadline = time.monotonic() + READ_TIMEOUT
+        while received.count(b"\r\n") < want and time.monotonic() < deadline:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            received += chunk
+    return received.split(b"\r\n")[:-1]
+
+
+def read_terminal(fd: int, timeout: float = COMMAND_TIMEOUT) -> bytes:
+    """
+    Read what a child writes to a pseudo-terminal until it closes it.
+
+    :param fd: the pty's main end.
+    :returns: the bytes read.
+    """
+    received = b""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+        if not ready:
+            break
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:  # EIO: every writer has closed the terminal
+            break
+        if not chunk:
+            break
+        received += chunk
+    return received

@@ -25,7 +25,7 @@ from twisted_reqresp._core.events import (
     Settings,
 )
 from twisted_reqresp._core.limits import DEFAULT_LIMITS, Limits
-from twisted_reqresp._core.line import LineCodec, LineFormat, escape, unescape
+from twisted_reqresp._core.line import LineCodec, LineFormat, decode_body, encode_body
 from twisted_reqresp._core.status import StatusCode
 
 LINE = LineFormat()
@@ -79,26 +79,40 @@ class FormatTests(SynchronousTestCase):
             self.assertEqual(codec.buffered, 0)
 
 
-class EscapeTests(SynchronousTestCase):
-    """The body escapes."""
+class BodyFormTests(SynchronousTestCase):
+    """A body travels as it is, or in the escaped form when it cannot."""
 
-    def test_escape(self) -> None:
-        """Exactly backslash, LF and CR are escaped."""
-        self.assertEqual(escape(b"a\\b\nc\rd\te"), b"a\\\\b\\nc\\rd\te")
+    def test_plain(self) -> None:
+        """A body with no CR or LF that does not start with a backslash is sent as it is."""
+        for body in (b"hello world", b'"say \\"hi\\""', b'"a\\nb"', b"a\\b\\\\", b" \t\xff"):
+            self.assertEqual(encode_body(body), body)
+            self.assertEqual(decode_body(body), body)
 
-    def test_unescape(self) -> None:
-        """The three escapes are decoded and any other backslash stands for itself."""
-        self.assertEqual(unescape(b"a\\\\b\\nc\\rd"), b"a\\b\nc\rd")
-        self.assertEqual(unescape(b"\\t\\x\\"), b"\\t\\x\\")
-        self.assertEqual(unescape(b"\\\\n"), b"\\n")
+    def test_escaped(self) -> None:
+        """A body with CR or LF, or one that starts with a backslash, is a backslash and
+        the body with backslash, LF and CR escaped."""
+        self.assertEqual(encode_body(b"a\\b\nc\rd\te"), b"\\a\\\\b\\nc\\rd\te")
+        self.assertEqual(encode_body(b"\\x"), b"\\\\\\x")
+        self.assertEqual(encode_body(b"\\"), b"\\\\\\")
+        self.assertEqual(encode_body(b"\n"), b"\\\\n")
+
+    def test_decode_escaped(self) -> None:
+        """After the leading backslash the three escapes are decoded; any other backslash
+        stands for itself."""
+        self.assertEqual(decode_body(b"\\a\\\\b\\nc\\rd"), b"a\\b\nc\rd")
+        self.assertEqual(decode_body(b"\\\\t\\x\\"), b"\\t\\x\\")
+        self.assertEqual(decode_body(b"\\"), b"")
+        self.assertEqual(decode_body(b"\\plain"), b"plain")
 
     @given(st.binary())
     def test_round_trip(self, data: bytes) -> None:
-        """Unescaping an escaped body gives it back, and the escaped form has no CR or LF."""
-        escaped = escape(data)
-        self.assertNotIn(b"\n", escaped)
-        self.assertNotIn(b"\r", escaped)
-        self.assertEqual(unescape(escaped), data)
+        """Decoding an encoded body gives it back, and the encoded form has no CR or LF."""
+        encoded = encode_body(data)
+        self.assertNotIn(b"\n", encoded)
+        self.assertNotIn(b"\r", encoded)
+        self.assertEqual(decode_body(encoded), data)
+        if b"\n" not in data and b"\r" not in data and not data.startswith(b"\\"):
+            self.assertEqual(encoded, data)
 
 
 class ServerDecodingTests(SynchronousTestCase):
@@ -119,9 +133,23 @@ class ServerDecodingTests(SynchronousTestCase):
             [_req(1, "a", b"x"), _req(2, "b", b"y"), _req(3, "c", b"z\r"), _req(4, "d", b"a\rb")],
         )
 
-    def test_escapes(self) -> None:
-        """Escapes in the argument are decoded, leniently."""
-        self.assertEqual(_decode(b"x a\\nb\\rc\\\\d\\te\\\n"), [_req(1, "x", b"a\nb\rc\\d\\te\\")])
+    def test_argument_verbatim(self) -> None:
+        """An argument that does not start with a backslash is the body, byte for byte:
+        JSON escapes typed by a person reach the method unchanged."""
+        self.assertEqual(
+            _decode(b'echo "say \\"hi\\""\necho "a\\nb"\nx a\\nb\\\\c\\\n'),
+            [
+                _req(1, "echo", b'"say \\"hi\\""'),
+                _req(2, "echo", b'"a\\nb"'),
+                _req(3, "x", b"a\\nb\\\\c\\"),
+            ],
+        )
+
+    def test_escaped_argument(self) -> None:
+        """An argument that starts with a backslash is in the escaped form, decoded leniently."""
+        self.assertEqual(
+            _decode(b"x \\a\\nb\\rc\\\\d\\te\\\n"), [_req(1, "x", b"a\nb\rc\\d\\te\\")]
+        )
 
     def test_raw_argument_bytes(self) -> None:
         """The argument is raw bytes: it need not be UTF-8."""
@@ -259,12 +287,17 @@ class ServerEncodingTests(SynchronousTestCase):
         return codec
 
     def test_ok(self) -> None:
-        """A response is ``OK`` and the escaped body, or ``OK`` alone when empty."""
-        codec = self._server_with(2)
+        """A response is ``OK`` and the body (escaped only when it must be), or ``OK`` alone
+        when empty."""
+        codec = self._server_with(4)
         self.assertEqual(
-            codec.encode(Response(request_id=1, body=b"a\nb\\c\r")), b"OK a\\nb\\\\c\\r\r\n"
+            codec.encode(Response(request_id=1, body=b"a\nb\\c\r")), b"OK \\a\\nb\\\\c\\r\r\n"
         )
         self.assertEqual(codec.encode(Response(request_id=2)), b"OK\r\n")
+        self.assertEqual(
+            codec.encode(Response(request_id=3, body=b'"say \\"hi\\""')), b'OK "say \\"hi\\""\r\n'
+        )
+        self.assertEqual(codec.encode(Response(request_id=4, body=b"\\n")), b"OK \\\\\\n\r\n")
 
     def test_metadata_dropped(self) -> None:
         """Response metadata is dropped."""
@@ -304,11 +337,13 @@ class ClientTests(SynchronousTestCase):
     """A client codec writes request lines and maps answer lines to its requests."""
 
     def test_request_line(self) -> None:
-        """A request is its method and escaped body; an empty body leaves the method alone."""
+        """A request is its method and its body (escaped only when it must be); an empty
+        body leaves the method alone."""
         codec = _client(0)
-        self.assertEqual(codec.encode(_req(1, "echo", b"hi\nthere\\")), b"echo hi\\nthere\\\\\n")
+        self.assertEqual(codec.encode(_req(1, "echo", b"hi\nthere\\")), b"echo \\hi\\nthere\\\\\n")
         self.assertEqual(codec.encode(_req(2, "ping")), b"ping\n")
         self.assertEqual(codec.encode(_req(3, "caf\u00e9", b" x")), "caf\u00e9  x\n".encode())
+        self.assertEqual(codec.encode(_req(4, "echo", b'"a\\nb"')), b'echo "a\\nb"\n')
 
     def test_deadline_dropped(self) -> None:
         """A deadline is not sent: the client times the call out by itself."""
@@ -344,7 +379,7 @@ class ClientTests(SynchronousTestCase):
     def test_answers_map_to_oldest(self) -> None:
         """Each answer line answers the oldest request still outstanding."""
         codec = _client(3)
-        codec.receive_data(b"OK one\\n\r\nERR NOT_FOUND no such method\r\nOK\n")
+        codec.receive_data(b"OK \\one\\n\r\nERR NOT_FOUND no such method\r\nOK\n")
         self.assertEqual(
             _drain(codec),
             [

@@ -37,6 +37,7 @@ from twisted_reqresp.interfaces import IWireFormat
 
 _ROOT = Path(__file__).resolve().parent.parent
 VECTORS_PATH = _ROOT / "tests" / "vectors" / "binary.json"
+LINE_VECTORS_PATH = _ROOT / "tests" / "vectors" / "line.json"
 PROTOCOL_DOC = _ROOT / "docs" / "protocol.md"
 
 _EVENT_TYPES: dict[str, type] = {
@@ -496,12 +497,15 @@ class WorkedExampleTests(SynchronousTestCase):
             self.assertEqual(dumps[stream], steps)
 
     def test_json_example(self) -> None:
-        """The vectors shown in the document's "Test vectors" section are the ones in the file."""
+        """The vectors shown in the document's "Test vectors" section are the ones in the
+        files."""
         text = PROTOCOL_DOC.read_text(encoding="utf-8")
         blocks = re.findall(r"^```json\n(.*?)^```", text, re.M | re.S)
         self.assertTrue(blocks)
         data = load_vectors()
         vectors = {v["name"]: v for v in data["vectors"] + data["rejected"] + data["accepted"]}
+        line_vectors = json.loads(LINE_VECTORS_PATH.read_text(encoding="utf-8"))["vectors"]
+        vectors.update((v["name"], v) for v in line_vectors)
         for block in blocks:
             shown = json.loads(block)
             self.assertEqual(shown, vectors[shown["name"]])

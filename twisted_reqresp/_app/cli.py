@@ -6,7 +6,8 @@ The ``reqresp`` command: call a server from a shell.
     reqresp call echo '"hi"'
     reqresp call --raw echo hello
     reqresp call --metadata trace=abc sleep 2 --timeout 1
-    reqresp methods
+    reqresp call --json stats
+    reqresp --connect unix:/run/app.sock methods
     reqresp ping --count 3
     reqresp bench --connections 8 --depth 16 --duration 10 echo
 
@@ -21,13 +22,19 @@ arguments, connects, and runs the reactor with
 from __future__ import annotations
 
 import argparse
+import base64
+import importlib.metadata
 import json
 import math
 import os
+import platform
+import signal
 import sys
+import time
 from collections.abc import Callable, Generator, Mapping, Sequence
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TextIO
 
+from twisted.copyright import version as twisted_version
 from twisted.internet import error as ierror
 from twisted.internet.defer import (
     CancelledError,
@@ -42,13 +49,20 @@ from twisted.internet.task import deferLater, react
 from twisted.python.failure import Failure
 
 from .._adapters.client import Client, connect
-from .._core.errors import ConnectionClosed, DeadlineExceeded, RemoteError, StatusError
-from .._core.status import StatusCode
+from .._core.errors import (
+    ConnectionClosed,
+    DeadlineExceeded,
+    LocalProtocolError,
+    RemoteError,
+    StatusError,
+)
+from .._core.status import StatusCode, status_name
 from ..codecs import JSON
 from .bench import BenchReport, bench, format_report
 
 __all__ = [
     "EXIT_CONNECTION",
+    "EXIT_INTERRUPTED",
     "EXIT_OK",
     "EXIT_REMOTE",
     "EXIT_TIMEOUT",
@@ -58,11 +72,13 @@ __all__ = [
     "encode_body",
     "explain",
     "format_body",
+    "json_body",
     "main",
     "run",
     "run_call",
     "run_methods",
     "run_ping",
+    "version_text",
 ]
 
 #: The call succeeded.
@@ -75,12 +91,15 @@ EXIT_USAGE = 2
 EXIT_CONNECTION = 3
 #: No answer (or no connection) within ``--timeout``.
 EXIT_TIMEOUT = 4
+#: Interrupted (Ctrl-C): 128 + SIGINT, as shells report it.
+EXIT_INTERRUPTED = 128 + signal.SIGINT
 
 #: Where to connect when neither ``--connect`` nor the environment says.
 DEFAULT_ENDPOINT = "tcp:127.0.0.1:9000"
 #: The environment variable that overrides :data:`DEFAULT_ENDPOINT`.
 ENDPOINT_ENV = "REQRESP_CONNECT"
-#: Seconds to wait for the connection, and then for each answer.
+#: Seconds to wait for the connection, and then for each answer
+#: (``--timeout 0``: no limit).
 DEFAULT_TIMEOUT = 10.0
 #: Seconds between two pings of ``reqresp ping --count N``, as ping(8).
 PING_INTERVAL = 1.0
@@ -92,11 +111,13 @@ _EPILOG = f"""\
 exit status:
   {EXIT_OK}  success
   {EXIT_REMOTE}  the server answered with an error status (printed as CODE: message)
-  {EXIT_USAGE}  usage error (bad arguments, body not valid JSON, bad endpoint)
+  {EXIT_USAGE}  usage error (bad arguments, body not valid JSON or too large, bad endpoint)
   {EXIT_CONNECTION}  cannot connect, or the connection was lost
   {EXIT_TIMEOUT}  timed out (connecting, or waiting for an answer)
+  {EXIT_INTERRUPTED}  interrupted (Ctrl-C)
 
-The endpoint defaults to ${ENDPOINT_ENV}, or {DEFAULT_ENDPOINT} if that is unset.
+--connect and --timeout may come before or after COMMAND.  The endpoint
+defaults to ${ENDPOINT_ENV}, or {DEFAULT_ENDPOINT} if that is unset.
 """
 
 
@@ -134,6 +155,30 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _timeout(text: str) -> float | None:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds, 0 or more: {text!r}")
+    # 0 means "no timeout", as for curl's --max-time and redis-cli's -t.
+    return value or None
+
+
+def version_text() -> str:
+    """
+    :returns: what ``reqresp --version`` prints: this package's version and
+        those of Twisted and Python, for bug reports.
+    """
+    try:
+        # The installed distribution's: the package's __init__ is a layer above.
+        ours = importlib.metadata.version("twisted-reqresp")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree
+        ours = "unknown"
+    return f"reqresp {ours} (Twisted {twisted_version}, Python {platform.python_version()})"
+
+
 def _count(text: str) -> int:
     try:
         value = int(text)
@@ -156,22 +201,29 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
     environ = os.environ if environ is None else environ
     endpoint = environ.get(ENDPOINT_ENV) or DEFAULT_ENDPOINT
 
+    def add_common(parser: argparse.ArgumentParser, default: Callable[[Any], Any]) -> None:
+        parser.add_argument(
+            "--connect",
+            "-c",
+            metavar="ENDPOINT",
+            default=default(endpoint),
+            help=f"client endpoint string of the server [default: {endpoint}]",
+        )
+        parser.add_argument(
+            "--timeout",
+            "-t",
+            metavar="S",
+            type=_timeout,
+            default=default(DEFAULT_TIMEOUT),
+            help="seconds to wait to connect, then for each answer; 0 for no limit "
+            f"[default: {DEFAULT_TIMEOUT:g}]",
+        )
+
+    # Given after COMMAND, an option is parsed by the command's parser, whose
+    # defaults would overwrite what was given before COMMAND: SUPPRESS leaves
+    # the top-level value alone unless the option is given again.
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--connect",
-        "-c",
-        metavar="ENDPOINT",
-        default=endpoint,
-        help=f"client endpoint string of the server [default: {endpoint}]",
-    )
-    common.add_argument(
-        "--timeout",
-        "-t",
-        metavar="S",
-        type=_seconds,
-        default=DEFAULT_TIMEOUT,
-        help=f"seconds to wait to connect, then for each answer [default: {DEFAULT_TIMEOUT:g}]",
-    )
+    add_common(common, lambda value: argparse.SUPPRESS)
 
     parser = argparse.ArgumentParser(
         prog="reqresp",
@@ -179,6 +231,8 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=version_text())
+    add_common(parser, lambda value: value)
     commands: Any = parser.add_subparsers(
         dest="command", metavar="COMMAND", required=True, parser_class=_IntermixedParser
     )
@@ -207,6 +261,17 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
         "--raw",
         action="store_true",
         help="send BODY's UTF-8 bytes unchanged instead of checking it is JSON",
+    )
+    call.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON object (status, code, body, metadata, elapsed_ms), for scripts",
+    )
+    call.add_argument(
+        "--verbose",
+        "-v",
+        action="store_true",
+        help="print the answer's metadata on standard error, one '< key: value' line each",
     )
     call.add_argument("method", metavar="METHOD", help="the method name")
     call.add_argument(
@@ -352,6 +417,31 @@ def format_body(data: bytes) -> bytes:
 # -- the work, on a connected client ------------------------------------------------------
 
 
+def json_body(data: bytes) -> tuple[Any, str]:
+    """
+    Put an answer's body in ``--json`` output.
+
+    :param data: the body.
+    :returns: the value and its ``body_format``: the decoded value and
+        ``"json"`` if ``data`` is UTF-8 JSON, else the text and ``"text"``
+        if it is UTF-8, else its base64 and ``"base64"``.
+    """
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return base64.b64encode(data).decode("ascii"), "base64"
+    try:
+        return json.loads(text), "json"
+    except ValueError:
+        return text, "text"
+
+
+def _write_json(out: BinaryIO, value: dict[str, Any]) -> None:
+    # One line, so that a script can read one object per call.
+    out.write(json.dumps(value, ensure_ascii=False).encode("utf-8") + b"\n")
+    out.flush()
+
+
 @inlineCallbacks
 def run_call(
     client: Client,
@@ -361,6 +451,9 @@ def run_call(
     out: BinaryIO,
     timeout: float | None = DEFAULT_TIMEOUT,
     metadata: Sequence[tuple[str, str]] = (),
+    json_output: bool = False,
+    verbose: TextIO | None = None,
+    clock: IReactorTime | None = None,
 ) -> Generator[Deferred[Any], Any, int]:
     """
     Call ``method`` and write the formatted answer to ``out``.
@@ -368,17 +461,62 @@ def run_call(
     :param client: a connected client.
     :param method: the method name.
     :param body: the request body's bytes.
-    :param out: where the answer goes (binary).
-    :param timeout: seconds to wait for the answer.
+    :param out: where the answer goes (binary).  On a terminal, an answer
+        that does not end with a newline gets one, so that the prompt
+        starts on a line of its own.
+    :param timeout: seconds to wait for the answer (``None``: no limit).
     :param metadata: the request's metadata pairs.
+    :param json_output: write one JSON object instead (``--json``):
+        ``status``, ``code``, ``body`` and ``body_format`` (see
+        :func:`json_body`), ``metadata`` and ``elapsed_ms``; for an error
+        status, ``status``, ``code``, ``message``, ``details`` (base64),
+        ``retry_safe`` and ``elapsed_ms``.
+    :param verbose: where to write the answer's metadata, one
+        ``< key: value`` line per entry (``--verbose``), or ``None``.
+    :param clock: measures ``elapsed_ms`` (the monotonic clock if omitted).
     :returns: a Deferred firing with :data:`EXIT_OK`, or failing with
         :class:`CommandError` (see :func:`explain`).
     """
+    now = clock.seconds if clock is not None else time.monotonic
+    started = now()
     try:
         reply = yield client.call(method, body, timeout=timeout, metadata=metadata)
     except Exception as e:
+        if json_output and isinstance(e, RemoteError) and e.code != StatusCode.DEADLINE_EXCEEDED:
+            _write_json(
+                out,
+                {
+                    "status": status_name(e.code),
+                    "code": e.code,
+                    "message": e.message,
+                    "details": base64.b64encode(e.details).decode("ascii"),
+                    "retry_safe": e.retry_safe,
+                    "elapsed_ms": round((now() - started) * 1000, 3),
+                },
+            )
         raise explain(e, timeout=timeout) from e
-    out.write(format_body(reply.body))
+    elapsed_ms = round((now() - started) * 1000, 3)
+    if verbose is not None:
+        verbose.write("".join(f"< {key}: {value}\n" for key, value in reply.metadata.items()))
+        verbose.flush()
+    if json_output:
+        value, body_format = json_body(reply.body)
+        _write_json(
+            out,
+            {
+                "status": "OK",
+                "code": StatusCode.OK,
+                "body": value,
+                "body_format": body_format,
+                "metadata": dict(reply.metadata),
+                "elapsed_ms": elapsed_ms,
+            },
+        )
+        return EXIT_OK
+    text = format_body(reply.body)
+    if text and not text.endswith(b"\n") and out.isatty():
+        text += b"\n"
+    out.write(text)
     out.flush()
     return EXIT_OK
 
@@ -480,7 +618,8 @@ def run_bench(
     try:
         for _ in range(args.connections - 1):
             connecting = connector(reactor, args.connect, timeout=args.timeout)
-            connecting.addTimeout(args.timeout, reactor, onTimeoutCancel=_timed_out)
+            if args.timeout is not None:
+                connecting.addTimeout(args.timeout, reactor, onTimeoutCancel=_timed_out)
             try:
                 clients.append((yield connecting))
             except Exception as e:
@@ -542,10 +681,19 @@ def explain(error: BaseException, *, timeout: float | None, endpoint: str = "") 
     ):
         after = f" after {timeout:g} s" if timeout is not None else ""
         return CommandError(f"timed out{after}", EXIT_TIMEOUT)
+    if isinstance(error, LocalProtocolError):
+        # This side refused to send it (a body over the server's limit):
+        # the caller's to fix, not the server's.
+        return CommandError(error.message, EXIT_USAGE)
     if isinstance(error, ierror.ConnectionRefusedError):
         return CommandError(f"connection refused{where}", EXIT_CONNECTION)
     if isinstance(error, ConnectionClosed):
         return CommandError(f"connection lost{where}: {error.message}", EXIT_CONNECTION)
+    if isinstance(error, StatusError) and not isinstance(error, RemoteError):
+        # Raised on this side, before anything was sent (a body over the
+        # server's maximum frame size, a PING the wire format lacks): the
+        # caller's to fix, so not the remote-error status.
+        return CommandError(f"request not sent: {error}", EXIT_USAGE)
     if isinstance(error, StatusError):
         return CommandError(str(error), EXIT_REMOTE)
     if isinstance(error, (ierror.ConnectError, ierror.ConnectionLost, ierror.ConnectionDone)):
@@ -595,12 +743,13 @@ def run(
             raise CommandError("--size must be 0 or more", EXIT_USAGE)
         body = b"x" * args.size if args.body is None else encode_body(args.body, raw=args.raw)
     endpoint: str = args.connect
-    timeout: float = args.timeout
+    timeout: float | None = args.timeout
     try:
         connecting = connector(reactor, endpoint, timeout=timeout)
     except (ValueError, TypeError, KeyError) as e:
         raise CommandError(f"invalid endpoint {endpoint!r}: {e}", EXIT_USAGE) from e
-    connecting.addTimeout(timeout, reactor, onTimeoutCancel=_timed_out)
+    if timeout is not None:
+        connecting.addTimeout(timeout, reactor, onTimeoutCancel=_timed_out)
     try:
         client = yield connecting
     except Exception as e:
@@ -608,7 +757,15 @@ def run(
     try:
         if args.command == "call":
             code = yield run_call(
-                client, args.method, body, out=out, timeout=timeout, metadata=args.metadata
+                client,
+                args.method,
+                body,
+                out=out,
+                timeout=timeout,
+                metadata=args.metadata,
+                json_output=args.json,
+                verbose=sys.stderr if args.verbose else None,
+                clock=reactor,
             )
         elif args.command == "methods":
             code = yield run_methods(client, out=out, timeout=timeout)
@@ -659,16 +816,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as e:  # --help, or a usage error argparse already printed
         return int(e.code or 0)
     status = 0
+    interrupted = False
 
     def _main(reactor: Any) -> Deferred[None]:
+        def on_interrupt(signum: int, frame: object) -> None:
+            # In place of Twisted's SIGINT handler, which stops the reactor
+            # silently: a person who pressed Ctrl-C is told, and a script
+            # sees 130 as from any command a shell interrupts.
+            nonlocal status, interrupted
+            if not interrupted:
+                interrupted = True
+                status = EXIT_INTERRUPTED
+                sys.stderr.write("reqresp: interrupted\n")
+                sys.stderr.flush()
+                reactor.callFromThread(reactor.stop)
+
+        # After startup: Twisted installs its own handlers during it.
+        reactor.callWhenRunning(signal.signal, signal.SIGINT, on_interrupt)
         d = run(reactor, args, out=sys.stdout.buffer)
 
         def report(code: int) -> None:
             nonlocal status
-            status = code
+            if not interrupted:
+                status = code
 
         def fail(failure: Failure) -> None:
             nonlocal status
+            if interrupted:
+                return  # the connection's loss as the reactor stops: no news
             error = failure.value
             assert error is not None
             if not isinstance(error, CommandError):
@@ -683,6 +858,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         react(_main)
     except SystemExit as e:
         # react always exits; the status is what run decided.
-        if e.code not in (0, None):
+        if e.code not in (0, None) and not interrupted:
             return int(e.code) if isinstance(e.code, int) else 1
+    except KeyboardInterrupt:
+        # Ctrl-C before the reactor's handler is in place.
+        sys.stderr.write("reqresp: interrupted\n")
+        return EXIT_INTERRUPTED
     return status

@@ -21,7 +21,8 @@ Requests (client to server)::
     request   = METHOD [ SP ARGUMENT ] LF
     METHOD    = the bytes before the first SP: non-empty UTF-8 (a client
                 sends none holding ASCII whitespace)
-    ARGUMENT  = the bytes after the first SP, escaped: the request body
+    ARGUMENT  = the bytes after the first SP: the request body, in the
+                form below
 
 Responses (server to client), always in request order::
 
@@ -31,10 +32,14 @@ Responses (server to client), always in request order::
                 (application codes, 1000 and above), the decimal number
     MESSAGE   = UTF-8 text; CR and LF in the message are sent as SP
 
-Escapes in ARGUMENT and BODY: ``\\`` is a backslash, ``\n`` is LF, ``\r`` is
-CR.  Encoding is canonical (exactly those three bytes are escaped); decoding
-is lenient (any other backslash sequence stands for itself, backslash
-included).
+A body (ARGUMENT or BODY) travels as it is, byte for byte, unless it holds
+a CR or LF or starts with a backslash: then it is sent in the escaped form,
+a backslash followed by the body with ``\\`` for a backslash, ``\n`` for LF
+and ``\r`` for CR.  A sender uses the escaped form only when it must; a
+receiver decodes it leniently (after the leading backslash, any other
+backslash sequence stands for itself).  So what a person types after the
+method is the body, JSON escapes included (``echo "say \"hi\""``), and
+every body still fits on one line.
 
 What the format does not carry
 ==============================
@@ -101,9 +106,12 @@ from .events import (
 from .limits import DEFAULT_LIMITS, Limits
 from .status import STATUS_MAX, StatusCode, parse_status, status_name, utf8_prefix
 
-__all__ = ["LineCodec", "LineFormat", "escape", "unescape"]
+__all__ = ["LineCodec", "LineFormat", "decode_body", "encode_body"]
 
 _ESCAPED = re.compile(rb"\\([\\nr])")
+# What a body in the plain form may not hold: a line end, which would end
+# the line, or (first) the backslash that marks the escaped form.
+_NEEDS_ESCAPING = re.compile(rb"\A\\|[\r\n]")
 _UNESCAPE = {b"\\": b"\\", b"n": b"\n", b"r": b"\r"}
 # The ASCII whitespace of bytes.isspace(): a method holding one could make
 # a blank line, or be split differently by the server.
@@ -117,28 +125,37 @@ _SILENT = (Cancel, Ping, Pong, GoAway, Settings)
 MAX_SENT_LINE = DEFAULT_LIMITS.max_frame_size
 
 
-def escape(data: bytes) -> bytes:
+def encode_body(data: bytes) -> bytes:
     """
-    Escape a body for a line: backslash, LF and CR, and nothing else.
+    Put a body in its line form: as it is when it can be, else escaped.
+
+    The plain form keeps what a person types intact (JSON's own ``\\"`` and
+    ``\\n`` escapes included); the escaped form, marked by a leading
+    backslash, carries the bodies a line cannot hold as they are.
 
     :param data: any bytes.
-    :returns: bytes without LF or CR.
+    :returns: ``data`` itself if it holds no CR or LF and does not start
+        with a backslash; else a backslash and ``data`` with backslash, LF
+        and CR escaped as ``\\\\``, ``\\n`` and ``\\r``.  Never holds LF or CR.
     """
+    if not _NEEDS_ESCAPING.search(data):
+        return data
     if b"\\" in data:
         data = data.replace(b"\\", b"\\\\")
-    return data.replace(b"\n", b"\\n").replace(b"\r", b"\\r")
+    return b"\\" + data.replace(b"\n", b"\\n").replace(b"\r", b"\\r")
 
 
-def unescape(data: bytes) -> bytes:
+def decode_body(data: bytes) -> bytes:
     """
-    Undo :func:`escape`, leniently: an unknown escape stands for itself.
+    Undo :func:`encode_body`, leniently: in the escaped form, a backslash
+    sequence other than the three stands for itself.
 
-    :param data: an escaped body.
+    :param data: a body in its line form.
     :returns: the body.
     """
-    if b"\\" not in data:
+    if not data.startswith(b"\\"):
         return data
-    return _ESCAPED.sub(lambda m: _UNESCAPE[m.group(1)], data)
+    return _ESCAPED.sub(lambda m: _UNESCAPE[m.group(1)], data[1:])
 
 
 def _one_line(text: str) -> bytes:
@@ -325,7 +342,7 @@ class LineCodec:
             return self._rejected(StatusCode.INVALID_ARGUMENT, "method name is not valid UTF-8")
         rid = self._next_request_id
         self._next_request_id += 1
-        return Request(request_id=rid, method=method, body=unescape(argument))
+        return Request(request_id=rid, method=method, body=decode_body(argument))
 
     def _decode_answer(self, line: bytes) -> Event:
         if not self._outstanding:
@@ -333,7 +350,7 @@ class LineCodec:
         rid = self._outstanding.popleft()
         word, _, rest = line.partition(b" ")
         if word == b"OK":
-            return Response(request_id=rid, body=unescape(rest))
+            return Response(request_id=rid, body=decode_body(rest))
         if word == b"ERR":
             name, _, message = rest.partition(b" ")
             try:
@@ -400,7 +417,7 @@ class LineCodec:
                 f"method name {method!r} cannot be sent in the line format "
                 "(empty, or holds whitespace)"
             )
-        line = head + b" " + escape(request.body) + b"\n" if request.body else head + b"\n"
+        line = head + b" " + encode_body(request.body) + b"\n" if request.body else head + b"\n"
         if len(line) > MAX_SENT_LINE:
             raise LocalProtocolError(
                 f"line of {len(line)} bytes exceeds the peer's maximum of {MAX_SENT_LINE}",
@@ -413,7 +430,7 @@ class LineCodec:
         # The client refuses (and closes on) a response line longer than its
         # maximum line length; we assume it is ours, as with the default
         # limits on both sides.
-        line = b"OK " + escape(response.body) + b"\r\n" if response.body else b"OK\r\n"
+        line = b"OK " + encode_body(response.body) + b"\r\n" if response.body else b"OK\r\n"
         if len(line) > self._max_line:
             raise LocalProtocolError(
                 f"response line of {len(line)} bytes exceeds the maximum line length "
