@@ -13,7 +13,7 @@ import subprocess
 from pathlib import Path
 
 from e2e import COMMAND_TIMEOUT, Server, clean_env, start
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
 #: The repository root: where ``examples`` is importable from.
 ROOT = Path(__file__).resolve().parent.parent
@@ -24,7 +24,7 @@ def _redis_cli() -> str:
     if found is None:
         if os.environ.get("CI") == "true":
             raise AssertionError("redis-cli (redis-tools) is missing: .ci/run installs it")
-        raise SynchronousTestCase.skipException("redis-cli (redis-tools) is not installed")
+        raise SkipTest("redis-cli (redis-tools) is not installed")
     return found
 
 
@@ -79,7 +79,7 @@ class RedisCliTests(SynchronousTestCase):
     def test_echo(self) -> None:
         """echo hi prints hi; binary-safe arguments come back unchanged."""
         self.assertOutput(self.cli("echo", "hi"), "hi\n")
-        self.assertOutput(self.cli("echo", "a \\ \"b\" caf\u00e9"), "a \\ \"b\" caf\u00e9\n")
+        self.assertOutput(self.cli("echo", 'a \\ "b" caf\u00e9'), 'a \\ "b" caf\u00e9\n')
 
     def test_unknown_command(self) -> None:
         """An unknown command prints Redis's ERR unknown command message."""
