@@ -117,6 +117,40 @@ class WireTests(SynchronousTestCase):
         error = self.assertRaises(UsageError, _parse, "--wire", "xml")
         self.assertIn("auto, binary, line", str(error))
 
+    def test_import_provider(self) -> None:
+        """package.module:object naming an IWireFormat provider serves that format."""
+        from examples.resp import RESP
+
+        self.assertIs(_parse("--wire", "examples.resp:RESP")["wire_format"], RESP)
+
+    def test_import_factory(self) -> None:
+        """package.module:object naming a no-argument factory serves what it returns."""
+        wire = _parse("--wire", "examples.resp:RESPFormat")["wire_format"]
+        self.assertEqual((type(wire).__name__, wire.name), ("RESPFormat", "resp"))
+
+    def test_import_errors(self) -> None:
+        """A --wire import that fails or names no wire format is a one-line usage error."""
+        cases = {
+            "examples.resp:Store": "--wire 'examples.resp:Store' returned an object of type "
+            "Store providing IResponder; it must provide IWireFormat",
+            "examples.resp:TYPE_KEY": "--wire 'examples.resp:TYPE_KEY' is an object of type "
+            "str providing no interfaces; it must provide IWireFormat, or be a callable "
+            "returning such a provider",
+            "examples.resp:nope": "--wire 'examples.resp:nope': 'examples.resp' has no "
+            "attribute 'nope'",
+            "no_such_module_here:x": "--wire 'no_such_module_here:x': cannot import "
+            "'no_such_module_here': ModuleNotFoundError: No module named 'no_such_module_here'",
+            "examples.resp:": "--wire must look like 'package.module:object', not 'examples.resp:'",
+            "examples.resp:simple": "--wire 'examples.resp:simple': calling it with no "
+            "arguments failed: TypeError: simple() missing 1 required positional argument: "
+            "'text'",
+        }
+        for spec, message in cases.items():
+            with self.subTest(spec=spec):
+                error = self.assertRaises(UsageError, _parse, "--wire", spec)
+                self.assertEqual(str(error), message)
+                self.assertNotIn("\n", str(error))
+
 
 class LimitTests(SynchronousTestCase):
     """--max-frame-size, --max-concurrent and --max-line-length set Limits."""

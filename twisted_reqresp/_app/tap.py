@@ -37,7 +37,7 @@ from .._core.limits import DEFAULT_LIMITS, Limits
 from ..interfaces import IResponder, IResponderFactory
 from .service import default_factory
 
-__all__ = ["Options", "ReqRespService", "makeService", "resolve_responder"]
+__all__ = ["Options", "ReqRespService", "makeService", "resolve_responder", "resolve_wire"]
 
 _log = Logger(namespace="twisted_reqresp.tap")
 
@@ -131,6 +131,81 @@ def _wire_format(name: str) -> IWireFormat:
 
         return AutoFormat()
     raise ValueError(f"unknown wire format {name!r}; choose from {', '.join(WIRE_FORMATS)}")
+
+
+def resolve_wire(spec: str) -> IWireFormat:
+    """
+    Find the wire format named by a ``--wire`` value.
+
+    :param spec: one of :data:`WIRE_FORMATS`, or ``package.module:name``
+        (``name`` may be a dotted attribute path) naming an
+        :class:`~twisted_reqresp.interfaces.IWireFormat` provider or a
+        callable with no arguments (a class, a factory function) returning
+        one, as ``--responder`` does.
+    :returns: the wire format.
+    :raises twisted.python.usage.UsageError: in one line, saying what is
+        wrong: the name, the import, the attribute, or what the object
+        provides.
+    """
+    if ":" not in spec:
+        if spec not in WIRE_FORMATS:
+            raise usage.UsageError(
+                f"--wire must be one of {', '.join(WIRE_FORMATS)}, or package.module:object "
+                f"naming a wire format, not {spec!r}"
+            )
+        try:
+            return _wire_format(spec)
+        except ImportError as e:
+            raise usage.UsageError(f"wire format {spec!r} is not available: {e}") from e
+    obj = _import_object("--wire", spec)
+    if IWireFormat.providedBy(obj):
+        return obj
+    if not callable(obj):
+        raise usage.UsageError(
+            f"--wire {spec!r} is {_describe(obj)}; it must provide IWireFormat, "
+            "or be a callable returning such a provider"
+        )
+    try:
+        made = obj()
+    except Exception as e:
+        raise usage.UsageError(
+            f"--wire {spec!r}: calling it with no arguments failed: {type(e).__name__}: {e}"
+        ) from e
+    if IWireFormat.providedBy(made):
+        return made
+    raise usage.UsageError(
+        f"--wire {spec!r} returned {_describe(made)}; it must provide IWireFormat"
+    )
+
+
+def _import_object(option: str, spec: str) -> Any:
+    """
+    Import ``package.module:name`` for ``option``.
+
+    :raises twisted.python.usage.UsageError: for a bad shape, a failed
+        import or a missing attribute.
+    """
+    module_name, colon, path = spec.partition(":")
+    if not colon or not module_name or not path:
+        raise usage.UsageError(f"{option} must look like 'package.module:object', not {spec!r}")
+    try:
+        obj: Any = importlib.import_module(module_name)
+    except Exception as e:  # ImportError, or whatever the module's own code raised
+        raise usage.UsageError(
+            f"{option} {spec!r}: cannot import {module_name!r}: {type(e).__name__}: {e}"
+        ) from e
+    for part in path.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError as e:
+            raise usage.UsageError(
+                f"{option} {spec!r}: {module_name!r} has no attribute {path!r}"
+            ) from e
+    return obj
+
+
+def _describe(obj: object) -> str:
+    return f"an object of type {type(obj).__name__} providing {_describe_provides(obj)}"
 
 
 def _describe_provides(obj: object) -> str:
@@ -234,7 +309,13 @@ class Options(usage.Options):
             "What to serve: package.module:object, an IResponder or "
             "IResponderFactory provider, or a no-argument callable returning one.",
         ],
-        ["wire", "w", "auto", f"Wire format: {', '.join(WIRE_FORMATS)}."],
+        [
+            "wire",
+            "w",
+            "auto",
+            f"Wire format: {', '.join(WIRE_FORMATS)}, or package.module:object, an "
+            "IWireFormat provider or a no-argument callable returning one.",
+        ],
         *([limit.option, None, None, limit.describe()] for limit in LIMIT_OPTIONS),
     ]
 
@@ -264,13 +345,7 @@ class Options(usage.Options):
         for description in self["ports"]:
             _check_endpoint(description)
 
-        wire = self["wire"]
-        if wire not in WIRE_FORMATS:
-            raise usage.UsageError(f"--wire must be one of {', '.join(WIRE_FORMATS)}, not {wire!r}")
-        try:
-            self["wire_format"] = _wire_format(wire)
-        except ImportError as e:
-            raise usage.UsageError(f"wire format {wire!r} is not available: {e}") from e
+        self["wire_format"] = resolve_wire(self["wire"])
 
         self["limits"] = _parse_limits(self)
 
