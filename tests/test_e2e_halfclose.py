@@ -12,6 +12,7 @@ import shutil
 import socket
 import subprocess
 import time
+from unittest import SkipTest
 
 from e2e import COMMAND_TIMEOUT, ReactorMixin, start
 from twisted.trial.unittest import SynchronousTestCase
@@ -24,7 +25,7 @@ def _nc() -> str:
     if nc is None:
         if os.environ.get("CI") == "true":
             raise AssertionError("nc (netcat-openbsd) is missing: .ci/run installs it")
-        raise SynchronousTestCase.skipException("nc (netcat-openbsd) is not installed")
+        raise SkipTest("nc (netcat-openbsd) is not installed")
     return nc
 
 
