@@ -107,9 +107,7 @@ class AppDirTests(SynchronousTestCase):
         """--app-dir DIR finds a module in DIR from another working directory."""
         directory = self._directory()
         (directory / "elsewhere_app.py").write_text(_APP)
-        self._add(
-            start(self, "--app-dir", str(directory), "--responder", "elsewhere_app:router")
-        )
+        self._add(start(self, "--app-dir", str(directory), "--responder", "elsewhere_app:router"))
 
     def test_missing_app_dir(self) -> None:
         """An --app-dir that is not a directory is a one-line usage error."""

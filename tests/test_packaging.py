@@ -162,7 +162,6 @@ class WheelTests(SynchronousTestCase):
         parser.read_string(self.entry_points)
         self.assertEqual(parser["console_scripts"]["reqresp"], "twisted_reqresp._app.cli:main")
 
-
     def test_license(self) -> None:
         """The MIT licence is declared (an SPDX expression) and its file is in the wheel."""
         self.assertEqual(self.metadata["License-Expression"], "MIT")
@@ -229,9 +228,7 @@ class SdistTests(SynchronousTestCase):
             with tarfile.open(sdist) as archive:
                 (top,) = {Path(n).parts[0] for n in archive.getnames()}
                 cls.names = [
-                    Path(n).relative_to(top).as_posix()
-                    for n in archive.getnames()
-                    if n != top
+                    Path(n).relative_to(top).as_posix() for n in archive.getnames() if n != top
                 ]
                 archive.extractall(unpack, filter="data")
             cls.unpacked = unpack / top

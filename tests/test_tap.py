@@ -496,7 +496,7 @@ class ListenErrorTests(SynchronousTestCase):
         self.assertEqual(str(ListenError("tcp:1", OSError())), "cannot listen on 'tcp:1': OSError")
 
     def test_makeservice_foreground_exits(self) -> None:
-        """makeService under twistd -n (or twist) exits on a listen error; daemonizing, it raises."""
+        """makeService exits on a listen error in the foreground and raises when daemonizing."""
         foreground = ServerOptions()
         foreground.parseOptions(["-n", "reqresp", "-p", "tcp:0:interface=127.0.0.1"])
         service = makeService(foreground.subOptions)
