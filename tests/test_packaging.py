@@ -37,15 +37,21 @@ COMMAND_TIMEOUT = 60
 #: corpora that other processes may be changing.)
 _PACKAGE_DIRS = ("twisted_reqresp", "twisted")
 #: The directories MANIFEST.in adds to the sdist (``examples`` may not exist).
-_SDIST_DIRS = (*_PACKAGE_DIRS, "tests", "docs", "benchmarks", "fuzz", "examples")
+_SDIST_DIRS = (*_PACKAGE_DIRS, ".ci", "tests", "docs", "benchmarks", "fuzz", "examples")
 _NOT_SOURCE = shutil.ignore_patterns(
     "__pycache__", "*.pyc", "dropin.cache", "corpus*", "_trial_temp*", ".hypothesis"
 )
 
 #: Tests run from the unpacked sdist: the wire vectors and the spec they
 #: check (tests/vectors, docs/protocol.md), the exports and the api.md that
-#: lists them, and the layering contract (every module of the package).
-SDIST_TESTS = ("tests/test_vectors.py", "tests/test_exports.py", "tests/test_layering.py")
+#: lists them, the layering contract (every module of the package), and the
+#: examples of the README and docs (with .ci/run).
+SDIST_TESTS = (
+    "tests/test_vectors.py",
+    "tests/test_exports.py",
+    "tests/test_layering.py",
+    "tests/test_examples.py",
+)
 #: Seconds those tests may take, from the unpacked sdist.
 SDIST_TEST_TIMEOUT = 300
 
@@ -241,8 +247,15 @@ class SdistTests(SynchronousTestCase):
         shutil.rmtree(cls._tmp, ignore_errors=True)
 
     def test_top_level_files(self) -> None:
-        """The licence, README, build configuration and MANIFEST.in are in the sdist."""
-        for name in ("LICENSE", "README.md", "pyproject.toml", "setup.cfg", "MANIFEST.in"):
+        """The licence, README, build configuration, MANIFEST.in and the CI script are in it."""
+        for name in (
+            "LICENSE",
+            "README.md",
+            "pyproject.toml",
+            "setup.cfg",
+            "MANIFEST.in",
+            ".ci/run",
+        ):
             self.assertIn(name, self.names)
 
     def test_everything_the_tests_need(self) -> None:
