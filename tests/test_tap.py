@@ -479,12 +479,21 @@ class ListenErrorTests(SynchronousTestCase):
     def test_exit(self) -> None:
         """With exit_on_listen_error the error is a SystemExit with a one-line message."""
         service = self._service(exit_on_listen_error=True)
+        self.patch(sys, "argv", ["/venv/bin/twistd", "-n", "reqresp"])
         with self.assertRaises(SystemExit) as caught:
             service.privilegedStartService()
         self.assertEqual(
             caught.exception.code,
             "twistd reqresp: cannot listen on 'tcp:9000': [Errno 98] Address already in use",
         )
+
+    def test_exit_names_the_program(self) -> None:
+        """Under twist, the one line starts with twist, the program the user ran."""
+        service = self._service(exit_on_listen_error=True)
+        self.patch(sys, "argv", ["twist", "reqresp"])
+        with self.assertRaises(SystemExit) as caught:
+            service.startService()
+        self.assertTrue(str(caught.exception.code).startswith("twist reqresp: cannot listen on "))
 
     def test_other_reason(self) -> None:
         """An error without a socket error (a port out of range) gives its own text."""

@@ -446,7 +446,8 @@ class ReqRespService(MultiService):
             if self.exit_on_listen_error:
                 # twistd and twist would print the traceback of any other
                 # exception; SystemExit prints its message alone and exits 1.
-                raise SystemExit(f"twistd reqresp: {error}") from e
+                program = os.path.basename(sys.argv[0]) if sys.argv else "twistd"
+                raise SystemExit(f"{program} reqresp: {error}") from e
             raise error from e
 
     def stopService(self) -> Deferred[None]:

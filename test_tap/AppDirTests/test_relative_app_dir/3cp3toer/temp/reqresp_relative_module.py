@@ -1,0 +1,2 @@
+from twisted_reqresp import Router
+router = Router()
