@@ -17,7 +17,7 @@ import tempfile
 import textwrap
 from pathlib import Path
 
-from e2e import START_TIMEOUT, Server, clean_env, reqresp, start
+from e2e import BIN, START_TIMEOUT, Server, clean_env, reqresp, start
 from twisted.trial.unittest import SynchronousTestCase
 
 #: A module a user writes next to where they run twistd.
@@ -83,6 +83,34 @@ class ListenErrorTests(SynchronousTestCase):
             code, log = _exits(self, Server("--port", second))
         self.assertNotEqual(code, 0)
         _one_line_error(self, log, f"cannot listen on {second!r}: ")
+
+    def test_daemon(self) -> None:
+        """A daemonizing twistd (no -n) exits 1 saying why, rather than waiting for ever."""
+        directory = Path(tempfile.mkdtemp(prefix="reqresp-daemon-"))
+        self.addCleanup(shutil.rmtree, directory, ignore_errors=True)
+        # The port can never be listened on, so no daemon is left running.
+        try:
+            result = subprocess.run(
+                [
+                    str(BIN / "twistd"),
+                    "--pidfile=twistd.pid",
+                    "--logfile=twistd.log",
+                    "reqresp",
+                    "--port",
+                    "tcp:99999",
+                ],
+                cwd=directory,
+                env=clean_env(),
+                capture_output=True,
+                text=True,
+                timeout=START_TIMEOUT,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            self.fail(f"twistd did not exit within {START_TIMEOUT} s")
+        self.assertEqual(result.returncode, 1, result.stderr)
+        self.assertIn("cannot listen on 'tcp:99999': ", result.stderr)
+        self.assertNotIn("Traceback", result.stderr)
 
 
 class AppDirTests(SynchronousTestCase):
