@@ -323,7 +323,7 @@ class InstalledTests(SynchronousTestCase):
     def test_twistd_reqresp_help(self) -> None:
         """twistd reqresp --help shows the plugin's own options."""
         output = _run(self._command("twistd"), "reqresp", "--help", cwd=Path(tempfile.gettempdir()))
-        for option in ("--port", "--responder", "--wire", "--max-frame-size"):
+        for option in ("--port", "--responder", "--app-dir", "--wire", "--max-frame-size"):
             self.assertIn(option, output)
 
     def test_console_script_runs(self) -> None:
