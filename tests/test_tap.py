@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 import sys
+import tempfile
 from typing import Any
 
 from twisted.application.internet import StreamServerEndpointService
@@ -402,9 +404,14 @@ class MakeServiceTests(_ResponderModuleMixin):
 class AppDirTests(_ResponderModuleMixin):
     """--app-dir (default: the working directory) goes first on sys.path before the import."""
 
+    def _directory(self) -> str:
+        # Not self.mktemp(): under pytest that writes into the checkout.
+        directory = tempfile.mkdtemp(prefix="reqresp-app-dir-")
+        self.addCleanup(shutil.rmtree, directory, ignore_errors=True)
+        return os.path.realpath(directory)
+
     def _module(self, name: str) -> str:
-        directory = os.path.abspath(self.mktemp())
-        os.makedirs(directory)
+        directory = self._directory()
         with open(os.path.join(directory, f"{name}.py"), "w") as f:
             f.write("from twisted_reqresp import Router\nrouter = Router()\n")
         self.addCleanup(sys.modules.pop, name, None)
@@ -431,7 +438,7 @@ class AppDirTests(_ResponderModuleMixin):
 
     def test_not_a_directory(self) -> None:
         """An --app-dir that is not a directory is a usage error naming it."""
-        missing = self.mktemp()
+        missing = os.path.join(self._directory(), "missing")
         with self.assertRaises(UsageError) as caught:
             _parse("--app-dir", missing, "--responder", "e2e_responder:router")
         self.assertEqual(str(caught.exception), f"--app-dir {missing!r} is not a directory")

@@ -1,2 +1,0 @@
-from twisted_reqresp import Router
-router = Router()
