@@ -176,6 +176,8 @@ class Server:
         goes; plain TCP on 127.0.0.1 by default.
     :param reactor: twistd's ``--reactor`` (``None``: its default).
     :param env: the environment (:func:`clean_env` by default).
+    :param cwd: twistd's working directory (a fresh temporary one by
+        default, removed at :meth:`stop`; one given here is left alone).
 
     :ivar port: the TCP port it listens on.
     :ivar endpoint: the client endpoint string to reach it over plain TCP.
@@ -188,6 +190,7 @@ class Server:
         listen: str = "tcp:{port}:interface=127.0.0.1",
         reactor: str | None = None,
         env: dict[str, str] | None = None,
+        cwd: Path | None = None,
     ) -> None:
         self.port = free_port()
         self.endpoint = f"tcp:127.0.0.1:{self.port}"
@@ -196,7 +199,8 @@ class Server:
         self._log: IO[bytes] = tempfile.TemporaryFile()
         # twistd writes its pidfile and plugin cache relative to the working
         # directory; a fresh one keeps the checkout clean.
-        self._cwd = tempfile.mkdtemp(prefix="reqresp-e2e-")
+        self._own_cwd = cwd is None
+        self._cwd = tempfile.mkdtemp(prefix="reqresp-e2e-") if cwd is None else str(cwd)
         reactor_args = [f"--reactor={reactor}"] if reactor is not None else []
         self.process = subprocess.Popen(
             [
@@ -297,7 +301,8 @@ class Server:
             except subprocess.TimeoutExpired:
                 pass
         self._log.close()
-        shutil.rmtree(self._cwd, ignore_errors=True)
+        if self._own_cwd:
+            shutil.rmtree(self._cwd, ignore_errors=True)
 
 
 def start(test: _Cleanups, *args: str, **kwargs: Any) -> Server:

@@ -1,20 +1,24 @@
 """
 What users install: the wheel's contents (the twistd plugin without any
 ``twisted/__init__.py`` that would shadow Twisted, ``py.typed``, the console
-script) and the plugin as twistd sees it.
+script, the licence and the classifiers) and the plugin as twistd sees it;
+and what packagers get: an sdist that holds its own test suite, which runs
+from the unpacked sdist.
 
-Building a wheel takes seconds (an isolated build environment), so it is done
-once for the module, from a copy of the source tree so that the build leaves
+Building takes seconds (an isolated build environment), so each build is done
+once for its class, from a copy of the source tree so that the build leaves
 nothing behind in the checkout.
 """
 
 from __future__ import annotations
 
 import configparser
+import email
 import os
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
 import zipfile
 from pathlib import Path
@@ -28,20 +32,51 @@ BIN = Path(sys.executable).parent
 BUILD_TIMEOUT = 600
 COMMAND_TIMEOUT = 60
 
-#: The directories a build reads; with the top-level files, all it needs.
-#: (Copying the whole checkout would also copy caches and fuzzing corpora
-#: that other processes may be changing.)
+#: The directories a wheel build reads; with the top-level files, all it
+#: needs.  (Copying the whole checkout would also copy caches and fuzzing
+#: corpora that other processes may be changing.)
 _PACKAGE_DIRS = ("twisted_reqresp", "twisted")
-_NOT_SOURCE = shutil.ignore_patterns("__pycache__", "*.pyc", "dropin.cache")
+#: The directories MANIFEST.in adds to the sdist (``examples`` may not exist).
+_SDIST_DIRS = (*_PACKAGE_DIRS, ".ci", "tests", "docs", "benchmarks", "fuzz", "examples")
+_NOT_SOURCE = shutil.ignore_patterns(
+    "__pycache__", "*.pyc", "dropin.cache", "corpus*", "_trial_temp*", ".hypothesis"
+)
+
+#: Tests run from the unpacked sdist: the wire vectors and the spec they
+#: check (tests/vectors, docs/protocol.md), the exports and the api.md that
+#: lists them, the layering contract (every module of the package), and the
+#: examples of the README and docs (with .ci/run).
+SDIST_TESTS = (
+    "tests/test_vectors.py",
+    "tests/test_exports.py",
+    "tests/test_layering.py",
+    "tests/test_examples.py",
+)
+#: Seconds those tests may take, from the unpacked sdist.
+SDIST_TEST_TIMEOUT = 300
 
 
-def _copy_source(target: Path) -> None:
+def _copy_source(target: Path, dirs: tuple[str, ...] = _PACKAGE_DIRS) -> None:
     target.mkdir()
     for entry in ROOT.iterdir():
         if entry.is_file() and not entry.name.startswith("."):
             shutil.copy2(entry, target / entry.name)
-    for name in _PACKAGE_DIRS:
-        shutil.copytree(ROOT / name, target / name, ignore=_NOT_SOURCE)
+    for name in dirs:
+        if (ROOT / name).is_dir():
+            shutil.copytree(ROOT / name, target / name, ignore=_NOT_SOURCE)
+
+
+def _source_files(directory: str) -> list[str]:
+    """:returns: the files under ``directory`` of the checkout that belong in the sdist."""
+    found = []
+    for path in (ROOT / directory).rglob("*"):
+        parts = path.relative_to(ROOT).parts
+        if not path.is_file() or path.suffix == ".pyc" or path.name == "dropin.cache":
+            continue
+        if any(p == "__pycache__" or p.startswith(("corpus", "_trial_temp", ".")) for p in parts):
+            continue
+        found.append(path.relative_to(ROOT).as_posix())
+    return found
 
 
 def _run(*argv: str | Path, cwd: Path | None = None, timeout: float = COMMAND_TIMEOUT) -> str:
@@ -65,6 +100,7 @@ class WheelTests(SynchronousTestCase):
 
     names: list[str]
     entry_points: str
+    metadata: email.message.Message
     _tmp: str
 
     @classmethod
@@ -91,6 +127,8 @@ class WheelTests(SynchronousTestCase):
                     n for n in cls.names if n.endswith(".dist-info/entry_points.txt")
                 ]
                 cls.entry_points = archive.read(entry_points).decode()
+                (metadata,) = [n for n in cls.names if n.endswith(".dist-info/METADATA")]
+                cls.metadata = email.message_from_bytes(archive.read(metadata))
         except BaseException:
             shutil.rmtree(cls._tmp, ignore_errors=True)
             raise
@@ -130,6 +168,138 @@ class WheelTests(SynchronousTestCase):
         parser.read_string(self.entry_points)
         self.assertEqual(parser["console_scripts"]["reqresp"], "twisted_reqresp._app.cli:main")
 
+    def test_license(self) -> None:
+        """The MIT licence is declared (an SPDX expression) and its file is in the wheel."""
+        self.assertEqual(self.metadata["License-Expression"], "MIT")
+        self.assertEqual(self.metadata.get_all("License-File"), ["LICENSE"])
+        (licence,) = [n for n in self.names if n.endswith(".dist-info/licenses/LICENSE")]
+        self.assertTrue(licence)
+        self.assertIn("Copyright (c) 2026 the twisted-reqresp developers", _LICENSE.read_text())
+
+    def test_classifiers(self) -> None:
+        """The classifiers name Twisted, the Python versions, typing, the OS and the status."""
+        classifiers = self.metadata.get_all("Classifier")
+        for expected in (
+            "Framework :: Twisted",
+            "Programming Language :: Python :: 3.11",
+            "Programming Language :: Python :: 3.12",
+            "Programming Language :: Python :: 3.13",
+            "Typing :: Typed",
+            "Operating System :: POSIX",
+        ):
+            self.assertIn(expected, classifiers)
+        self.assertTrue([c for c in classifiers if c.startswith("Development Status :: ")])
+        self.assertTrue([c for c in classifiers if c.startswith("Topic :: ")])
+        # PEP 639: a licence classifier beside License-Expression is refused by PyPI.
+        self.assertFalse([c for c in classifiers if c.startswith("License :: ")])
+
+    def test_extras(self) -> None:
+        """The extras the README names exist."""
+        extras = self.metadata.get_all("Provides-Extra")
+        readme = (ROOT / "README.md").read_text()
+        for extra in ("tls", "test"):
+            self.assertIn(extra, extras)
+            self.assertIn(f"[{extra}]", readme)
+
+
+_LICENSE = ROOT / "LICENSE"
+
+
+class SdistTests(SynchronousTestCase):
+    """The sdist holds its test suite and docs, and tests run from it unpacked."""
+
+    names: list[str]
+    unpacked: Path
+    _tmp: str
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        cls._tmp = tempfile.mkdtemp(prefix="reqresp-sdist-")
+        try:
+            source = Path(cls._tmp, "src")
+            _copy_source(source, _SDIST_DIRS)
+            out = Path(cls._tmp, "dist")
+            _run(
+                sys.executable,
+                "-m",
+                "build",
+                "--sdist",
+                "--outdir",
+                out,
+                source,
+                timeout=BUILD_TIMEOUT,
+            )
+            (sdist,) = out.glob("*.tar.gz")
+            unpack = Path(cls._tmp, "unpacked")
+            with tarfile.open(sdist) as archive:
+                (top,) = {Path(n).parts[0] for n in archive.getnames()}
+                cls.names = [
+                    Path(n).relative_to(top).as_posix() for n in archive.getnames() if n != top
+                ]
+                archive.extractall(unpack, filter="data")
+            cls.unpacked = unpack / top
+        except BaseException:
+            shutil.rmtree(cls._tmp, ignore_errors=True)
+            raise
+
+    @classmethod
+    def tearDownClass(cls) -> None:
+        shutil.rmtree(cls._tmp, ignore_errors=True)
+
+    def test_top_level_files(self) -> None:
+        """The licence, README, build configuration, MANIFEST.in and the CI script are in it."""
+        for name in (
+            "LICENSE",
+            "README.md",
+            "pyproject.toml",
+            "setup.cfg",
+            "MANIFEST.in",
+            ".ci/run",
+        ):
+            self.assertIn(name, self.names)
+
+    def test_everything_the_tests_need(self) -> None:
+        """Every file of the package, tests, docs, benchmarks, fuzz and examples is in it."""
+        for directory in _SDIST_DIRS:
+            if (ROOT / directory).is_dir():
+                for name in _source_files(directory):
+                    self.assertIn(name, self.names)
+        self.assertIn("tests/vectors/binary.json", self.names)
+
+    def test_no_build_debris(self) -> None:
+        """No bytecode, plugin cache, virtualenv or fuzzing corpus is shipped."""
+        for name in self.names:
+            parts = name.split("/")
+            self.assertNotIn("__pycache__", parts, name)
+            self.assertFalse(name.endswith((".pyc", "dropin.cache")), name)
+            self.assertNotIn(".venv", parts, name)
+            self.assertFalse(any(p.startswith("corpus") for p in parts), name)
+
+    def test_tests_run_from_sdist(self) -> None:
+        """A few test modules pass when run from the unpacked sdist, against its own code."""
+        # ``python -m`` puts the working directory first on sys.path, so the
+        # unpacked package is imported, not the one installed for this run.
+        where = _run(
+            sys.executable,
+            "-c",
+            "import twisted_reqresp; print(twisted_reqresp.__file__)",
+            cwd=self.unpacked,
+        )
+        self.assertTrue(Path(where.strip()).is_relative_to(self.unpacked), where)
+        output = _run(
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            *SDIST_TESTS,
+            cwd=self.unpacked,
+            timeout=SDIST_TEST_TIMEOUT,
+        )
+        self.assertRegex(output, r"\b\d+ passed\b")
+        self.assertNotRegex(output, r"\b(failed|error)")
+
 
 class InstalledTests(SynchronousTestCase):
     """The installed commands find the plugin (run from an unrelated directory)."""
@@ -153,7 +323,7 @@ class InstalledTests(SynchronousTestCase):
     def test_twistd_reqresp_help(self) -> None:
         """twistd reqresp --help shows the plugin's own options."""
         output = _run(self._command("twistd"), "reqresp", "--help", cwd=Path(tempfile.gettempdir()))
-        for option in ("--port", "--responder", "--wire", "--max-frame-size"):
+        for option in ("--port", "--responder", "--app-dir", "--wire", "--max-frame-size"):
             self.assertIn(option, output)
 
     def test_console_script_runs(self) -> None:

@@ -146,6 +146,57 @@ class ErrorTranslationTests(SynchronousTestCase):
         self.assertEqual(error.code, StatusCode.NOT_FOUND)
         self.assertIn("no such user", error.message)
 
+    def _declared(self, error: Exception) -> Any:
+        router = Router()
+
+        def lookup(call: Call) -> bytes:
+            raise error
+
+        router.add("get", lookup, errors={LookupError: StatusCode.NOT_FOUND, ValueError: 4000})
+        return self._call(router, "get")
+
+    def test_key_error_message_is_the_key(self) -> None:
+        """A declared KeyError('ada') is answered with the message ada, not the key's repr."""
+        error = self._declared(KeyError("ada"))
+        self.assertEqual((error.code, error.message), (StatusCode.NOT_FOUND, "ada"))
+
+    def test_key_error_non_text_key(self) -> None:
+        """A declared KeyError(42) is answered with the message 42."""
+        self.assertEqual(self._declared(KeyError(42)).message, "42")
+
+    def test_key_error_subclass(self) -> None:
+        """A subclass of KeyError is answered with its key, as KeyError is."""
+
+        class MissingUser(KeyError):
+            pass
+
+        self.assertEqual(self._declared(MissingUser("ada")).message, "ada")
+
+    def test_key_error_many_arguments(self) -> None:
+        """A KeyError with several arguments is answered with str() of them, as Python shows it."""
+        self.assertEqual(self._declared(KeyError("a", "b")).message, "('a', 'b')")
+
+    def test_empty_message_is_type_name(self) -> None:
+        """A declared exception with no text is answered with its type's name."""
+        self.assertEqual(self._declared(KeyError()).message, "KeyError")
+        self.assertEqual(self._declared(IndexError()).message, "IndexError")
+
+    def test_other_declared_message(self) -> None:
+        """Other declared exceptions are answered with str(exception), unchanged."""
+        error = self._declared(ValueError("'quoted' stays"))
+        self.assertEqual((error.code, error.message), (4000, "'quoted' stays"))
+
+    def test_key_error_from_async_method(self) -> None:
+        """A KeyError failing an async method's Deferred is answered with the key too."""
+        router = Router()
+
+        async def lookup(call: Call) -> bytes:
+            raise KeyError("ada")
+
+        router.add("get", lookup, errors={KeyError: StatusCode.NOT_FOUND})
+        error = self._call(router, "get")
+        self.assertEqual((error.code, error.message), (StatusCode.NOT_FOUND, "ada"))
+
     def test_unexpected_exception(self) -> None:
         """An undeclared exception is logged and answered INTERNAL, without the traceback."""
         router = Router()

@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 import sys
+import tempfile
+from typing import Any
 
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import IService, IServiceMaker
+from twisted.internet.error import CannotListenError
 from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import capturedLogs
 from twisted.plugin import getPlugins
@@ -31,6 +35,7 @@ from twisted_reqresp._adapters.server import SharedResponder
 from twisted_reqresp._app.tap import (
     DEFAULT_RESPONDER_NAME,
     LIMIT_OPTIONS,
+    ListenError,
     Options,
     ReqRespService,
     make_service,
@@ -52,6 +57,9 @@ def _parse(*argv: str) -> Options:
 
 class _ResponderModuleMixin(SynchronousTestCase):
     def setUp(self) -> None:
+        # --responder puts --app-dir (the working directory by default) first
+        # on sys.path; put the path back as it was after each test.
+        self.addCleanup(sys.path.__setitem__, slice(None), list(sys.path))
         # e2e_responder lives next to this file; make it importable by name,
         # as PYTHONPATH does for twistd in the end-to-end tests.
         if _TESTS not in sys.path:
@@ -425,6 +433,128 @@ class MakeServiceTests(_ResponderModuleMixin):
         service = makeService(_parse("-p", "tcp:0:interface=127.0.0.1"))
         self.assertTrue(IService.providedBy(service))
         self.assertFalse(service.running)
+
+
+class AppDirTests(_ResponderModuleMixin):
+    """--app-dir (default: the working directory) goes first on sys.path before the import."""
+
+    def _directory(self) -> str:
+        # Not self.mktemp(): under pytest that writes into the checkout.
+        directory = tempfile.mkdtemp(prefix="reqresp-app-dir-")
+        self.addCleanup(shutil.rmtree, directory, ignore_errors=True)
+        return os.path.realpath(directory)
+
+    def _module(self, name: str) -> str:
+        directory = self._directory()
+        with open(os.path.join(directory, f"{name}.py"), "w") as f:
+            f.write("from twisted_reqresp import Router\nrouter = Router()\n")
+        self.addCleanup(sys.modules.pop, name, None)
+        return directory
+
+    def test_default_working_directory(self) -> None:
+        """With --responder and no --app-dir, the working directory is first on sys.path."""
+        _parse("--responder", "e2e_responder:router")
+        self.assertEqual(sys.path[0], os.getcwd())
+
+    def test_app_dir(self) -> None:
+        """--app-dir DIR imports the responder's module from DIR."""
+        directory = self._module("reqresp_app_dir_module")
+        options = _parse("--app-dir", directory, "--responder", "reqresp_app_dir_module:router")
+        self.assertEqual(sys.path[0], directory)
+        self.assertIs(options["responder"], sys.modules["reqresp_app_dir_module"].router)
+
+    def test_relative_app_dir(self) -> None:
+        """A relative --app-dir is made absolute, so a later change of directory keeps it."""
+        directory = self._module("reqresp_relative_module")
+        relative = os.path.relpath(directory)
+        _parse("--app-dir", relative, "--responder", "reqresp_relative_module:router")
+        self.assertEqual(sys.path[0], directory)
+
+    def test_not_a_directory(self) -> None:
+        """An --app-dir that is not a directory is a usage error naming it."""
+        missing = os.path.join(self._directory(), "missing")
+        with self.assertRaises(UsageError) as caught:
+            _parse("--app-dir", missing, "--responder", "e2e_responder:router")
+        self.assertEqual(str(caught.exception), f"--app-dir {missing!r} is not a directory")
+
+    def test_no_responder_leaves_path(self) -> None:
+        """Without --responder nothing is imported and sys.path is unchanged."""
+        before = list(sys.path)
+        _parse()
+        self.assertEqual(sys.path, before)
+
+
+class _RefusingReactor(MemoryReactorClock):
+    """A memory reactor on which every TCP port is in use."""
+
+    def listenTCP(self, port: int, factory: object, backlog: int = 50, interface: str = "") -> Any:
+        raise CannotListenError(interface, port, OSError(98, "Address already in use"))
+
+
+class ListenErrorTests(SynchronousTestCase):
+    """A port that cannot be listened on is reported in one line, naming the endpoint."""
+
+    def _service(self, *, exit_on_listen_error: bool) -> ReqRespService:
+        return make_service(
+            _parse("-p", "unix:/tmp/reqresp-unused.sock", "-p", "tcp:9000"),
+            _RefusingReactor(),
+            exit_on_listen_error=exit_on_listen_error,
+        )
+
+    def test_listen_error(self) -> None:
+        """privilegedStartService raises ListenError with the endpoint and the socket error."""
+        service = self._service(exit_on_listen_error=False)
+        with self.assertRaises(ListenError) as caught:
+            service.privilegedStartService()
+        self.assertEqual(caught.exception.endpoint, "tcp:9000")
+        self.assertEqual(
+            str(caught.exception), "cannot listen on 'tcp:9000': [Errno 98] Address already in use"
+        )
+
+    def test_listen_error_in_start_service(self) -> None:
+        """startService (how twist starts services) reports the same error."""
+        service = self._service(exit_on_listen_error=False)
+        with self.assertRaises(ListenError):
+            service.startService()
+
+    def test_exit(self) -> None:
+        """With exit_on_listen_error the error is a SystemExit with a one-line message."""
+        service = self._service(exit_on_listen_error=True)
+        self.patch(sys, "argv", ["/venv/bin/twistd", "-n", "reqresp"])
+        with self.assertRaises(SystemExit) as caught:
+            service.privilegedStartService()
+        self.assertEqual(
+            caught.exception.code,
+            "twistd reqresp: cannot listen on 'tcp:9000': [Errno 98] Address already in use",
+        )
+
+    def test_exit_names_the_program(self) -> None:
+        """Under twist, the one line starts with twist, the program the user ran."""
+        service = self._service(exit_on_listen_error=True)
+        self.patch(sys, "argv", ["twist", "reqresp"])
+        with self.assertRaises(SystemExit) as caught:
+            service.startService()
+        self.assertTrue(str(caught.exception.code).startswith("twist reqresp: cannot listen on "))
+
+    def test_other_reason(self) -> None:
+        """An error without a socket error (a port out of range) gives its own text."""
+        error = ListenError("tcp:99999", OverflowError("bind(): port must be 0-65535."))
+        self.assertEqual(str(error), "cannot listen on 'tcp:99999': bind(): port must be 0-65535.")
+
+    def test_empty_reason(self) -> None:
+        """An error with no text is named by its type."""
+        self.assertEqual(str(ListenError("tcp:1", OSError())), "cannot listen on 'tcp:1': OSError")
+
+    def test_makeservice_foreground_exits(self) -> None:
+        """makeService exits on a listen error in the foreground and raises when daemonizing."""
+        foreground = ServerOptions()
+        foreground.parseOptions(["-n", "reqresp", "-p", "tcp:0:interface=127.0.0.1"])
+        service = makeService(foreground.subOptions)
+        self.assertTrue(service.exit_on_listen_error)  # type: ignore[attr-defined]
+        daemon = ServerOptions()
+        daemon.parseOptions(["reqresp", "-p", "tcp:0:interface=127.0.0.1"])
+        service = makeService(daemon.subOptions)
+        self.assertFalse(service.exit_on_listen_error)  # type: ignore[attr-defined]
 
 
 class PluginTests(SynchronousTestCase):

@@ -68,8 +68,9 @@ class Router:
         :param function: called with a :class:`~twisted_reqresp.Call`.
         :param codec: decodes the request body and encodes the answer.
         :param errors: exception types the function may raise, mapped to the
-            status each is answered with (its message is ``str(exception)``),
-            like AMP's declared errors.  Anything else undeclared is logged
+            status each is answered with (its message is ``str(exception)``,
+            but a ``KeyError``'s key without quotes, and the type's name if
+            that is empty), like AMP's declared errors.  Anything else undeclared is logged
             and answered INTERNAL.
         :raises ValueError: if ``name`` is empty, contains whitespace, or is
             already registered.
@@ -164,8 +165,25 @@ def _translate(
     if not isinstance(error, StatusError):
         for kind, code in declared:
             if isinstance(error, kind):
-                return StatusError(code, str(error))
+                return StatusError(code, _message(error))
     return error
+
+
+def _message(error: Exception) -> str:
+    """
+    The message a declared exception is answered with: ``str(error)``, but
+    a ``KeyError``'s key as it is, not its ``repr`` (``str(KeyError("ada"))``
+    is ``"'ada'"``, which the peer would show as ``NOT_FOUND: 'ada'``), and
+    the type's name when there is no text at all.
+
+    :param error: a declared exception.
+    :returns: its message, as ``docs/guide.md`` ("Router") describes.
+    """
+    if isinstance(error, KeyError) and len(error.args) == 1:
+        text = str(error.args[0])
+    else:
+        text = str(error)
+    return text or type(error).__name__
 
 
 def _translate_failure(

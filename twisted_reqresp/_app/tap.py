@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import importlib
 import math
-from collections.abc import Sequence
+import os
+import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from twisted.application import strports
-from twisted.application.service import IService, MultiService
+from twisted.application.service import IService, MultiService, Service
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.testing import MemoryReactor
@@ -37,7 +39,14 @@ from .._core.limits import DEFAULT_LIMITS, Limits
 from ..interfaces import IResponder, IResponderFactory
 from .service import default_factory
 
-__all__ = ["Options", "ReqRespService", "makeService", "resolve_responder", "resolve_wire"]
+__all__ = [
+    "ListenError",
+    "Options",
+    "ReqRespService",
+    "makeService",
+    "resolve_responder",
+    "resolve_wire",
+]
 
 _log = Logger(namespace="twisted_reqresp.tap")
 
@@ -310,6 +319,13 @@ class Options(usage.Options):
             "IResponderFactory provider, or a no-argument callable returning one.",
         ],
         [
+            "app-dir",
+            None,
+            ".",
+            "Directory put first on the module search path before --responder and a "
+            "package.module:object --wire are imported.",
+        ],
+        [
             "wire",
             "w",
             "auto",
@@ -345,6 +361,13 @@ class Options(usage.Options):
         for description in self["ports"]:
             _check_endpoint(description)
 
+        # The app directory goes on the search path before anything of the
+        # user's is imported: a --wire package.module:object as well as the
+        # --responder.
+        app_dir = _app_dir(self["app-dir"])
+        if not sys.path or sys.path[0] != app_dir:
+            sys.path.insert(0, app_dir)
+
         self["wire_format"] = resolve_wire(self["wire"])
 
         self["limits"] = _parse_limits(self)
@@ -355,6 +378,26 @@ class Options(usage.Options):
         else:
             self["responder"] = resolve_responder(spec)
             self["responder_name"] = spec
+
+
+def _app_dir(directory: str) -> str:
+    """
+    Check ``--app-dir``: the directory that goes first on ``sys.path`` before
+    ``--responder`` is imported, so that ``--responder myapp:router`` finds
+    ``myapp.py`` there.  twistd's own ``sys.path[0]`` is the directory of the
+    ``twistd`` script, not the working directory, so without it a module
+    beside the user is not found; uvicorn (``--app-dir``, default the working
+    directory) and gunicorn (``--chdir``, ``--pythonpath``) do the same.
+
+    :param directory: the option's value.
+    :returns: the directory, made absolute now, before twistd's ``--rundir``
+        changes the working directory.
+    :raises twisted.python.usage.UsageError: if it is not a directory.
+    """
+    path = os.path.abspath(directory)
+    if not os.path.isdir(path):
+        raise usage.UsageError(f"--app-dir {directory!r} is not a directory")
+    return path
 
 
 def _parse_limits(options: usage.Options) -> Limits:
@@ -385,6 +428,24 @@ def _parse_limits(options: usage.Options) -> Limits:
         raise usage.UsageError(str(e)) from e
 
 
+class ListenError(Exception):
+    """
+    A port parsed but could not be listened on.
+
+    :ivar endpoint: the endpoint string.
+    :ivar reason: what listening raised.
+    """
+
+    def __init__(self, endpoint: str, reason: Exception) -> None:
+        self.endpoint = endpoint
+        self.reason = reason
+        # CannotListenError's own text repeats the address; its socket error
+        # is the part that says why.
+        cause = getattr(reason, "socketError", None) or reason
+        why = str(cause) or type(cause).__name__
+        super().__init__(f"cannot listen on {endpoint!r}: {why}")
+
+
 class ReqRespService(MultiService):
     """
     The service ``makeService`` returns: one endpoint service per port, all
@@ -400,16 +461,56 @@ class ReqRespService(MultiService):
     :ivar factory: the shared server factory.
     :ivar ports: the endpoint strings, in the order given.
     :ivar responder_name: what the logs call the responder.
+    :ivar exit_on_listen_error: whether a port that cannot be listened on
+        (in use, out of range, not permitted) raises ``SystemExit`` with a
+        one-line message rather than :class:`ListenError`: what twistd and
+        twist users should see, instead of a traceback.
     """
 
-    def __init__(self, factory: ServerFactory, ports: Sequence[str], responder_name: str) -> None:
+    def __init__(
+        self,
+        factory: ServerFactory,
+        ports: Sequence[str],
+        responder_name: str,
+        *,
+        exit_on_listen_error: bool = False,
+    ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self.factory = factory
         self.ports = list(ports)
         self.responder_name = responder_name
+        self.exit_on_listen_error = exit_on_listen_error
+        self._endpoints: dict[IService, str] = {}
+
+    def add_endpoint(self, description: str, service: IService) -> None:
+        """
+        Add the service that listens on one endpoint, so that a failure to
+        listen names it.
+
+        :param description: the endpoint string.
+        :param service: its endpoint service (:func:`strports.service`).
+        """
+        self._endpoints[service] = description
+        service.setServiceParent(self)  # type: ignore[no-untyped-call, unused-ignore]
+
+    def privilegedStartService(self) -> None:
+        """
+        Listen on every port (twistd does this before it drops privileges).
+
+        :raises ListenError: or ``SystemExit`` with a one-line message when
+            :attr:`exit_on_listen_error` is set, if a port cannot be listened on.
+        """
+        Service.privilegedStartService(self)
+        for child in self:
+            self._listen(child, child.privilegedStartService)
 
     def startService(self) -> None:
-        """Log what is served where, then start listening."""
+        """
+        Log what is served where, then start listening (``twist`` listens
+        here; twistd already did in :meth:`privilegedStartService`).
+
+        :raises ListenError: as :meth:`privilegedStartService` does.
+        """
         for description in self.ports:
             _log.info(
                 "reqresp: serving {responder} on {endpoint} (wire format: {wire})",
@@ -417,7 +518,24 @@ class ReqRespService(MultiService):
                 endpoint=description,
                 wire=self.factory.wire.name,
             )
-        super().startService()  # type: ignore[no-untyped-call]
+        Service.startService(self)
+        for child in self:
+            self._listen(child, child.startService)
+
+    def _listen(self, child: IService, start: Callable[[], object]) -> None:
+        try:
+            start()
+        except Exception as e:
+            description = self._endpoints.get(child)
+            if description is None:
+                raise
+            error = ListenError(description, e)
+            if self.exit_on_listen_error:
+                # twistd and twist would print the traceback of any other
+                # exception; SystemExit prints its message alone and exits 1.
+                program = os.path.basename(sys.argv[0]) if sys.argv else "twistd"
+                raise SystemExit(f"{program} reqresp: {error}") from e
+            raise error from e
 
     def stopService(self) -> Deferred[None]:
         """
@@ -439,12 +557,15 @@ class ReqRespService(MultiService):
         return stopping.addCallback(drain)
 
 
-def make_service(options: Options, reactor: Any) -> ReqRespService:
+def make_service(
+    options: Options, reactor: Any, *, exit_on_listen_error: bool = False
+) -> ReqRespService:
     """
     Build the service from parsed options, with an explicit reactor.
 
     :param options: parsed :class:`Options`.
     :param reactor: listens on the ports and is the servers' clock.
+    :param exit_on_listen_error: see :class:`ReqRespService`.
     :returns: a :class:`ReqRespService`, not started.
     """
     wire: IWireFormat = options["wire_format"]
@@ -453,10 +574,14 @@ def make_service(options: Options, reactor: Any) -> ReqRespService:
         factory = default_factory(wire=wire, limits=limits, clock=reactor)
     else:
         factory = ServerFactory(options["responder"], wire=wire, limits=limits, clock=reactor)
-    service = ReqRespService(factory, options["ports"], options["responder_name"])
+    service = ReqRespService(
+        factory,
+        options["ports"],
+        options["responder_name"],
+        exit_on_listen_error=exit_on_listen_error,
+    )
     for description in options["ports"]:
-        endpoint_service = strports.service(description, factory, reactor=reactor)
-        endpoint_service.setServiceParent(service)  # type: ignore[no-untyped-call, unused-ignore]
+        service.add_endpoint(description, strports.service(description, factory, reactor=reactor))
     return service
 
 
@@ -471,4 +596,10 @@ def makeService(options: Options) -> IService:
     # reactor they were asked for by now.
     from twisted.internet import reactor
 
-    return make_service(options, reactor)
+    # A daemonizing twistd must see an Exception: its parent process waits
+    # on a pipe that only an Exception's handler writes to, and would hang
+    # after a SystemExit (twisted/scripts/_twistd_unix.py, postApplication).
+    # In the foreground (twistd -n, twist), SystemExit prints one line.
+    parent = getattr(options, "parent", None)
+    daemon = parent is not None and "nodaemon" in parent and not parent["nodaemon"]
+    return make_service(options, reactor, exit_on_listen_error=not daemon)
