@@ -295,6 +295,7 @@ class DrainTests(SynchronousTestCase):
         self.assertFalse(error.retry_safe)
         self.assertIn("stopped before the request finished", error.message)
         self.successResultOf(drained)
+        self.assertEqual(pair.factory.connections, set())
         self.assertEqual(pair.clock.getDelayedCalls(), [])
 
     def test_draining_factory_refuses(self) -> None:

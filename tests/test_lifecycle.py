@@ -25,7 +25,6 @@ from twisted_reqresp import (
     ConnectionClosed,
     DeadlineExceeded,
     Limits,
-    RemoteError,
     Router,
     ServerFactory,
     StatusCode,
@@ -595,23 +594,3 @@ class _FakeEndpoint:
         d: Deferred[Any] = Deferred()
         d.callback(protocol)
         return d
-
-
-class GraceTests(SynchronousTestCase):
-    """Grace expiry is visible to the client."""
-
-    def test_running_and_queued_calls_fail_clearly(self) -> None:
-        """At grace expiry a running call fails UNAVAILABLE and the connection closes."""
-        router, _ = echo_and_wait_router()
-        pair = connected_pair(router)
-        d = pair.client.call("wait")
-        pair.pump()
-        drained = pair.factory.drain(grace=1.0)
-        pair.pump()
-        pair.clock.advance(1.0)
-        pair.pump()
-        error = self.failureResultOf(d, RemoteError).value
-        self.assertEqual(error.code, StatusCode.UNAVAILABLE)
-        self.assertFalse(error.retry_safe)
-        self.successResultOf(drained)
-        self.assertEqual(pair.factory.connections, set())

@@ -241,22 +241,7 @@ def resolve_responder(spec: str) -> IResponder | IResponderFactory:
         ``spec``: its shape, the import, the attribute, or what the object
         provides.
     """
-    module_name, colon, path = spec.partition(":")
-    if not colon or not module_name or not path:
-        raise usage.UsageError(f"--responder must look like 'package.module:object', not {spec!r}")
-    try:
-        obj: Any = importlib.import_module(module_name)
-    except Exception as e:  # ImportError, or whatever the module's own code raised
-        raise usage.UsageError(
-            f"--responder {spec!r}: cannot import {module_name!r}: {type(e).__name__}: {e}"
-        ) from e
-    for part in path.split("."):
-        try:
-            obj = getattr(obj, part)
-        except AttributeError as e:
-            raise usage.UsageError(
-                f"--responder {spec!r}: {module_name!r} has no attribute {path!r}"
-            ) from e
+    obj = _import_object("--responder", spec)
     if _is_responder(obj):
         return obj  # type: ignore[no-any-return]
     if not callable(obj):
