@@ -15,9 +15,10 @@ It takes ``ssl:``'s arguments (``privateKey``, ``certKey``, ``interface``,
 file with one or more CA certificates; the handshake of a client whose
 certificate none of them signed, or that sends none, fails.
 
-This module is imported whenever Twisted scans its plugins (every
-``twistd`` start), so it imports nothing heavy at module scope: pyOpenSSL
-is imported when an ``mtls:`` string is parsed.
+Twisted imports this module when it scans its plugins (to rebuild its
+plugin cache, or to parse an endpoint type that is not built in), in any
+Twisted program: it must not install a reactor, and it imports pyOpenSSL
+and the endpoint classes only when an ``mtls:`` string is parsed.
 """
 
 from __future__ import annotations
@@ -48,7 +49,8 @@ def _read(argument: str, path: str) -> bytes:
 
 
 def _certificates(argument: str, path: str) -> list[Any]:
-    """:returns: every PEM certificate in the file, as pyOpenSSL ``X509`` objects."""
+    """:returns: every PEM certificate in the file, as pyOpenSSL ``X509`` objects
+    (what Twisted's trust store and chain take)."""
     from twisted.internet import ssl
 
     found = _PEM_CERTIFICATE.findall(_read(argument, path))
@@ -101,9 +103,11 @@ def mutual_tls_options(
     if dh_parameters is not None:
         _read("dhParameters", dh_parameters)
         dh = ssl.DiffieHellmanParameters.fromFile(FilePath(dh_parameters))
+    # cryptography's objects, not pyOpenSSL's: pyOpenSSL deprecates its own
+    # X509 and PKey, and takes either.
     return ssl.CertificateOptions(
-        privateKey=private.privateKey.original,
-        certificate=private.original,
+        privateKey=private.privateKey.original.to_cryptography_key(),
+        certificate=private.original.to_cryptography(),
         extraCertChain=chain,
         dhParameters=dh,
         # Ask for a client certificate, refuse the handshake without one,
