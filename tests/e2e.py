@@ -415,7 +415,9 @@ class ReactorMixin:
 class Certificates:
     """
     A throwaway certificate authority and a server certificate it signed,
-    for ``localhost`` and ``127.0.0.1``, in a temporary directory.
+    for ``localhost`` and ``127.0.0.1``, in a temporary directory; and, on
+    demand, client certificates for mutual TLS, signed by that CA or by
+    another one the server does not trust.
 
     :ivar directory: where the files are.
     :ivar ca_dir: a directory holding only the CA's certificate: a ``tls:``
@@ -428,7 +430,6 @@ class Certificates:
     def __init__(self) -> None:
         # Imported here: only the TLS tests need cryptography.
         from cryptography import x509
-        from cryptography.hazmat.primitives import hashes, serialization
         from cryptography.hazmat.primitives.asymmetric import ec
         from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
@@ -439,12 +440,38 @@ class Certificates:
         self.key_file = self.directory / "key.pem"
         self.cert_file = self.directory / "cert.pem"
 
+        self._ca_key = ec.generate_private_key(ec.SECP256R1())
+        self._ca = self._make_ca("twisted-reqresp test CA", self._ca_key)
+        self._other_ca: tuple[Any, Any] | None = None
+        key = ec.generate_private_key(ec.SECP256R1())
+        cert = self._issue(
+            x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]),
+            key,
+            self._ca,
+            self._ca_key,
+            ExtendedKeyUsageOID.SERVER_AUTH,
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+        )
+        self._write(self.ca_file, self._ca)
+        self._write(self.cert_file, cert)
+        self._write_key(self.key_file, key)
+
+    @staticmethod
+    def _validity() -> tuple[datetime.datetime, datetime.datetime]:
         now = datetime.datetime.now(datetime.UTC)
         # Valid from an hour ago, so that a clock a little behind still accepts it.
-        valid_from, valid_to = now - datetime.timedelta(hours=1), now + datetime.timedelta(days=1)
-        ca_key = ec.generate_private_key(ec.SECP256R1())
-        ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "twisted-reqresp test CA")])
-        ca = (
+        return now - datetime.timedelta(hours=1), now + datetime.timedelta(days=1)
+
+    def _make_ca(self, name: str, ca_key: Any) -> Any:
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.x509.oid import NameOID
+
+        valid_from, valid_to = self._validity()
+        ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+        return (
             x509.CertificateBuilder()
             .subject_name(ca_name)
             .issuer_name(ca_name)
@@ -472,41 +499,88 @@ class Certificates:
             )
             .sign(ca_key, hashes.SHA256())
         )
-        key = ec.generate_private_key(ec.SECP256R1())
-        cert = (
+
+    def _issue(
+        self, subject: Any, key: Any, ca: Any, ca_key: Any, usage: Any, *extensions: Any
+    ) -> Any:
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes
+
+        valid_from, valid_to = self._validity()
+        builder = (
             x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
-            .issuer_name(ca_name)
+            .subject_name(subject)
+            .issuer_name(ca.subject)
             .public_key(key.public_key())
             .serial_number(x509.random_serial_number())
             .not_valid_before(valid_from)
             .not_valid_after(valid_to)
-            .add_extension(
-                x509.SubjectAlternativeName(
-                    [
-                        x509.DNSName("localhost"),
-                        x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-                    ]
-                ),
-                critical=False,
-            )
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
             .add_extension(
                 x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
                 critical=False,
             )
-            .sign(ca_key, hashes.SHA256())
         )
-        self.ca_file.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-        self.cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-        self.key_file.write_bytes(
+        for extension in extensions:
+            builder = builder.add_extension(extension, critical=False)
+        return builder.sign(ca_key, hashes.SHA256())
+
+    @staticmethod
+    def _write(path: Path, cert: Any) -> None:
+        from cryptography.hazmat.primitives import serialization
+
+        path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+
+    @staticmethod
+    def _write_key(path: Path, key: Any) -> None:
+        from cryptography.hazmat.primitives import serialization
+
+        path.write_bytes(
             key.private_bytes(
                 serialization.Encoding.PEM,
                 serialization.PrivateFormat.PKCS8,
                 serialization.NoEncryption(),
             )
         )
+
+    def client_certificate(
+        self, common_name: str, organization: str = "reqresp tests", *, trusted: bool = True
+    ) -> tuple[Path, Path]:
+        """
+        Make a client certificate (for mutual TLS) and its key.
+
+        :param common_name: the subject's CN.
+        :param organization: the subject's O.
+        :param trusted: signed by the server's CA (``True``), or by another
+            CA that the server does not know.
+        :returns: the certificate's and the key's files (PEM).
+        """
+        from cryptography import x509
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+        if trusted:
+            ca, ca_key = self._ca, self._ca_key
+        else:
+            if self._other_ca is None:
+                other_key = ec.generate_private_key(ec.SECP256R1())
+                # The same name as the real CA: only the signature tells them apart.
+                self._other_ca = (self._make_ca("twisted-reqresp test CA", other_key), other_key)
+            ca, ca_key = self._other_ca
+        key = ec.generate_private_key(ec.SECP256R1())
+        subject = x509.Name(
+            [
+                x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization),
+                x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+            ]
+        )
+        cert = self._issue(subject, key, ca, ca_key, ExtendedKeyUsageOID.CLIENT_AUTH)
+        stem = f"client-{common_name}-{'trusted' if trusted else 'untrusted'}"
+        cert_file, key_file = self.directory / f"{stem}.pem", self.directory / f"{stem}.key"
+        self._write(cert_file, cert)
+        self._write_key(key_file, key)
+        return cert_file, key_file
 
     def listen(self) -> str:
         """:returns: an ``ssl:`` server endpoint template for :class:`Server`."""
@@ -515,9 +589,28 @@ class Certificates:
             f":privateKey={_escape(self.key_file)}:certKey={_escape(self.cert_file)}"
         )
 
-    def client_endpoint(self, port: int, host: str = "localhost") -> str:
-        """:returns: a ``tls:`` client endpoint that verifies the server against the CA."""
-        return f"tls:{host}:{port}:trustRoots={_escape(self.ca_dir)}"
+    def mtls_listen(self) -> str:
+        """:returns: an ``mtls:`` server endpoint template that requires client
+        certificates signed by the CA."""
+        return (
+            "mtls:{port}:interface=127.0.0.1"
+            f":privateKey={_escape(self.key_file)}:certKey={_escape(self.cert_file)}"
+            f":caCerts={_escape(self.ca_file)}"
+        )
+
+    def client_endpoint(
+        self, port: int, host: str = "localhost", client: tuple[Path, Path] | None = None
+    ) -> str:
+        """
+        :param client: a client certificate and key (:meth:`client_certificate`)
+            to present, or ``None``.
+        :returns: a ``tls:`` client endpoint that verifies the server against the CA.
+        """
+        endpoint = f"tls:{host}:{port}:trustRoots={_escape(self.ca_dir)}"
+        if client is not None:
+            cert_file, key_file = client
+            endpoint += f":certificate={_escape(cert_file)}:privateKey={_escape(key_file)}"
+        return endpoint
 
     def client_context(self) -> ssl.SSLContext:
         """:returns: a client context for raw sockets that verifies against the CA."""

@@ -200,6 +200,7 @@ class TLSTests(ReactorMixin, SynchronousTestCase):
         kind, message, reason = results["untrusted"]
         self.assertEqual(kind, "ConnectionClosed")
         self.assertIn("handshake", message)
+        self.assertIn("TLS: we do not trust the server's certificate", message)
         self.assertIn("certificate verify failed", reason)
 
     def test_command_line(self) -> None:

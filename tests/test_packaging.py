@@ -138,16 +138,17 @@ class WheelTests(SynchronousTestCase):
         shutil.rmtree(cls._tmp, ignore_errors=True)
 
     def test_plugin(self) -> None:
-        """The twistd plugin module is in the wheel."""
+        """The twistd plugin module and the mtls: endpoint plugin are in the wheel."""
         self.assertIn("twisted/plugins/twisted_reqresp.py", self.names)
+        self.assertIn("twisted/plugins/twisted_reqresp_mtls.py", self.names)
 
     def test_no_twisted_package_files(self) -> None:
         """Neither twisted/__init__.py nor twisted/plugins/__init__.py is shipped."""
         self.assertNotIn("twisted/__init__.py", self.names)
         self.assertNotIn("twisted/plugins/__init__.py", self.names)
         self.assertEqual(
-            [n for n in self.names if n.startswith("twisted/")],
-            ["twisted/plugins/twisted_reqresp.py"],
+            sorted(n for n in self.names if n.startswith("twisted/")),
+            ["twisted/plugins/twisted_reqresp.py", "twisted/plugins/twisted_reqresp_mtls.py"],
         )
 
     def test_py_typed(self) -> None:
@@ -332,12 +333,25 @@ class InstalledTests(SynchronousTestCase):
         self.assertIn("exit status", output)
 
     def test_plugin_is_one_statement(self) -> None:
-        """The plugin file imports only ServiceMaker and makes one ServiceMaker."""
+        """Each plugin file imports one name and makes one object from it."""
         import ast
 
-        source = (ROOT / "twisted" / "plugins" / "twisted_reqresp.py").read_text()
-        body = ast.parse(source).body
-        self.assertEqual([type(node) for node in body], [ast.ImportFrom, ast.Assign])
+        plugins = ROOT / "twisted" / "plugins"
+        expected = {
+            "twisted_reqresp.py": ("twisted.application.service", "ServiceMaker"),
+            "twisted_reqresp_mtls.py": ("twisted_reqresp._app.mtls", "MutualTLSServerParser"),
+        }
+        self.assertEqual(sorted(p.name for p in plugins.glob("*.py")), sorted(expected))
+        for name, (module, imported) in expected.items():
+            body = ast.parse((plugins / name).read_text()).body
+            self.assertEqual([type(node) for node in body], [ast.ImportFrom, ast.Assign], name)
+            imports, made = body
+            assert isinstance(imports, ast.ImportFrom) and isinstance(made, ast.Assign)
+            self.assertEqual(
+                (imports.module, [a.name for a in imports.names]), (module, [imported])
+            )
+            assert isinstance(made.value, ast.Call) and isinstance(made.value.func, ast.Name)
+            self.assertEqual(made.value.func.id, imported)
         self.assertFalse((ROOT / "twisted" / "__init__.py").exists())
         self.assertFalse((ROOT / "twisted" / "plugins" / "__init__.py").exists())
         self.assertTrue(os.path.isfile(ROOT / "twisted_reqresp" / "py.typed"))

@@ -22,7 +22,7 @@ from types import MappingProxyType
 from typing import Any
 
 from twisted.internet.defer import CancelledError, Deferred, fail, succeed
-from twisted.internet.interfaces import IHalfCloseableProtocol, IReactorTime
+from twisted.internet.interfaces import IHalfCloseableProtocol, IReactorTime, ISSLTransport
 from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -43,6 +43,7 @@ from .._core.limits import Limits
 from .._core.status import StatusCode, status_name
 from .lifecycle import TransportLifecycle
 from .liveness import Liveness
+from .tls import client_hint
 
 __all__ = ["ClientProtocol"]
 
@@ -218,6 +219,12 @@ class ClientProtocol(Protocol):
         if self.lost is None and not self.lifecycle.closing:
             if self._gave_up is None:
                 self._gave_up = "the server closed its side of the connection"
+                if self._ready is not None and not self.conn.buffered:
+                    # Not one byte of the greeting: a TLS port closes so
+                    # when it reads a plaintext preface, so name the likely fix.
+                    self._gave_up += " without a word"
+                    if not ISSLTransport.providedBy(self.transport):
+                        self._gave_up += " (if it is a TLS port, connect with tls:)"
             self._flush()
             self.lifecycle.close()
 
@@ -228,6 +235,12 @@ class ClientProtocol(Protocol):
     def _closed_error(self, message: str, *, retry_safe: bool = False) -> ConnectionClosed:
         if self._gave_up is not None:
             message = f"{message}: {self._gave_up}"
+        else:
+            # A failed TLS handshake: OpenSSL's reason belongs in the
+            # message, not only in ``reason`` where nobody reads it.
+            hint = client_hint(self.lost)
+            if hint is not None:
+                message = f"{message}: {hint}"
         return ConnectionClosed(message, self.lost, retry_safe=retry_safe)
 
     def connectionLost(self, reason: Failure = Failure(Exception())) -> None:  # noqa: B008

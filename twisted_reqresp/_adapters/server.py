@@ -20,7 +20,13 @@ from typing import Any
 
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.defer import TimeoutError as DeferTimeout
-from twisted.internet.interfaces import IAddress, IHalfCloseableProtocol, IReactorTime
+from twisted.internet.interfaces import (
+    IAddress,
+    IHalfCloseableProtocol,
+    IHandshakeListener,
+    IReactorTime,
+    ISSLTransport,
+)
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -39,6 +45,7 @@ from ..interfaces import IResponder, IResponderFactory
 from .lifecycle import TransportLifecycle
 from .liveness import Liveness
 from .stats import ServerStats
+from .tls import failure_text, peer_certificate
 
 __all__ = ["ServerFactory", "ServerProtocol", "SharedResponder"]
 
@@ -92,7 +99,7 @@ def _behind_proxy_header(transport: object) -> bool:
     return type(transport).__module__.startswith("twisted.protocols.haproxy")
 
 
-@implementer(IHalfCloseableProtocol)
+@implementer(IHalfCloseableProtocol, IHandshakeListener)
 class ServerProtocol(Protocol):
     """
     One accepted connection.  Built by :class:`ServerFactory`; users do not
@@ -116,6 +123,9 @@ class ServerProtocol(Protocol):
       :meth:`~twisted_reqresp._adapters.lifecycle.TransportLifecycle.close`.
     - A peer that shuts down its write side (a half-close) gets every
       request already read answered, then the connection closes.
+    - Over TLS the peer is identified (its verified certificate read, the
+      per-peer limit applied, the responder made, the greeting sent) once
+      the TLS handshake completes, not at ``connectionMade``.
     """
 
     def __init__(
@@ -172,6 +182,8 @@ class ServerProtocol(Protocol):
         # "refusing" (see ServerFactory._identified).
         self._counted: str | None = None
         self._peer_host: str | None = None
+        #: True from a TLS connection's start until its handshake completes.
+        self._tls_handshaking = False
 
     # -- Twisted plumbing ------------------------------------------------------
 
@@ -181,20 +193,36 @@ class ServerProtocol(Protocol):
         self.lifecycle.attach(transport)
         self.liveness.start()
         self.factory._connection_made(self)
-        if not _behind_proxy_header(transport):
+        if _behind_proxy_header(transport):
+            # Behind a PROXY header the peer is known only once the header is
+            # read: Twisted hands us the first bytes after it (after the TLS
+            # handshake too, for haproxy:ssl:).
+            return
+        if ISSLTransport.providedBy(transport):
+            # Twisted connects the protocol before the TLS handshake; the
+            # client certificate is known at handshakeCompleted.
+            self._tls_handshaking = True
+            return
+        self._identify()
+
+    def handshakeCompleted(self) -> None:
+        """The TLS handshake completed: the peer's certificate is known."""
+        self._tls_handshaking = False
+        if self.info is None and not self._closed:
             self._identify()
-        # Behind a PROXY header the peer is known only once the header is
-        # read: Twisted hands us the first bytes after it.
 
     def _identify(self) -> None:
         """Learn who the peer is, apply the per-peer limit, greet."""
         transport = self.transport
         assert transport is not None
+        certificate, subject = peer_certificate(transport)
         self.info = ConnectionInfo(
             connection_id=self.connection_id,
             peer=transport.getPeer(),
             host=transport.getHost(),
             wire_format=self.factory.wire.name,
+            peer_certificate_subject=subject,
+            peer_certificate=certificate,
         )
         refused_before = self.refusal is not None
         self.factory._identified(self)
@@ -243,6 +271,15 @@ class ServerProtocol(Protocol):
         if self._closed:
             return
         self._closed = True
+        if self._tls_handshaking:
+            # A client without a certificate, with an untrusted one, or
+            # speaking plaintext to a TLS port ends here: say why once.
+            assert self.transport is not None
+            _log.info(
+                "TLS handshake with {peer} failed: {why}",
+                peer=self.transport.getPeer(),
+                why=failure_text(reason) or reason.getErrorMessage(),
+            )
         self.lifecycle.lost()
         self.conn.close()
         self.liveness.stop()

@@ -53,6 +53,14 @@ class ConnectionInfo:
     host: Any
     #: The name of the wire format spoken (``"binary"``, ``"line"``, ...).
     wire_format: str
+    #: The subject of the client certificate that the TLS layer verified,
+    #: as an RFC 4514 string (``"CN=alice,O=Example"``), or ``None``: not
+    #: TLS, or an endpoint that asks for no client certificate (only
+    #: ``mtls:`` does; see ``docs/twistd.md``).
+    peer_certificate_subject: str | None = None
+    #: That certificate itself (a ``cryptography.x509.Certificate``, for
+    #: its subjectAltName or fingerprint), or ``None``.
+    peer_certificate: Any = None
 
 
 @fast_init

@@ -1,0 +1,3 @@
+from twisted_reqresp._app.mtls import MutualTLSServerParser
+
+mtls = MutualTLSServerParser()
