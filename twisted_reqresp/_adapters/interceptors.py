@@ -22,6 +22,11 @@ Theory of operation (gRPC's interceptors, Finagle's ``Filter.andThen``):
   added) passes that on to the responder's Deferred.  The deadline is also
   set on the innermost Deferred, so interceptors see DEADLINE_EXCEEDED, not
   a bare cancellation, when it passes.
+- The chain wraps the user's responder only (``ServerProtocol._respond``):
+  the server's built-in ``reqresp.`` methods are meant to be answered
+  before it, so that an authorization interceptor cannot refuse a load
+  balancer's health check and the access log and metrics count only the
+  application's calls.
 """
 
 from __future__ import annotations
