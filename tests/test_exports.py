@@ -16,6 +16,7 @@ from twisted.trial.unittest import SynchronousTestCase
 PUBLIC = {
     "twisted_reqresp": [
         "APPLICATION_MIN",
+        "AccessLog",
         "AutoFormat",
         "BINARY",
         "BinaryFormat",
@@ -30,6 +31,8 @@ PUBLIC = {
         "Limits",
         "LineFormat",
         "LocalProtocolError",
+        "Outcome",
+        "OutgoingCall",
         "ProtocolError",
         "RemoteError",
         "RemoteProtocolError",
@@ -43,9 +46,11 @@ PUBLIC = {
         "connect",
     ],
     "twisted_reqresp.interfaces": [
+        "IClientInterceptor",
         "ICodec",
         "IResponder",
         "IResponderFactory",
+        "IServerInterceptor",
         "IWireCodec",
         "IWireFormat",
     ],

@@ -24,6 +24,7 @@ from twisted.scripts.twistd import ServerOptions
 from twisted.trial.unittest import SynchronousTestCase
 
 from twisted_reqresp import (
+    AccessLog,
     BinaryFormat,
     ConnectionClosed,
     Limits,
@@ -370,6 +371,25 @@ class MakeServiceTests(_ResponderModuleMixin):
         self.assertIs(factory.responder_factory.responder, e2e_responder.router)  # type: ignore[attr-defined]
         self.assertIsInstance(factory.wire, BinaryFormat)
         self.assertEqual(factory.limits.max_concurrent, 3)
+
+    def test_access_log_off_by_default(self) -> None:
+        """Without --access-log the factory has no interceptors."""
+        service, _ = self._service()
+        self.assertEqual(service.factory.interceptors, ())
+
+    def test_access_log(self) -> None:
+        """--access-log puts an AccessLog interceptor on the default service and on --responder."""
+        for argv in ((), ("--responder", "e2e_responder:router")):
+            service, _ = self._service("--access-log", *argv)
+            [interceptor] = service.factory.interceptors
+            self.assertIsInstance(interceptor, AccessLog)
+            with capturedLogs() as events:
+                pair = connected_pair(Router(), factory=service.factory)
+                d = pair.client.call("nothing-here")
+                pair.pump()
+            self.failureResultOf(d, StatusError)
+            [event] = [e for e in events if e.get("log_namespace") == "twisted_reqresp.access"]
+            self.assertEqual((event["method"], event["status"]), ("nothing-here", "NOT_FOUND"))
 
     def test_start_and_stop(self) -> None:
         """Starting listens on every port, logging one line each; stopping stops them."""

@@ -13,13 +13,15 @@ authors of wire formats, :mod:`twisted_reqresp.wire`.  Everything else is
 private.  Importing this package does not install a reactor.
 """
 
+from ._adapters.accesslog import AccessLog
 from ._adapters.client import Client, connect
+from ._adapters.interceptors import Outcome
 from ._adapters.router import Router
 from ._adapters.server import ServerFactory
 from ._adapters.stats import ServerStats
 from ._core.auto import AutoFormat
 from ._core.binary import BinaryFormat
-from ._core.call import Call, ConnectionInfo, Reply
+from ._core.call import Call, ConnectionInfo, OutgoingCall, Reply
 from ._core.errors import (
     CodecError,
     ConnectionClosed,
@@ -48,6 +50,7 @@ __all__ = [
     "BINARY",
     "DEFAULT_LIMITS",
     "LINE",
+    "AccessLog",
     "AutoFormat",
     "BinaryFormat",
     "Call",
@@ -59,6 +62,8 @@ __all__ = [
     "Limits",
     "LineFormat",
     "LocalProtocolError",
+    "Outcome",
+    "OutgoingCall",
     "ProtocolError",
     "RemoteError",
     "RemoteProtocolError",

@@ -24,6 +24,7 @@ Built on public Twisted API only (``twisted.internet.testing``), like treq's
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from twisted.internet.address import IPv4Address
@@ -159,6 +160,8 @@ def connected_pair(
     timeout: float | None = None,
     clock: MemoryReactorClock | None = None,
     factory: ServerFactory | None = None,
+    interceptors: Sequence[object] = (),
+    client_interceptors: Sequence[object] = (),
 ) -> ConnectedPair:
     """
     Connect a client to a server serving ``responder``, in memory, and pump
@@ -173,13 +176,20 @@ def connected_pair(
     :param clock: the clock for both sides (a new
         :class:`~twisted.internet.testing.MemoryReactorClock` by default).
     :param factory: a ready :class:`ServerFactory` to use instead of
-        building one from ``responder``, ``wire`` and ``limits``.
+        building one from ``responder``, ``wire``, ``limits`` and
+        ``interceptors``.
+    :param interceptors: the server's interceptors, the first outermost
+        (see :class:`~twisted_reqresp.interfaces.IServerInterceptor`).
+    :param client_interceptors: the client's interceptors, the first
+        outermost (see :class:`~twisted_reqresp.interfaces.IClientInterceptor`).
     :returns: a :class:`ConnectedPair`, handshake done.
     """
     clock = clock if clock is not None else MemoryReactorClock()
     wire = wire if wire is not None else BinaryFormat()
     if factory is None:
-        factory = ServerFactory(responder, wire=wire, limits=limits, clock=clock)
+        factory = ServerFactory(
+            responder, wire=wire, limits=limits, clock=clock, interceptors=interceptors
+        )
     server_address = IPv4Address("TCP", "127.0.0.1", 9000)
     client_address = IPv4Address("TCP", "127.0.0.1", 54321)
     server = factory.buildProtocol(client_address)
@@ -189,7 +199,7 @@ def connected_pair(
     server.makeConnection(server_transport)  # type: ignore[no-untyped-call]
     client_protocol.makeConnection(client_transport)  # type: ignore[no-untyped-call]
     pair = ConnectedPair(
-        Client(client_protocol, codec=codec, timeout=timeout),
+        Client(client_protocol, codec=codec, timeout=timeout, interceptors=client_interceptors),
         server,
         factory,
         clock,

@@ -5,7 +5,7 @@ and :func:`connect`.  The protocol underneath is in ``_adapters/client_protocol.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from twisted.internet.defer import Deferred, fail
@@ -14,13 +14,14 @@ from twisted.internet.interfaces import IAddress, IReactorTime, IStreamClientEnd
 from twisted.internet.protocol import Factory
 
 from .._core.binary import BinaryFormat
-from .._core.call import Reply
+from .._core.call import OutgoingCall, Reply, metadata_pairs
 from .._core.contract import IWireFormat
 from .._core.events import Settings
 from .._core.limits import DEFAULT_LIMITS, Limits
 from ..codecs import BYTES
-from ..interfaces import ICodec
+from ..interfaces import IClientInterceptor, ICodec
 from .client_protocol import ClientProtocol
+from .interceptors import compose_client, interceptor_function
 
 __all__ = ["Client", "ClientFactory", "connect"]
 
@@ -62,6 +63,10 @@ class Client:
     :param codec: the default codec for call bodies and answers.
     :param timeout: the default timeout of a call, in seconds (``None``: no
         timeout).
+    :param interceptors: :class:`~twisted_reqresp.interfaces.IClientInterceptor`
+        providers (or plain callables ``f(call, proceed)``) every call
+        passes through, the first outermost.
+    :raises TypeError: if one of ``interceptors`` is not an interceptor.
     """
 
     def __init__(
@@ -70,10 +75,14 @@ class Client:
         *,
         codec: ICodec = BYTES,
         timeout: float | None = None,
+        interceptors: Sequence[object] = (),
     ) -> None:
         self.protocol = protocol
         self.codec = codec
         self.timeout = timeout
+        #: The client interceptors, outermost first.
+        self.interceptors: tuple[object, ...] = tuple(interceptors)
+        self._chain = compose_client(self.interceptors, self._send)
 
     def call(
         self,
@@ -116,15 +125,31 @@ class Client:
                 data = codec.encode(body)
         except Exception:
             return fail()
-        d = self.protocol.call(
-            method,
-            data,
-            metadata=metadata,
-            timeout=timeout if timeout is not None else self.timeout,
-        )
+        timeout = timeout if timeout is not None else self.timeout
+        chain = self._chain
+        if chain is None:
+            d = self.protocol.call(method, data, metadata=metadata, timeout=timeout)
+        else:
+            try:
+                # A dict, so interceptors add keys with {**call.metadata, ...}.
+                outgoing = OutgoingCall(
+                    method=method,
+                    body=data,
+                    metadata=dict(metadata_pairs(metadata)),
+                    timeout=timeout,
+                )
+            except Exception:
+                return fail()
+            d = chain(outgoing)
         if codec is not BYTES:
             d.addCallback(_decode_reply, codec)
         return d
+
+    def _send(self, call: OutgoingCall) -> Deferred[Reply]:
+        """The innermost step of the interceptor chain: send the call."""
+        return self.protocol.call(
+            call.method, call.body, metadata=call.metadata, timeout=call.timeout
+        )
 
     def ping(self) -> Deferred[float]:
         """
@@ -181,6 +206,7 @@ def connect(
     limits: Limits = DEFAULT_LIMITS,
     timeout: float | None = None,
     clock: IReactorTime | None = None,
+    interceptors: Sequence[object] = (),
 ) -> Deferred[Client]:
     """
     Connect to a server.
@@ -195,10 +221,16 @@ def connect(
     :param limits: what the client accepts from the server.
     :param timeout: the client's default call timeout, in seconds.
     :param clock: the clock for timeouts, if not the reactor.
+    :param interceptors: client interceptors for every call, the first
+        outermost (see :class:`Client`).
     :returns: a Deferred that fires with a :class:`Client` once the
         handshake is done, or fails with the endpoint's error (such as
         ``ConnectionRefusedError``) or :class:`~twisted_reqresp.ConnectionClosed`.
+    :raises TypeError: if one of ``interceptors`` is not an interceptor.
     """
+    for interceptor in interceptors:
+        # A programming error, said before connecting, not after.
+        interceptor_function(interceptor, IClientInterceptor)
     target: IStreamClientEndpoint = (
         clientFromString(reactor, endpoint) if isinstance(endpoint, str) else endpoint
     )
@@ -209,5 +241,7 @@ def connect(
     )
     connecting: Deferred[Any] = target.connect(factory)
     connecting.addCallback(lambda protocol: protocol.when_ready())
-    connecting.addCallback(lambda protocol: Client(protocol, codec=codec, timeout=timeout))
+    connecting.addCallback(
+        lambda protocol: Client(protocol, codec=codec, timeout=timeout, interceptors=interceptors)
+    )
     return connecting

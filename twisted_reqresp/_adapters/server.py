@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import inspect
 import itertools
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
 
-from twisted.internet.defer import CancelledError, Deferred
-from twisted.internet.defer import TimeoutError as DeferTimeout
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import (
     IAddress,
     IHalfCloseableProtocol,
@@ -41,7 +40,8 @@ from .._core.events import Cancel, ProtocolViolation, Rejected, Request, Role
 from .._core.limits import DEFAULT_LIMITS, Limits
 from .._core.status import StatusCode, status_name
 from ..codecs import BYTES
-from ..interfaces import IResponder, IResponderFactory
+from ..interfaces import IResponder, IResponderFactory, IServerInterceptor
+from .interceptors import compose_server, error_status, interceptor_function
 from .lifecycle import TransportLifecycle
 from .liveness import Liveness
 from .stats import ServerStats
@@ -166,6 +166,9 @@ class ServerProtocol(Protocol):
         cap = limits.max_deadline
         self._max_deadline_ms = None if cap is None else max(1, int(cap * 1000))
         self.responder: IResponder | None = None
+        #: The responder's ``respond``, wrapped in the factory's
+        #: interceptors (the same function when there are none).
+        self._respond: Callable[[Call], Any] | None = None
         self.info: ConnectionInfo | None = None
         #: Responders still running, by request id.
         self.running: dict[int, Deferred[Any]] = {}
@@ -234,6 +237,9 @@ class ServerProtocol(Protocol):
             return
         self.responder = self.factory.responder_factory.responder_for(self.info)
         self.responder.connection_made(self.info)
+        self._respond = compose_server(
+            self.factory.interceptors, self.responder.respond, self._clock
+        )
         self._flush()
 
     def dataReceived(self, data: bytes) -> None:
@@ -533,9 +539,9 @@ class ServerProtocol(Protocol):
             deadline=deadline,
             _clock=self._clock,
         )
-        assert self.responder is not None
+        assert self._respond is not None
         try:
-            result = self.responder.respond(call)
+            result = self._respond(call)
             if type(result) is not bytes and inspect.iscoroutine(result):
                 result = Deferred.fromCoroutine(result)
         except BaseException:
@@ -598,18 +604,17 @@ class ServerProtocol(Protocol):
         error = failure.value
         if isinstance(error, StatusError):
             self._send_error(rid, error.code, error.message, error.retry_safe, error.details)
-        elif isinstance(error, DeferTimeout):
-            self._send_error(rid, StatusCode.DEADLINE_EXCEEDED, "deadline exceeded")
-        elif isinstance(error, CancelledError):
-            self._send_error(rid, StatusCode.CANCELLED, "cancelled by the server")
         else:
-            _log.failure(
-                "responder for {method!r} (request {request_id}) failed",
-                failure,
-                method=method,
-                request_id=rid,
-            )
-            self._send_error(rid, StatusCode.INTERNAL, "internal error")
+            code, message = error_status(error)
+            if code == StatusCode.INTERNAL:
+                _log.failure(
+                    "{what} for {method!r} (request {request_id}) failed",
+                    failure,
+                    what="responder or interceptor" if self.factory.interceptors else "responder",
+                    method=method,
+                    request_id=rid,
+                )
+            self._send_error(rid, code, message)
         self._request_done()
         return None
 
@@ -650,6 +655,12 @@ class ServerFactory(Factory):
         and its connection limits.
     :param clock: the clock for deadlines and timeouts; the global reactor
         if omitted, looked up only when first needed.
+    :param interceptors: :class:`~twisted_reqresp.interfaces.IServerInterceptor`
+        providers (or plain callables ``f(call, proceed)``) every call
+        passes through on its way to the responder, the first outermost;
+        see ``docs/guide.md``, "Interceptors".
+    :raises TypeError: if ``responder`` is not a responder, or one of
+        ``interceptors`` is not an interceptor.
     """
 
     protocol = ServerProtocol
@@ -661,6 +672,7 @@ class ServerFactory(Factory):
         wire: IWireFormat | None = None,
         limits: Limits = DEFAULT_LIMITS,
         clock: IReactorTime | None = None,
+        interceptors: Sequence[object] = (),
     ) -> None:
         if IResponderFactory.providedBy(responder):
             self.responder_factory: IResponderFactory = responder
@@ -670,6 +682,10 @@ class ServerFactory(Factory):
             raise TypeError(f"{responder!r} provides neither IResponder nor IResponderFactory")
         self.wire: IWireFormat = wire if wire is not None else BinaryFormat()
         self.limits = limits
+        for interceptor in interceptors:
+            interceptor_function(interceptor, IServerInterceptor)  # fail here, not per connection
+        #: The server interceptors, outermost first.
+        self.interceptors: tuple[object, ...] = tuple(interceptors)
         self._clock = clock
         self._ids = itertools.count(1)
         self._stats: ServerStats | None = None

@@ -23,7 +23,7 @@ is alive and what it does, without writing any code:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -137,6 +137,7 @@ def default_factory(
     wire: IWireFormat | None = None,
     limits: Limits = DEFAULT_LIMITS,
     clock: IReactorTime | None = None,
+    interceptors: Sequence[object] = (),
 ) -> ServerFactory:
     """
     A :class:`~twisted_reqresp.ServerFactory` serving :func:`default_router`,
@@ -146,6 +147,8 @@ def default_factory(
     :param limits: the server's limits.
     :param clock: the clock for deadlines, ``sleep`` and uptime; the global
         reactor if omitted, looked up only when first needed.
+    :param interceptors: the server's interceptors (see
+        :class:`~twisted_reqresp.ServerFactory`).
     :returns: the factory.
     """
     factory: ServerFactory
@@ -158,6 +161,10 @@ def default_factory(
         return factory.clock
 
     factory = ServerFactory(
-        default_router(factory_stats, factory_clock), wire=wire, limits=limits, clock=clock
+        default_router(factory_stats, factory_clock),
+        wire=wire,
+        limits=limits,
+        clock=clock,
+        interceptors=interceptors,
     )
     return factory

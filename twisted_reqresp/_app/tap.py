@@ -32,6 +32,7 @@ from twisted.logger import Logger
 from twisted.python import usage
 from zope.interface import providedBy
 
+from .._adapters.accesslog import AccessLog
 from .._adapters.server import ServerFactory
 from .._core.binary import BinaryFormat
 from .._core.contract import IWireFormat
@@ -320,6 +321,15 @@ class Options(usage.Options):
         *([limit.option, None, None, limit.describe()] for limit in LIMIT_OPTIONS),
     ]
 
+    optFlags: Sequence[Sequence[Any]] = [
+        [
+            "access-log",
+            None,
+            "Log one structured event per answered request (namespace "
+            "twisted_reqresp.access: peer, method, status, duration, sizes, ids).",
+        ],
+    ]
+
     compData = usage.Completions(  # type: ignore[no-untyped-call, unused-ignore]
         optActions={"wire": usage.CompleteList(list(WIRE_FORMATS))}  # type: ignore[no-untyped-call, unused-ignore]
     )
@@ -555,10 +565,19 @@ def make_service(
     """
     wire: IWireFormat = options["wire_format"]
     limits: Limits = options["limits"]
+    interceptors = [AccessLog()] if options["access-log"] else []
     if options["responder"] is None:
-        factory = default_factory(wire=wire, limits=limits, clock=reactor)
+        factory = default_factory(
+            wire=wire, limits=limits, clock=reactor, interceptors=interceptors
+        )
     else:
-        factory = ServerFactory(options["responder"], wire=wire, limits=limits, clock=reactor)
+        factory = ServerFactory(
+            options["responder"],
+            wire=wire,
+            limits=limits,
+            clock=reactor,
+            interceptors=interceptors,
+        )
     service = ReqRespService(
         factory,
         options["ports"],

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 from .events import Metadata
 from .frozen import fast_init
 
-__all__ = ["Call", "ConnectionInfo", "Reply", "metadata_pairs"]
+__all__ = ["Call", "ConnectionInfo", "OutgoingCall", "Reply", "metadata_pairs"]
 
 
 class _Clock(Protocol):
@@ -118,3 +118,21 @@ class Call:
             hands a responder the decoded value).
         """
         return replace(self, body=body)
+
+
+@fast_init
+@dataclass(frozen=True, kw_only=True, slots=True)
+class OutgoingCall:
+    """
+    One call as a client interceptor sees it, before it is sent: change it
+    with :func:`dataclasses.replace` and pass the copy on.
+    """
+
+    #: The method name.
+    method: str
+    #: The request body, already encoded by the call's codec.
+    body: bytes = b""
+    #: The request's metadata (a later duplicate key of the caller's wins).
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    #: Seconds the caller waits for the answer, or ``None`` for no timeout.
+    timeout: float | None = None
