@@ -13,6 +13,7 @@ authors of wire formats, :mod:`twisted_reqresp.wire`.  Everything else is
 private.  Importing this package does not install a reactor.
 """
 
+from ._adapters.builtins import HealthStatus, MethodDescription, ServingStatus
 from ._adapters.client import Client, connect
 from ._adapters.router import Router
 from ._adapters.server import ServerFactory
@@ -56,9 +57,11 @@ __all__ = [
     "ConnectionClosed",
     "ConnectionInfo",
     "DeadlineExceeded",
+    "HealthStatus",
     "Limits",
     "LineFormat",
     "LocalProtocolError",
+    "MethodDescription",
     "ProtocolError",
     "RemoteError",
     "RemoteProtocolError",
@@ -67,6 +70,7 @@ __all__ = [
     "Router",
     "ServerFactory",
     "ServerStats",
+    "ServingStatus",
     "StatusCode",
     "StatusError",
     "connect",

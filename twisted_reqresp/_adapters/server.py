@@ -36,6 +36,7 @@ from .._core.limits import DEFAULT_LIMITS, Limits
 from .._core.status import StatusCode, status_name
 from ..codecs import BYTES
 from ..interfaces import IResponder, IResponderFactory
+from .builtins import RESERVED_PREFIX, Builtins, HealthStatus
 from .lifecycle import TransportLifecycle
 from .liveness import Liveness
 from .stats import ServerStats
@@ -164,6 +165,8 @@ class ServerProtocol(Protocol):
         self.parked: dict[int, tuple[Request, float]] = {}
         self._parked_bytes = 0
         self._stats = factory.stats
+        #: The factory's built-in methods, or ``None`` when they are off.
+        self._builtins = factory.builtins
         self._processing = False
         self._closed = False
         #: True once the peer shut down its write side.
@@ -406,7 +409,10 @@ class ServerProtocol(Protocol):
                 # answers our keepalive PINGs is still idle.
                 live.last_message = now
                 self._stats.requests_total += 1
-                if not self.parked and conn.unanswered <= limit:
+                if self._builtins is not None and event.method.startswith(RESERVED_PREFIX):
+                    # Before the limits: answered from memory, at once.
+                    self._answer_builtin(event)
+                elif not self.parked and conn.unanswered <= limit:
                     self._start(event, now)
                 else:
                     self._park(event, now)
@@ -523,6 +529,28 @@ class ServerProtocol(Protocol):
             errbackArgs=(rid, request.method),
         )
 
+    def _answer_builtin(self, request: Request) -> None:
+        """
+        Answer a call to a reserved method (``_adapters/builtins.py``)
+        without the responder, the concurrency limit or parking: a health
+        check must answer while the application is busy.
+        """
+        rid = request.request_id
+        assert self._builtins is not None
+        try:
+            body = self._builtins.answer(
+                request.method,
+                request.body,
+                (self.responder, self.factory.responder_factory),
+            )
+        except BaseException:
+            self._failed(Failure(), rid, request.method)
+            return
+        try:
+            self.conn.send_response(rid, body)
+        except LocalProtocolError as e:
+            self._send_error(rid, e.code, e.message)
+
     def _cancel(self, rid: int) -> None:
         self.conn.forget(rid)
         parked = self.parked.pop(rid, None)
@@ -613,6 +641,16 @@ class ServerFactory(Factory):
         and its connection limits.
     :param clock: the clock for deadlines and timeouts; the global reactor
         if omitted, looked up only when first needed.
+    :param builtins: serve the built-in methods ``reqresp.health``,
+        ``reqresp.methods`` and ``reqresp.stats`` before the responder
+        (``docs/guide.md``, "Health and introspection"); with ``False``,
+        calls to those names reach the responder like any other.
+
+    :ivar health: the :class:`~twisted_reqresp.HealthStatus` that
+        ``reqresp.health`` reports; the application sets its own statuses
+        on it, and :meth:`drain` makes it DRAINING.
+    :ivar builtins: what answers the built-in methods, or ``None`` when
+        they are off.
     """
 
     protocol = ServerProtocol
@@ -624,6 +662,7 @@ class ServerFactory(Factory):
         wire: IWireFormat | None = None,
         limits: Limits = DEFAULT_LIMITS,
         clock: IReactorTime | None = None,
+        builtins: bool = True,
     ) -> None:
         if IResponderFactory.providedBy(responder):
             self.responder_factory: IResponderFactory = responder
@@ -641,6 +680,10 @@ class ServerFactory(Factory):
         self.draining = False
         #: The protocols of the connections open now (refused ones included).
         self.connections: set[ServerProtocol] = set()
+        self.health = HealthStatus()
+        self.builtins: Builtins | None = (
+            Builtins(self.health, lambda: self.stats) if builtins else None
+        )
 
     @property
     def clock(self) -> IReactorTime:
@@ -732,7 +775,8 @@ class ServerFactory(Factory):
 
     def drain(self, grace: float | None = None) -> Deferred[None]:
         """
-        Stop serving in order: refuse new connections, send GOAWAY on every
+        Stop serving in order: report DRAINING (:attr:`health`), refuse
+        new connections, send GOAWAY on every
         open one, let the requests already accepted finish, and close each
         connection once it has answered them.  When ``grace`` seconds have
         passed, requests still running are answered UNAVAILABLE (not
@@ -747,6 +791,7 @@ class ServerFactory(Factory):
         :returns: a Deferred that fires when every connection is closed.
         """
         self.draining = True
+        self.health.start_draining()
         grace = self.limits.grace if grace is None else grace
         waiting = [protocol.drain() for protocol in list(self.connections)]
         done: Deferred[None] = Deferred()
