@@ -137,6 +137,7 @@ def default_factory(
     wire: IWireFormat | None = None,
     limits: Limits = DEFAULT_LIMITS,
     clock: IReactorTime | None = None,
+    builtins: bool = True,
 ) -> ServerFactory:
     """
     A :class:`~twisted_reqresp.ServerFactory` serving :func:`default_router`,
@@ -146,6 +147,7 @@ def default_factory(
     :param limits: the server's limits.
     :param clock: the clock for deadlines, ``sleep`` and uptime; the global
         reactor if omitted, looked up only when first needed.
+    :param builtins: serve the built-in methods (``reqresp.health``, ...).
     :returns: the factory.
     """
     factory: ServerFactory
@@ -158,6 +160,10 @@ def default_factory(
         return factory.clock
 
     factory = ServerFactory(
-        default_router(factory_stats, factory_clock), wire=wire, limits=limits, clock=clock
+        default_router(factory_stats, factory_clock),
+        wire=wire,
+        limits=limits,
+        clock=clock,
+        builtins=builtins,
     )
     return factory

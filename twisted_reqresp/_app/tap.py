@@ -297,8 +297,9 @@ class Options(usage.Options):
     After parsing, ``self["ports"]`` holds the endpoint strings,
     ``self["responder"]`` the provider to serve (``None`` for the default
     service), ``self["responder_name"]`` what the logs call it,
-    ``self["wire_format"]`` the :class:`IWireFormat` and ``self["limits"]``
-    the :class:`~twisted_reqresp.Limits`.
+    ``self["wire_format"]`` the :class:`IWireFormat`, ``self["limits"]``
+    the :class:`~twisted_reqresp.Limits` and ``self["no-builtins"]`` whether
+    the built-in methods are off.
     """
 
     synopsis = "[options]"
@@ -309,6 +310,15 @@ class Options(usage.Options):
         "systemd:domain=INET:index=0. Without --responder, serve the default "
         "service: echo, methods, ping, sleep and stats."
     )
+
+    optFlags: Sequence[Sequence[Any]] = [
+        [
+            "no-builtins",
+            None,
+            "Do not serve the built-in methods reqresp.health, reqresp.methods and "
+            "reqresp.stats; calls to them reach the responder.",
+        ],
+    ]
 
     optParameters: Sequence[Sequence[Any]] = [
         [
@@ -570,10 +580,13 @@ def make_service(
     """
     wire: IWireFormat = options["wire_format"]
     limits: Limits = options["limits"]
+    builtins = not options["no-builtins"]
     if options["responder"] is None:
-        factory = default_factory(wire=wire, limits=limits, clock=reactor)
+        factory = default_factory(wire=wire, limits=limits, clock=reactor, builtins=builtins)
     else:
-        factory = ServerFactory(options["responder"], wire=wire, limits=limits, clock=reactor)
+        factory = ServerFactory(
+            options["responder"], wire=wire, limits=limits, clock=reactor, builtins=builtins
+        )
     service = ReqRespService(
         factory,
         options["ports"],
