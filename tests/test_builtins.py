@@ -147,9 +147,7 @@ class HealthTests(SynchronousTestCase):
         """factory.health.set("", "NOT_SERVING") is what health answers, and back."""
         pair = connected_pair(Plain())
         pair.factory.health.set("", "NOT_SERVING")
-        self.assertEqual(
-            self.successResultOf(_call(pair, "reqresp.health")).body, b"NOT_SERVING"
-        )
+        self.assertEqual(self.successResultOf(_call(pair, "reqresp.health")).body, b"NOT_SERVING")
         pair.factory.health.set("", ServingStatus.SERVING)
         self.assertEqual(self.successResultOf(_call(pair, "reqresp.health")).body, b"SERVING")
 
@@ -159,17 +157,21 @@ class HealthTests(SynchronousTestCase):
         health = pair.factory.health
         health.set("db", "NOT_SERVING")
         health.set("cache", "SERVING")
-        self.assertEqual(self.successResultOf(_call(pair, "reqresp.health", b"db")).body,
-                         b"NOT_SERVING")  # fmt: skip
-        self.assertEqual(self.successResultOf(_call(pair, "reqresp.health", b"cache")).body,
-                         b"SERVING")  # fmt: skip
+        self.assertEqual(
+            self.successResultOf(_call(pair, "reqresp.health", b"db")).body, b"NOT_SERVING"
+        )
+        self.assertEqual(
+            self.successResultOf(_call(pair, "reqresp.health", b"cache")).body, b"SERVING"
+        )
         self.assertEqual(self.successResultOf(_call(pair, "reqresp.health")).body, b"SERVING")
 
     def test_unknown_service_is_not_found(self) -> None:
         """A service name nobody set is answered NOT_FOUND naming it, as gRPC's health does."""
         pair = connected_pair(Plain())
         error = self.failureResultOf(_call(pair, "reqresp.health", b"nope"), RemoteError).value
-        self.assertEqual((error.code, error.message), (StatusCode.NOT_FOUND, "unknown service 'nope'"))
+        self.assertEqual(
+            (error.code, error.message), (StatusCode.NOT_FOUND, "unknown service 'nope'")
+        )
 
     def test_cleared_service_is_unknown_again(self) -> None:
         """A service cleared is answered NOT_FOUND again; clearing "" puts SERVING back."""
@@ -185,9 +187,7 @@ class HealthTests(SynchronousTestCase):
     def test_long_unknown_name_is_cut_in_the_message(self) -> None:
         """The NOT_FOUND message quotes at most 100 characters of a peer's service name."""
         pair = connected_pair(Plain())
-        error = self.failureResultOf(
-            _call(pair, "reqresp.health", b"x" * 5000), RemoteError
-        ).value
+        error = self.failureResultOf(_call(pair, "reqresp.health", b"x" * 5000), RemoteError).value
         self.assertEqual(error.message, f"unknown service '{'x' * 100}...'")
 
     def test_service_name_not_utf8(self) -> None:
@@ -254,7 +254,7 @@ class LimitsTests(SynchronousTestCase):
     """The built-in methods count in no user limit and are answered at once."""
 
     def test_answered_at_max_concurrent(self) -> None:
-        """With every slot taken and requests parked, health is answered at once, parking nothing."""
+        """With every slot taken and a request parked, health is answered at once, unparked."""
         router, waiting = echo_and_wait_router()
         factory = ServerFactory(router, limits=Limits(max_concurrent=1), clock=MemoryReactorClock())
         client = RawClient(factory)
@@ -327,10 +327,14 @@ class MethodsTests(SynchronousTestCase):
             methods[:2],
             [
                 {"name": "echo", "codec": "bytes", "kind": "unary", "doc": ""},
-                {"name": "greet", "codec": "json", "kind": "unary",
-                 "doc": "Greet someone.\n\nBy name."},
+                {
+                    "name": "greet",
+                    "codec": "json",
+                    "kind": "unary",
+                    "doc": "Greet someone.\n\nBy name.",
+                },
             ],
-        )  # fmt: skip
+        )
         self.assertEqual(methods[2]["codec"], "bytes")
         self.assertTrue(methods[2]["doc"].startswith("Answer the serving status"), methods[2])
         self.assertEqual([m["codec"] for m in methods[3:]], ["json", "json"])
@@ -349,8 +353,9 @@ class MethodsTests(SynchronousTestCase):
         """A responder without describe() lists no methods of its own, only the built-ins."""
         responder = Plain()
         pair = connected_pair(responder)
-        self.assertEqual(_names(self.successResultOf(_call(pair, "reqresp.methods")).body),
-                         _BUILTIN_NAMES)  # fmt: skip
+        self.assertEqual(
+            _names(self.successResultOf(_call(pair, "reqresp.methods")).body), _BUILTIN_NAMES
+        )
         self.assertEqual(responder.calls, [])
 
     def test_responder_describe(self) -> None:
@@ -374,8 +379,10 @@ class MethodsTests(SynchronousTestCase):
                 return Described()
 
         pair = connected_pair(PerConnection())
-        self.assertEqual(_names(self.successResultOf(_call(pair, "reqresp.methods")).body),
-                         ["zeta", "alpha", *_BUILTIN_NAMES])  # fmt: skip
+        self.assertEqual(
+            _names(self.successResultOf(_call(pair, "reqresp.methods")).body),
+            ["zeta", "alpha", *_BUILTIN_NAMES],
+        )
 
     def test_responder_factory_describes(self) -> None:
         """A factory's describe() is used when its responders have none."""
@@ -389,8 +396,10 @@ class MethodsTests(SynchronousTestCase):
                 return [MethodDescription(name="one")]
 
         pair = connected_pair(PerConnection())
-        self.assertEqual(_names(self.successResultOf(_call(pair, "reqresp.methods")).body),
-                         ["one", *_BUILTIN_NAMES])  # fmt: skip
+        self.assertEqual(
+            _names(self.successResultOf(_call(pair, "reqresp.methods")).body),
+            ["one", *_BUILTIN_NAMES],
+        )
 
     def test_bad_describe_is_internal(self) -> None:
         """A describe() returning anything but MethodDescription is logged and answered INTERNAL."""
@@ -405,7 +414,7 @@ class MethodsTests(SynchronousTestCase):
         self.assertEqual(len(self.flushLoggedErrors(TypeError)), 1)
 
     def test_answer_too_large_for_a_line(self) -> None:
-        """A methods answer longer than the line format allows is RESOURCE_EXHAUSTED, not a close."""
+        """A methods answer too long for a line is an error answer, not a close."""
         router = Router()
         for n in range(20):
             router.add(f"m{n}", lambda call: b"")
@@ -415,9 +424,7 @@ class MethodsTests(SynchronousTestCase):
         client = RawClient(factory)
         client.request("reqresp.methods")
         client.request("reqresp.health")
-        self.assertEqual(
-            [type(e) for e in client.events()], [ErrorResponse, Response]
-        )
+        self.assertEqual([type(e) for e in client.events()], [ErrorResponse, Response])
         self.assertTrue(client.server.connected)
 
     def test_router_refuses_reserved_names(self) -> None:
@@ -468,8 +475,9 @@ class TurnedOffTests(SynchronousTestCase):
         factory = ServerFactory(router, builtins=False, clock=MemoryReactorClock())
         pair = connected_pair(router, factory=factory)
         error = self.failureResultOf(_call(pair, "reqresp.methods"), RemoteError).value
-        self.assertEqual((error.code, error.message),
-                         (StatusCode.NOT_FOUND, "unknown method 'reqresp.methods'"))  # fmt: skip
+        self.assertEqual(
+            (error.code, error.message), (StatusCode.NOT_FOUND, "unknown method 'reqresp.methods'")
+        )
 
     def test_on_by_default(self) -> None:
         """A factory serves the built-in methods unless told otherwise."""
@@ -484,4 +492,3 @@ class TurnedOffTests(SynchronousTestCase):
         [event] = client.events()
         self.assertIsInstance(event, ErrorResponse)
         self.assertEqual(event.request_id, rid)  # type: ignore[union-attr]
-

@@ -235,9 +235,7 @@ class Builtins:
         try:
             service = body.decode("utf-8")
         except UnicodeDecodeError:
-            raise StatusError(
-                StatusCode.INVALID_ARGUMENT, "a service name is UTF-8 text"
-            ) from None
+            raise StatusError(StatusCode.INVALID_ARGUMENT, "a service name is UTF-8 text") from None
         try:
             status = self.health.get(service)
         except KeyError:

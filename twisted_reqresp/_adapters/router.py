@@ -124,9 +124,7 @@ class Router:
             function's docstring.
         """
         return [
-            MethodDescription(
-                name=name, codec=str(entry.codec.name), doc=doc_of(entry.function)
-            )
+            MethodDescription(name=name, codec=str(entry.codec.name), doc=doc_of(entry.function))
             for name, entry in sorted(self._methods.items())
         ]
 
