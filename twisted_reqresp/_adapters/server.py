@@ -775,7 +775,7 @@ class ServerFactory(Factory):
 
     def drain(self, grace: float | None = None) -> Deferred[None]:
         """
-        Stop serving in order: report DRAINING (:attr:`health`), refuse
+        Stop serving in order: report DRAINING (``health``), refuse
         new connections, send GOAWAY on every
         open one, let the requests already accepted finish, and close each
         connection once it has answered them.  When ``grace`` seconds have
