@@ -424,7 +424,10 @@ class MethodsTests(SynchronousTestCase):
         client = RawClient(factory)
         client.request("reqresp.methods")
         client.request("reqresp.health")
-        self.assertEqual([type(e) for e in client.events()], [ErrorResponse, Response])
+        error, health = client.events()
+        self.assertIsInstance(error, ErrorResponse)
+        self.assertEqual(error.code, StatusCode.RESOURCE_EXHAUSTED)  # type: ignore[union-attr]
+        self.assertEqual(health, Response(request_id=2, body=b"SERVING"))
         self.assertTrue(client.server.connected)
 
     def test_router_refuses_reserved_names(self) -> None:
