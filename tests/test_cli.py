@@ -18,15 +18,18 @@ from twisted.internet import error as ierror
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase
+from zope.interface import implementer
 
 import twisted_reqresp
 from twisted_reqresp import (
+    Call,
     Client,
     ConnectionClosed,
     LocalProtocolError,
     RemoteError,
     Reply,
     Router,
+    ServerFactory,
     StatusCode,
     StatusError,
 )
@@ -47,11 +50,13 @@ from twisted_reqresp._app.cli import (
     main,
     run,
     run_call,
+    run_health,
     run_methods,
     run_ping,
 )
 from twisted_reqresp._app.service import default_factory
 from twisted_reqresp.codecs import JSON
+from twisted_reqresp.interfaces import IResponder
 from twisted_reqresp.testing import ConnectedPair, connected_pair
 
 
@@ -62,6 +67,24 @@ def _pair() -> ConnectedPair:
         "metadata", lambda call: dict(call.metadata), codec=JSON
     )
     return connected_pair(factory.responder_factory, factory=factory, clock=clock)
+
+
+@implementer(IResponder)
+class _Fixed:
+    """A responder (not a Router: it answers any name) that answers every call with ``answer``."""
+
+    def __init__(self, answer: Deferred[bytes]) -> None:
+        self.answer = answer
+
+    def connection_made(self, connection: Any) -> None:
+        """Nothing to keep."""
+
+    def connection_lost(self, reason: Any) -> None:
+        """Nothing to drop."""
+
+    def respond(self, call: Call) -> Deferred[bytes]:
+        """:returns: the answer given at construction."""
+        return self.answer
 
 
 def _parse(*argv: str, environ: dict[str, str] | None = None) -> Any:
@@ -116,13 +139,18 @@ class ParserTests(SynchronousTestCase):
     def test_connect_before_or_after_command(self) -> None:
         """--connect and --timeout may come before the command as well as after it, for
         every command; after it wins."""
-        for command in (["call", "echo"], ["methods"], ["ping"], ["bench"]):
+        for command in (["call", "echo"], ["methods"], ["ping"], ["bench"], ["health"]):
             args = _parse("--connect", "tcp:h:1", "-t", "3", *command)
             self.assertEqual((args.connect, args.timeout), ("tcp:h:1", 3.0), command)
             args = _parse("-c", "tcp:h:1", *command, "-c", "tcp:h:2")
             self.assertEqual(args.connect, "tcp:h:2", command)
             args = _parse(*command, environ={"REQRESP_CONNECT": "unix:/s"})
             self.assertEqual((args.connect, args.timeout), ("unix:/s", DEFAULT_TIMEOUT), command)
+
+    def test_health(self) -> None:
+        """health takes an optional SERVICE: the whole server's status if omitted."""
+        self.assertEqual((_parse("health").command, _parse("health").service), ("health", ""))
+        self.assertEqual(_parse("health", "db", "-t", "1").service, "db")
 
     def test_timeout_zero_means_none(self) -> None:
         """--timeout 0 means no timeout."""
@@ -302,22 +330,132 @@ class CommandTests(SynchronousTestCase):
         self.assertTrue(error.message.startswith("connection lost"), error.message)
 
     def test_methods(self) -> None:
-        """methods prints one name per line."""
+        """methods prints one name per line: the service's, then the built-in ones."""
         pair = _pair()
         out = io.BytesIO()
         d = run_methods(pair.client, out=out)
         pair.pump()
         self.assertEqual(self.successResultOf(d), EXIT_OK)
-        self.assertEqual(out.getvalue(), b"echo\nmetadata\nmethods\nping\nsleep\nstats\n")
+        self.assertEqual(
+            out.getvalue(),
+            b"echo\nmetadata\nmethods\nping\nsleep\nstats\n"
+            b"reqresp.health\nreqresp.methods\nreqresp.stats\n",
+        )
+
+    def test_methods_of_any_router(self) -> None:
+        """methods works against a router with no 'methods' method (it asks reqresp.methods)."""
+        router = Router()
+        router.add("add", lambda call: b"")
+        pair = connected_pair(router)
+        out = io.BytesIO()
+        d = run_methods(pair.client, out=out)
+        pair.pump()
+        self.assertEqual(self.successResultOf(d), EXIT_OK)
+        self.assertEqual(out.getvalue(), b"add\nreqresp.health\nreqresp.methods\nreqresp.stats\n")
+
+    def test_methods_falls_back(self) -> None:
+        """Against a server without built-ins, methods calls the service's own 'methods'."""
+        router = Router()
+        router.add("methods", lambda call: ["a", "methods"], codec=JSON)
+        pair = connected_pair(router, factory=ServerFactory(router, builtins=False))
+        out = io.BytesIO()
+        d = run_methods(pair.client, out=out)
+        pair.pump()
+        self.assertEqual(self.successResultOf(d), EXIT_OK)
+        self.assertEqual(out.getvalue(), b"a\nmethods\n")
+
+    def test_methods_no_builtins_no_methods(self) -> None:
+        """Without built-ins or a 'methods' method, the NOT_FOUND is reported with status 1."""
+        router = Router()
+        pair = connected_pair(router, factory=ServerFactory(router, builtins=False))
+        d = run_methods(pair.client, out=io.BytesIO())
+        pair.pump()
+        error = self.failureResultOf(d, CommandError).value
+        self.assertEqual(
+            (error.code, error.message), (EXIT_REMOTE, "NOT_FOUND: unknown method 'methods'")
+        )
 
     def test_methods_bad_answer(self) -> None:
         """An answer to methods that is not a list of names gives status 1."""
         router = Router()
         router.add("methods", lambda call: {"not": "a list"}, codec=JSON)
-        pair = connected_pair(router)
+        pair = connected_pair(router, factory=ServerFactory(router, builtins=False))
         d = run_methods(pair.client, out=io.BytesIO())
         pair.pump()
         self.assertEqual(self.failureResultOf(d, CommandError).value.code, EXIT_REMOTE)
+
+    def test_methods_bad_builtin_answer(self) -> None:
+        """An answer to reqresp.methods without a list of named methods gives status 1."""
+        responder = _Fixed(succeed(b'{"methods": [{"nom": "x"}]}'))
+        pair = connected_pair(responder, factory=ServerFactory(responder, builtins=False))
+        d = run_methods(pair.client, out=io.BytesIO())
+        pair.pump()
+        error = self.failureResultOf(d, CommandError).value
+        self.assertEqual(error.code, EXIT_REMOTE)
+        self.assertIn("reqresp.methods", error.message)
+
+    def _health(self, pair: ConnectedPair, service: str = "") -> tuple[Deferred[int], bytes]:
+        out = io.BytesIO()
+        d = run_health(pair.client, service, out=out)
+        pair.pump()
+        return d, out.getvalue()
+
+    def test_health_serving(self) -> None:
+        """health prints SERVING and gives status 0."""
+        d, out = self._health(_pair())
+        self.assertEqual((self.successResultOf(d), out), (EXIT_OK, b"SERVING\n"))
+
+    def test_health_not_serving(self) -> None:
+        """health prints NOT_SERVING and gives status 1: a failed probe."""
+        pair = _pair()
+        pair.factory.health.set("", "NOT_SERVING")
+        d, out = self._health(pair)
+        self.assertEqual((self.successResultOf(d), out), (EXIT_REMOTE, b"NOT_SERVING\n"))
+
+    def test_health_draining(self) -> None:
+        """health prints DRAINING and gives status 1."""
+        pair = _pair()
+        pair.factory.health.start_draining()
+        d, out = self._health(pair)
+        self.assertEqual((self.successResultOf(d), out), (EXIT_REMOTE, b"DRAINING\n"))
+
+    def test_health_service(self) -> None:
+        """health SERVICE asks for that service's status."""
+        pair = _pair()
+        pair.factory.health.set("db", "SERVING")
+        pair.factory.health.set("", "NOT_SERVING")
+        d, out = self._health(pair, "db")
+        self.assertEqual((self.successResultOf(d), out), (EXIT_OK, b"SERVING\n"))
+
+    def test_health_unknown_service(self) -> None:
+        """health for a service with no status prints the NOT_FOUND and gives status 1."""
+        d, out = self._health(_pair(), "nope")
+        error = self.failureResultOf(d, CommandError).value
+        self.assertEqual(
+            (error.code, error.message), (EXIT_REMOTE, "NOT_FOUND: unknown service 'nope'")
+        )
+        self.assertEqual(out, b"")
+
+    def test_health_without_builtins(self) -> None:
+        """health against a server whose built-ins are off gives status 1 with its NOT_FOUND."""
+        router = Router()
+        pair = connected_pair(router, factory=ServerFactory(router, builtins=False))
+        d, _ = self._health(pair)
+        error = self.failureResultOf(d, CommandError).value
+        self.assertEqual(
+            (error.code, error.message), (EXIT_REMOTE, "NOT_FOUND: unknown method 'reqresp.health'")
+        )
+
+    def test_health_timeout(self) -> None:
+        """health with no answer within --timeout gives status 4."""
+        responder = _Fixed(Deferred())  # a stuck server: nothing answers
+        pair = connected_pair(responder, factory=ServerFactory(responder, builtins=False))
+        d = run_health(pair.client, "", out=io.BytesIO(), timeout=5)
+        pair.pump()
+        self.assertNoResult(d)
+        pair.clock.advance(5)
+        pair.pump()
+        self.assertEqual(self.failureResultOf(d, CommandError).value.code, EXIT_TIMEOUT)
 
     def test_ping(self) -> None:
         """ping prints one line per pong, a second apart."""
@@ -392,6 +530,17 @@ class RunTests(SynchronousTestCase):
         self.assertEqual(self.successResultOf(d), EXIT_OK)
         self.assertEqual(out.getvalue(), b'"hi"\n')
         self.assertEqual(seen, [(pair.clock, "tcp:h:1", 3.0)])
+        self.assertTrue(pair.client_transport.disconnecting)
+
+    def test_health_command(self) -> None:
+        """run dispatches health SERVICE: its status printed, 1 when not SERVING, closed."""
+        pair = _pair()
+        pair.factory.health.set("db", "NOT_SERVING")
+        d, out, _ = self._run_command(
+            ["health", "db"], lambda reactor, endpoint, timeout: succeed(pair.client), pair.clock
+        )
+        pair.pump()
+        self.assertEqual((self.successResultOf(d), out.getvalue()), (EXIT_REMOTE, b"NOT_SERVING\n"))
         self.assertTrue(pair.client_transport.disconnecting)
 
     def test_refused(self) -> None:

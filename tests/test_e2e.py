@@ -54,6 +54,9 @@ import twisted_reqresp
 from twisted_reqresp import StatusCode
 from twisted_reqresp.wire import GoAway, Ping
 
+#: What every server lists after its own methods.
+_BUILTIN_METHODS = ("reqresp.health", "reqresp.methods", "reqresp.stats")
+
 
 class CommandLineTests(ReactorMixin, SynchronousTestCase):
     """The reqresp command against the default service."""
@@ -159,10 +162,13 @@ class CommandLineTests(ReactorMixin, SynchronousTestCase):
         self.assertEqual(output, b"plain\r\n")
 
     def test_methods(self) -> None:
-        """reqresp methods prints the default service's methods, one per line."""
+        """reqresp methods prints the default service's methods, then the built-in ones."""
         result = self._command("methods")
         self.assertEqual(result.returncode, 0, result.stderr)
-        self.assertEqual(result.stdout.split(), ["echo", "methods", "ping", "sleep", "stats"])
+        self.assertEqual(
+            result.stdout.split(),
+            [*("echo", "methods", "ping", "sleep", "stats"), *_BUILTIN_METHODS],
+        )
 
     def test_ping(self) -> None:
         """reqresp ping prints a round-trip time."""
@@ -413,14 +419,19 @@ class ResponderTests(ReactorMixin, SynchronousTestCase):
     """--responder serves a user's module."""
 
     def test_responder_module(self) -> None:
-        """A router named by --responder answers its own methods, and only those."""
+        """A router named by --responder answers its own methods (and the built-in ones),
+        and only those: reqresp methods lists them, the default service's are unknown."""
         server = start(
             self, "--responder", "e2e_responder:router", env=responder_env(), reactor=self.reactor
         )
         run_env = clean_env(REQRESP_CONNECT=server.endpoint)
         result = reqresp("call", "hello", '"world"', env=run_env)
         self.assertEqual((result.returncode, result.stdout), (0, '"hello, world"\n'), result.stderr)
-        self.assertEqual(reqresp("methods", env=run_env).returncode, 1)
+        methods = reqresp("methods", env=run_env)
+        self.assertEqual(methods.returncode, 0, methods.stderr)
+        self.assertIn("hello", methods.stdout.split())
+        self.assertNotIn("sleep", methods.stdout.split())
+        self.assertEqual(reqresp("call", "sleep", "0", env=run_env).returncode, 1)
         self.assertIn("serving e2e_responder:router on", server.log())
 
     def test_line_format_json_method(self) -> None:

@@ -360,6 +360,20 @@ class MakeServiceTests(_ResponderModuleMixin):
         router = factory.responder_factory.responder  # type: ignore[attr-defined]
         self.assertIn("stats", router.methods())
 
+    def test_builtins_on_by_default(self) -> None:
+        """Without --no-builtins, both the default service and a --responder serve them."""
+        default, _ = self._service()
+        custom, _ = self._service("--responder", "e2e_responder:router")
+        self.assertIsNotNone(default.factory.builtins)
+        self.assertIsNotNone(custom.factory.builtins)
+
+    def test_no_builtins(self) -> None:
+        """--no-builtins turns the built-in methods off, with or without --responder."""
+        default, _ = self._service("--no-builtins")
+        custom, _ = self._service("--no-builtins", "--responder", "e2e_responder:router")
+        self.assertIsNone(default.factory.builtins)
+        self.assertIsNone(custom.factory.builtins)
+
     def test_responder_and_options(self) -> None:
         """The responder, wire format and limits reach the factory."""
         import e2e_responder

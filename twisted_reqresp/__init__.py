@@ -14,6 +14,7 @@ private.  Importing this package does not install a reactor.
 """
 
 from ._adapters.accesslog import AccessLog
+from ._adapters.builtins import HealthStatus, MethodDescription, ServingStatus
 from ._adapters.client import Client, connect
 from ._adapters.interceptors import Outcome
 from ._adapters.router import Router
@@ -59,9 +60,11 @@ __all__ = [
     "ConnectionClosed",
     "ConnectionInfo",
     "DeadlineExceeded",
+    "HealthStatus",
     "Limits",
     "LineFormat",
     "LocalProtocolError",
+    "MethodDescription",
     "Outcome",
     "OutgoingCall",
     "ProtocolError",
@@ -72,6 +75,7 @@ __all__ = [
     "Router",
     "ServerFactory",
     "ServerStats",
+    "ServingStatus",
     "StatusCode",
     "StatusError",
     "connect",

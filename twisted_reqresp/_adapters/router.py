@@ -19,6 +19,7 @@ from .._core.errors import CodecError, StatusError
 from .._core.status import StatusCode
 from ..codecs import BYTES
 from ..interfaces import ICodec, IResponder
+from .builtins import RESERVED_PREFIX, MethodDescription, doc_of
 
 __all__ = ["Router"]
 
@@ -72,11 +73,17 @@ class Router:
             but a ``KeyError``'s key without quotes, and the type's name if
             that is empty), like AMP's declared errors.  Anything else undeclared is logged
             and answered INTERNAL.
-        :raises ValueError: if ``name`` is empty, contains whitespace, or is
-            already registered.
+        :raises ValueError: if ``name`` is empty, contains whitespace, starts
+            with ``reqresp.`` (reserved for the server's built-in methods), or
+            is already registered.
         """
         if not name or any(c.isspace() for c in name):
             raise ValueError(f"method names are non-empty with no whitespace: {name!r}")
+        if name.startswith(RESERVED_PREFIX):
+            raise ValueError(
+                f"method names starting with {RESERVED_PREFIX!r} are reserved for the "
+                f"server's built-in methods: {name!r}"
+            )
         if name in self._methods:
             raise ValueError(f"method {name!r} is already registered")
         declared = tuple((kind, int(code)) for kind, code in (errors or {}).items())
@@ -107,6 +114,19 @@ class Router:
         :returns: the registered method names, sorted.
         """
         return sorted(self._methods)
+
+    def describe(self) -> list[MethodDescription]:
+        """
+        What the built-in method ``reqresp.methods`` lists for this router.
+
+        :returns: one :class:`~twisted_reqresp.MethodDescription` per
+            method, sorted by name: its codec's name, ``"unary"``, and the
+            function's docstring.
+        """
+        return [
+            MethodDescription(name=name, codec=str(entry.codec.name), doc=doc_of(entry.function))
+            for name, entry in sorted(self._methods.items())
+        ]
 
     # -- IResponder -------------------------------------------------------------
 

@@ -41,6 +41,7 @@ from .._core.limits import DEFAULT_LIMITS, Limits
 from .._core.status import StatusCode, status_name
 from ..codecs import BYTES
 from ..interfaces import IResponder, IResponderFactory, IServerInterceptor
+from .builtins import RESERVED_PREFIX, Builtins, HealthStatus
 from .interceptors import compose_server, error_status, interceptor_function
 from .lifecycle import TransportLifecycle
 from .liveness import Liveness
@@ -177,6 +178,8 @@ class ServerProtocol(Protocol):
         self.parked: dict[int, tuple[Request, float]] = {}
         self._parked_bytes = 0
         self._stats = factory.stats
+        #: The factory's built-in methods, or ``None`` when they are off.
+        self._builtins = factory.builtins
         self._processing = False
         self._closed = False
         #: True once the peer shut down its write side.
@@ -449,7 +452,10 @@ class ServerProtocol(Protocol):
                 # answers our keepalive PINGs is still idle.
                 live.last_message = now
                 self._stats.requests_total += 1
-                if not self.parked and conn.unanswered <= limit:
+                if self._builtins is not None and event.method.startswith(RESERVED_PREFIX):
+                    # Before the limits: answered from memory, at once.
+                    self._answer_builtin(event)
+                elif not self.parked and conn.unanswered <= limit:
                     self._start(event, now)
                 else:
                     self._park(event, now)
@@ -566,6 +572,28 @@ class ServerProtocol(Protocol):
             errbackArgs=(rid, request.method),
         )
 
+    def _answer_builtin(self, request: Request) -> None:
+        """
+        Answer a call to a reserved method (``_adapters/builtins.py``)
+        without the responder, the concurrency limit or parking: a health
+        check must answer while the application is busy.
+        """
+        rid = request.request_id
+        assert self._builtins is not None
+        try:
+            body = self._builtins.answer(
+                request.method,
+                request.body,
+                (self.responder, self.factory.responder_factory),
+            )
+        except BaseException:
+            self._failed(Failure(), rid, request.method)
+            return
+        try:
+            self.conn.send_response(rid, body)
+        except LocalProtocolError as e:
+            self._send_error(rid, e.code, e.message)
+
     def _cancel(self, rid: int) -> None:
         self.conn.forget(rid)
         parked = self.parked.pop(rid, None)
@@ -659,8 +687,18 @@ class ServerFactory(Factory):
         providers (or plain callables ``f(call, proceed)``) every call
         passes through on its way to the responder, the first outermost;
         see ``docs/guide.md``, "Interceptors".
+    :param builtins: serve the built-in methods ``reqresp.health``,
+        ``reqresp.methods`` and ``reqresp.stats`` before the responder
+        (``docs/guide.md``, "Health and introspection"); with ``False``,
+        calls to those names reach the responder like any other.
     :raises TypeError: if ``responder`` is not a responder, or one of
         ``interceptors`` is not an interceptor.
+
+    :ivar health: the :class:`~twisted_reqresp.HealthStatus` that
+        ``reqresp.health`` reports; the application sets its own statuses
+        on it, and :meth:`drain` makes it DRAINING.
+    :ivar builtins: what answers the built-in methods, or ``None`` when
+        they are off.
     """
 
     protocol = ServerProtocol
@@ -673,6 +711,7 @@ class ServerFactory(Factory):
         limits: Limits = DEFAULT_LIMITS,
         clock: IReactorTime | None = None,
         interceptors: Sequence[object] = (),
+        builtins: bool = True,
     ) -> None:
         if IResponderFactory.providedBy(responder):
             self.responder_factory: IResponderFactory = responder
@@ -694,6 +733,10 @@ class ServerFactory(Factory):
         self.draining = False
         #: The protocols of the connections open now (refused ones included).
         self.connections: set[ServerProtocol] = set()
+        self.health = HealthStatus()
+        self.builtins: Builtins | None = (
+            Builtins(self.health, lambda: self.stats) if builtins else None
+        )
 
     @property
     def clock(self) -> IReactorTime:
@@ -785,7 +828,8 @@ class ServerFactory(Factory):
 
     def drain(self, grace: float | None = None) -> Deferred[None]:
         """
-        Stop serving in order: refuse new connections, send GOAWAY on every
+        Stop serving in order: report DRAINING (``health``), refuse
+        new connections, send GOAWAY on every
         open one, let the requests already accepted finish, and close each
         connection once it has answered them.  When ``grace`` seconds have
         passed, requests still running are answered UNAVAILABLE (not
@@ -800,6 +844,7 @@ class ServerFactory(Factory):
         :returns: a Deferred that fires when every connection is closed.
         """
         self.draining = True
+        self.health.start_draining()
         grace = self.limits.grace if grace is None else grace
         waiting = [protocol.drain() for protocol in list(self.connections)]
         done: Deferred[None] = Deferred()

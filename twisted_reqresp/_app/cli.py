@@ -8,13 +8,15 @@ The ``reqresp`` command: call a server from a shell.
     reqresp call --metadata trace=abc sleep 2 --timeout 1
     reqresp call --json stats
     reqresp --connect unix:/run/app.sock methods
+    reqresp health
     reqresp ping --count 3
     reqresp bench --connections 8 --depth 16 --duration 10 echo
 
 The work is done by functions that take a connected
 :class:`~twisted_reqresp.Client` and a clock (:func:`run_call`,
 :func:`run_methods`, :func:`run_ping`), so tests drive them over
-:func:`twisted_reqresp.testing.connected_pair`; :func:`main` only parses
+:func:`twisted_reqresp.testing.connected_pair`; :func:`run_health` too;
+:func:`main` only parses
 arguments, connects, and runs the reactor with
 :func:`twisted.internet.task.react`.
 """
@@ -76,14 +78,16 @@ __all__ = [
     "main",
     "run",
     "run_call",
+    "run_health",
     "run_methods",
     "run_ping",
     "version_text",
 ]
 
-#: The call succeeded.
+#: The call succeeded (``health``: the status is SERVING).
 EXIT_OK = 0
-#: The server answered with an error status.
+#: The server answered with an error status (``health``: or a status other
+#: than SERVING).
 EXIT_REMOTE = 1
 #: The command line was wrong (argparse's own code for usage errors).
 EXIT_USAGE = 2
@@ -109,8 +113,9 @@ CLOSE_TIMEOUT = 1.0
 
 _EPILOG = f"""\
 exit status:
-  {EXIT_OK}  success
-  {EXIT_REMOTE}  the server answered with an error status (printed as CODE: message)
+  {EXIT_OK}  success (health: the status is SERVING)
+  {EXIT_REMOTE}  the server answered with an error status (printed as CODE: message);
+     health: the status is not SERVING
   {EXIT_USAGE}  usage error (bad arguments, body not valid JSON or too large, bad endpoint)
   {EXIT_CONNECTION}  cannot connect, or the connection was lost
   {EXIT_TIMEOUT}  timed out (connecting, or waiting for an answer)
@@ -196,7 +201,7 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
     :param environ: the environment to read :data:`ENDPOINT_ENV` from
         (``os.environ`` if omitted).
     :returns: the parser; its result has ``command`` set to ``"call"``,
-        ``"methods"`` or ``"ping"``.
+        ``"methods"``, ``"health"``, ``"ping"`` or ``"bench"``.
     """
     environ = os.environ if environ is None else environ
     endpoint = environ.get(ENDPOINT_ENV) or DEFAULT_ENDPOINT
@@ -286,9 +291,33 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
         "methods",
         parents=[common],
         help="list the server's methods",
-        description="Call the 'methods' method and print one name per line.",
+        description=(
+            "Call the built-in method reqresp.methods and print one name per line: the "
+            "service's methods, then the built-in ones.  Against a server without built-in "
+            "methods, call its own 'methods' method instead."
+        ),
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+    health = commands.add_parser(
+        "health",
+        parents=[common],
+        help="print the server's serving status; exit 0 only when SERVING",
+        description=(
+            "Call the built-in method reqresp.health and print the status: SERVING, "
+            "NOT_SERVING or DRAINING.  Exit 0 only when SERVING, so the command can be a "
+            "Kubernetes exec probe or any health check."
+        ),
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    health.add_argument(
+        "service",
+        metavar="SERVICE",
+        nargs="?",
+        default="",
+        help="the service whose status to ask for; the whole server's if omitted",
     )
 
     ping = commands.add_parser(
@@ -526,25 +555,81 @@ def run_methods(
     client: Client, *, out: BinaryIO, timeout: float | None = DEFAULT_TIMEOUT
 ) -> Generator[Deferred[Any], Any, int]:
     """
-    Call ``methods`` and write one name per line to ``out``.
+    Call the built-in ``reqresp.methods`` and write one method name per
+    line to ``out``, in the order of the answer.  A server that answers it
+    NOT_FOUND (its built-in methods are off) is asked its own ``methods``,
+    which must answer a JSON list of names (the default service's does).
 
     :param client: a connected client.
     :param out: where the names go (binary).
-    :param timeout: seconds to wait for the answer.
+    :param timeout: seconds to wait for each answer.
     :returns: a Deferred firing with :data:`EXIT_OK`, or failing with
         :class:`CommandError`, with :data:`EXIT_REMOTE` as well when the
-        answer is not a JSON list of names.
+        answer is not what the method promises.
     """
     try:
-        reply = yield client.call("methods", None, codec=JSON, timeout=timeout)
+        reply = yield client.call("reqresp.methods", None, codec=JSON, timeout=timeout)
+    except RemoteError as e:
+        if e.code != StatusCode.NOT_FOUND:
+            raise explain(e, timeout=timeout) from e
+        reply = None
     except Exception as e:
         raise explain(e, timeout=timeout) from e
-    names = reply.body
-    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-        raise CommandError("the answer to 'methods' is not a JSON list of names", EXIT_REMOTE)
+    if reply is not None:
+        names = _method_names(reply.body)
+        if names is None:
+            raise CommandError(
+                "the answer to 'reqresp.methods' is not a JSON object listing named methods",
+                EXIT_REMOTE,
+            )
+    else:
+        try:
+            reply = yield client.call("methods", None, codec=JSON, timeout=timeout)
+        except Exception as e:
+            raise explain(e, timeout=timeout) from e
+        names = reply.body
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise CommandError("the answer to 'methods' is not a JSON list of names", EXIT_REMOTE)
     out.write("".join(f"{name}\n" for name in names).encode("utf-8"))
     out.flush()
     return EXIT_OK
+
+
+def _method_names(answer: Any) -> list[str] | None:
+    """:returns: the names in a ``reqresp.methods`` answer, or ``None`` if it is malformed."""
+    methods = answer.get("methods") if isinstance(answer, dict) else None
+    if not isinstance(methods, list):
+        return None
+    names = [item.get("name") if isinstance(item, dict) else None for item in methods]
+    if not all(isinstance(name, str) for name in names):
+        return None
+    return names  # type: ignore[return-value]
+
+
+@inlineCallbacks
+def run_health(
+    client: Client, service: str = "", *, out: BinaryIO, timeout: float | None = DEFAULT_TIMEOUT
+) -> Generator[Deferred[Any], Any, int]:
+    """
+    Call the built-in ``reqresp.health`` and write the status to ``out``.
+
+    :param client: a connected client.
+    :param service: the service to ask about; the whole server if empty.
+    :param out: where the status goes (binary), with a newline.
+    :param timeout: seconds to wait for the answer.
+    :returns: a Deferred firing with :data:`EXIT_OK` if the status is
+        ``SERVING``, :data:`EXIT_REMOTE` for any other (``NOT_SERVING``,
+        ``DRAINING``), or failing with :class:`CommandError` (an unknown
+        service is the server's NOT_FOUND, :data:`EXIT_REMOTE`).
+    """
+    try:
+        reply = yield client.call("reqresp.health", service.encode("utf-8"), timeout=timeout)
+    except Exception as e:
+        raise explain(e, timeout=timeout) from e
+    status: bytes = reply.body
+    out.write(status + b"\n")
+    out.flush()
+    return EXIT_OK if status == b"SERVING" else EXIT_REMOTE
 
 
 @inlineCallbacks
@@ -769,6 +854,8 @@ def run(
             )
         elif args.command == "methods":
             code = yield run_methods(client, out=out, timeout=timeout)
+        elif args.command == "health":
+            code = yield run_health(client, args.service, out=out, timeout=timeout)
         elif args.command == "bench":
             code = yield run_bench(reactor, client, args, body, out=out, connector=connector)
         else:

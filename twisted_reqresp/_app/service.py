@@ -138,6 +138,7 @@ def default_factory(
     limits: Limits = DEFAULT_LIMITS,
     clock: IReactorTime | None = None,
     interceptors: Sequence[object] = (),
+    builtins: bool = True,
 ) -> ServerFactory:
     """
     A :class:`~twisted_reqresp.ServerFactory` serving :func:`default_router`,
@@ -149,6 +150,7 @@ def default_factory(
         reactor if omitted, looked up only when first needed.
     :param interceptors: the server's interceptors (see
         :class:`~twisted_reqresp.ServerFactory`).
+    :param builtins: serve the built-in methods (``reqresp.health``, ...).
     :returns: the factory.
     """
     factory: ServerFactory
@@ -166,5 +168,6 @@ def default_factory(
         limits=limits,
         clock=clock,
         interceptors=interceptors,
+        builtins=builtins,
     )
     return factory

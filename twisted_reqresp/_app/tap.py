@@ -283,8 +283,9 @@ class Options(usage.Options):
     After parsing, ``self["ports"]`` holds the endpoint strings,
     ``self["responder"]`` the provider to serve (``None`` for the default
     service), ``self["responder_name"]`` what the logs call it,
-    ``self["wire_format"]`` the :class:`IWireFormat` and ``self["limits"]``
-    the :class:`~twisted_reqresp.Limits`.
+    ``self["wire_format"]`` the :class:`IWireFormat`, ``self["limits"]``
+    the :class:`~twisted_reqresp.Limits` and ``self["no-builtins"]`` whether
+    the built-in methods are off.
     """
 
     synopsis = "[options]"
@@ -295,6 +296,21 @@ class Options(usage.Options):
         "systemd:domain=INET:index=0. Without --responder, serve the default "
         "service: echo, methods, ping, sleep and stats."
     )
+
+    optFlags: Sequence[Sequence[Any]] = [
+        [
+            "no-builtins",
+            None,
+            "Do not serve the built-in methods reqresp.health, reqresp.methods and "
+            "reqresp.stats; calls to them reach the responder.",
+        ],
+        [
+            "access-log",
+            None,
+            "Log one structured event per answered request (namespace "
+            "twisted_reqresp.access: peer, method, status, duration, sizes, ids).",
+        ],
+    ]
 
     optParameters: Sequence[Sequence[Any]] = [
         [
@@ -319,15 +335,6 @@ class Options(usage.Options):
             "IWireFormat provider or a no-argument callable returning one.",
         ],
         *([limit.option, None, None, limit.describe()] for limit in LIMIT_OPTIONS),
-    ]
-
-    optFlags: Sequence[Sequence[Any]] = [
-        [
-            "access-log",
-            None,
-            "Log one structured event per answered request (namespace "
-            "twisted_reqresp.access: peer, method, status, duration, sizes, ids).",
-        ],
     ]
 
     compData = usage.Completions(  # type: ignore[no-untyped-call, unused-ignore]
@@ -566,9 +573,10 @@ def make_service(
     wire: IWireFormat = options["wire_format"]
     limits: Limits = options["limits"]
     interceptors = [AccessLog()] if options["access-log"] else []
+    builtins = not options["no-builtins"]
     if options["responder"] is None:
         factory = default_factory(
-            wire=wire, limits=limits, clock=reactor, interceptors=interceptors
+            wire=wire, limits=limits, clock=reactor, interceptors=interceptors, builtins=builtins
         )
     else:
         factory = ServerFactory(
@@ -577,6 +585,7 @@ def make_service(
             limits=limits,
             clock=reactor,
             interceptors=interceptors,
+            builtins=builtins,
         )
     service = ReqRespService(
         factory,
