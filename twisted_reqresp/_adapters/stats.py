@@ -5,6 +5,7 @@ by the default service's ``stats`` method.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,9 +45,12 @@ class ServerStats:
 
     def as_dict(self) -> dict[str, Any]:
         """
-        :returns: the counters and the uptime in seconds, as JSON-ready data.
+        :returns: the counters, the uptime in seconds and the id of the
+            process answering (with ``--workers``, each worker counts its
+            own connections), as JSON-ready data.
         """
         return {
+            "pid": os.getpid(),
             "connections_open": self.connections_open,
             "connections_total": self.connections_total,
             "connections_refused": self.connections_refused,
