@@ -15,6 +15,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -173,3 +174,72 @@ def _alive(pid: int) -> bool:
             return stat.read().split(")")[-1].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+#: Plays systemd's part in socket activation (sd_listen_fds(3)): moves the
+#: listening socket given by number to descriptor 3, sets LISTEN_FDS and
+#: LISTEN_PID (this process's pid, which exec keeps), and execs the command.
+SYSTEMD = textwrap.dedent(
+    """
+    import os, sys
+    fd = int(sys.argv[1])
+    if fd != 3:
+        os.dup2(fd, 3)
+        os.close(fd)
+    os.environ["LISTEN_FDS"] = "1"
+    os.environ["LISTEN_FDNAMES"] = "reqresp"
+    os.environ["LISTEN_PID"] = str(os.getpid())
+    os.execv(sys.argv[2], sys.argv[2:])
+    """
+)
+
+
+class SystemdActivationTests(ReactorMixin, SynchronousTestCase):
+    """
+    The systemd socket-activation recipe of docs/twistd.md, with this test in
+    systemd's place: it binds the socket, and twistd adopts it as descriptor 3.
+    """
+
+    def _activated(self, *args: str) -> Server:
+        listening = socket.socket()
+        self.addCleanup(listening.close)
+        listening.bind(("127.0.0.1", 0))
+        listening.listen(128)
+        fd = listening.fileno()
+        server = Server(
+            *args,
+            listen="systemd:domain=INET:index=0",
+            port=listening.getsockname()[1],
+            launcher=[sys.executable, "-c", SYSTEMD, str(fd)],
+            pass_fds=[fd],
+            reactor=self.reactor,
+        )
+        self.addCleanup(server.stop)
+        server.wait_ready()
+        # The socket is twistd's now: this process's copy is not needed.
+        listening.close()
+        return server
+
+    def test_socket_activation(self) -> None:
+        """twistd serves the socket systemd passed it, and drains on SIGTERM."""
+        server = self._activated()
+        self.assertEqual(run_script(PIDS, server.endpoint, "1"), [server.process.pid])
+        server.process.send_signal(signal.SIGTERM)
+        self.assertIn(server.wait_exit(), (0, -signal.SIGTERM), server.log())
+        self.assertNotIn("Traceback", server.log())
+
+    def test_socket_activation_with_workers(self) -> None:
+        """--workers hands the socket systemd passed to every worker."""
+        server = self._activated("--workers", "2")
+        server.wait_for_lines(f" starting on {server.port}", 3, timeout=START_TIMEOUT)
+        workers = worker_pids(server)
+        self.assertEqual(run_script(PIDS, server.endpoint, "2"), sorted(workers.values()))
+        server.process.send_signal(signal.SIGTERM)
+        self.assertIn(server.wait_exit(), (0, -signal.SIGTERM), server.log())
+        self.assertNotIn("Traceback", server.log())
+
+
+class SystemdActivationAsyncioTests(SystemdActivationTests):
+    """The systemd socket-activation recipe, on the asyncio reactor."""
+
+    reactor = "asyncio"
