@@ -50,7 +50,6 @@ class ServerStats:
             own connections), as JSON-ready data.
         """
         return {
-            "pid": os.getpid(),
             "connections_open": self.connections_open,
             "connections_total": self.connections_total,
             "connections_refused": self.connections_refused,
@@ -58,4 +57,5 @@ class ServerStats:
             "errors_total": self.errors_total,
             "protocol_errors": self.protocol_errors,
             "uptime": round(self.clock.seconds() - self.started, 3),
+            "pid": os.getpid(),
         }
