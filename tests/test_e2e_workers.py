@@ -138,10 +138,22 @@ class WorkersTests(ReactorMixin, SynchronousTestCase):
         self.assertIn(code, (0, -signal.SIGTERM), log)
         self.assertNotIn("Traceback", log)
         for index, pid in workers.items():
-            self.assertIn(f"worker {index} (pid {pid}) ended by signal 15 (SIGTERM)", log)
+            self.assertIn(f"worker {index} (pid {pid}) exited with status 0", log)
         self.assertNotIn("restarting in", log)
         for pid in workers.values():
             self.assertFalse(_alive(pid), f"worker {pid} still runs:\n{log}")
+
+    def test_ctrl_c_to_the_process_group(self) -> None:
+        """SIGINT to the supervisor and every worker at once (Ctrl-C) stops all cleanly."""
+        server = start_workers(self, 2, reactor=self.reactor)
+        workers = worker_pids(server)
+        for pid in (server.process.pid, *workers.values()):
+            os.kill(pid, signal.SIGINT)
+        self.assertIn(server.wait_exit(), (0, -signal.SIGINT), server.log())
+        log = server.log()
+        self.assertNotIn("Traceback", log)
+        for index, pid in workers.items():
+            self.assertIn(f"worker {index} (pid {pid}) exited with status 0", log)
 
     def test_workers_stop_when_the_supervisor_is_killed(self) -> None:
         """A supervisor killed with SIGKILL leaves no worker running (their stdin pipe ends)."""

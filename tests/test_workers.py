@@ -37,6 +37,10 @@ class _Transport:
     def __init__(self, pid: int) -> None:
         self.pid = pid
         self.signals: list[str] = []
+        self.stdin_closed = False
+
+    def closeStdin(self) -> None:
+        self.stdin_closed = True
 
     def signalProcess(self, name: str) -> None:
         self.signals.append(name)
@@ -243,13 +247,14 @@ class SupervisorTests(SynchronousTestCase):
         reactor.advance(RESTART_INITIAL)
         self.assertEqual(len(reactor.spawned), before + 1)
 
-    def test_stop_forwards_sigterm_and_waits(self) -> None:
-        """Stopping sends SIGTERM to each worker and fires once all ended, restarting none."""
+    def test_stop_closes_stdin_and_waits(self) -> None:
+        """Stopping closes each worker's stdin, sends no signal, and fires once all ended."""
         supervisor, reactor = _supervisor(count=2)
         supervisor.startService()
         stopped = supervisor.stopService()
         transports = [spawned[3] for spawned in reactor.spawned]
-        self.assertEqual([t.signals for t in transports], [["TERM"], ["TERM"]])
+        self.assertEqual([t.stdin_closed for t in transports], [True, True])
+        self.assertEqual([t.signals for t in transports], [[], []])
         reactor.spawned[0][0].processEnded(_killed(15))
         self.assertNoResult(stopped)
         reactor.spawned[1][0].processEnded(_killed(15))
@@ -265,9 +270,9 @@ class SupervisorTests(SynchronousTestCase):
         stopped = supervisor.stopService()
         transport = reactor.spawned[0][3]
         reactor.advance(3.0 + STOP_MARGIN - 0.01)
-        self.assertEqual(transport.signals, ["TERM"])
+        self.assertEqual(transport.signals, [])
         reactor.advance(0.02)
-        self.assertEqual(transport.signals, ["TERM", "KILL"])
+        self.assertEqual(transport.signals, ["KILL"])
         reactor.spawned[0][0].processEnded(_killed(9))
         self.successResultOf(stopped)
 

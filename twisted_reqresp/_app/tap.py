@@ -616,8 +616,9 @@ def make_service(
             listener = AdoptingReactor(reactor, worker.fds[index])
         service.add_endpoint(description, strports.service(description, factory, reactor=listener))
     if worker is not None:
-        from .workers import StdinWatch
+        from .workers import StdinWatch, ignore_interrupts
 
+        ignore_interrupts()
         StdinWatch(reactor).setServiceParent(service)  # type: ignore[no-untyped-call]
     return service
 

@@ -30,16 +30,19 @@ cannot serve.  gunicorn and nginx work the same way.
 The supervisor starts a worker again when it exits while the server runs,
 after a delay that doubles with each quick exit (:data:`RESTART_INITIAL` up
 to :data:`RESTART_MAX`; a worker that ran :data:`RESTART_RESET_AFTER`
-seconds starts the count again).  On SIGTERM (or SIGINT) it sends SIGTERM to
-every worker, each of which drains as a single server does (GOAWAY, finish
-the accepted requests within ``--grace``), waits for them, kills any still
-running :data:`STOP_MARGIN` seconds after the grace, and only then closes
-the listening sockets.
+seconds starts the count again).  On SIGTERM (or SIGINT) it tells every
+worker to stop, each of which drains as a single server does (GOAWAY,
+finish the accepted requests within ``--grace``), waits for them, kills any
+still running :data:`STOP_MARGIN` seconds after the grace, and only then
+closes the listening sockets.
 
-A worker's standard input is a pipe from the supervisor: when it ends (the
-supervisor died, even by SIGKILL) the worker drains and exits, so workers
-never outlive their supervisor.  A worker's output is logged by the
-supervisor, one event per line, prefixed ``worker N (pid P):``.
+A worker's standard input is a pipe from the supervisor, and its end is
+the worker's signal to drain and exit: the supervisor closes it to stop the
+workers, and the kernel closes it when the supervisor dies (even by
+SIGKILL), so workers never outlive their supervisor.  Workers ignore
+SIGINT (Ctrl-C signals the whole process group; the supervisor decides).
+A worker's output is logged by the supervisor, one event per line,
+prefixed ``worker N (pid P):``.
 """
 
 from __future__ import annotations
@@ -70,6 +73,7 @@ __all__ = [
     "StdinWatch",
     "WorkerSettings",
     "WorkerSupervisor",
+    "ignore_interrupts",
     "parse_workers",
     "worker_port",
     "worker_settings",
@@ -559,8 +563,17 @@ class WorkerSupervisor(Service):
 
     def stopService(self) -> Deferred[None]:
         """
-        Drain: SIGTERM every worker, wait for all (killing any still running
-        :data:`STOP_MARGIN` seconds after the grace), then close the sockets.
+        Drain: tell every worker to stop, wait for all (killing any still
+        running :data:`STOP_MARGIN` seconds after the grace), then close the
+        sockets.
+
+        The workers are told by closing their standard input
+        (:class:`StdinWatch`), not by a signal: a worker may get SIGTERM or
+        SIGINT from elsewhere too (Ctrl-C signals the terminal's whole
+        process group; systemd signals the whole unit unless
+        ``KillMode=mixed``), and a second signal makes Twisted log a
+        ``ReactorNotRunning`` traceback, while the end of the pipe, once the
+        worker is already stopping, is ignored.
 
         :returns: a Deferred that fires once every worker has ended.
         """
@@ -580,7 +593,7 @@ class WorkerSupervisor(Service):
         if running:
             ended = self._all_ended = Deferred()
             for worker in running:
-                self._signal(worker, "TERM")
+                self._close_stdin(worker)
             killer = self._reactor.callLater(self.grace + STOP_MARGIN, self._kill_all)
             ended.addBoth(_cancel_then_pass, killer)
         else:
@@ -603,6 +616,11 @@ class WorkerSupervisor(Service):
                 )
                 self._signal(worker, "KILL")
 
+    def _close_stdin(self, worker: _Worker) -> None:
+        protocol = worker.protocol
+        if protocol is not None and protocol.transport is not None:
+            protocol.transport.closeStdin()
+
     def _signal(self, worker: _Worker, name: str) -> None:
         protocol = worker.protocol
         if protocol is None or protocol.transport is None:
@@ -611,6 +629,16 @@ class WorkerSupervisor(Service):
             protocol.transport.signalProcess(name)
         except ProcessExitedAlready:
             pass
+
+
+def ignore_interrupts() -> None:
+    """
+    Make a worker ignore SIGINT, before its reactor starts (Twisted then
+    leaves SIGINT alone).  Ctrl-C in a terminal signals the supervisor and
+    every worker alike; the supervisor alone decides, and drains the
+    workers in order.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _cancel_then_pass(result: object, call: IDelayedCall) -> object:
