@@ -25,6 +25,7 @@ from e2e import (
     COMMAND_TIMEOUT,
     START_TIMEOUT,
     STOP_TIMEOUT,
+    Certificates,
     ReactorMixin,
     Server,
     clean_env,
@@ -142,6 +143,15 @@ class WorkersTests(ReactorMixin, SynchronousTestCase):
         self.assertNotIn("restarting in", log)
         for pid in workers.values():
             self.assertFalse(_alive(pid), f"worker {pid} still runs:\n{log}")
+
+    def test_tls_port(self) -> None:
+        """An ssl: port is served over TLS by every worker (each wraps the shared socket)."""
+        certificates = Certificates()
+        self.addCleanup(certificates.remove)
+        server = start_workers(self, 2, listen=certificates.listen(), reactor=self.reactor)
+        workers = worker_pids(server)
+        pids = run_script(PIDS, certificates.client_endpoint(server.port), "2")
+        self.assertEqual(pids, sorted(workers.values()), server.log())
 
     def test_ctrl_c_to_the_process_group(self) -> None:
         """SIGINT to the supervisor and every worker at once (Ctrl-C) stops all cleanly."""
