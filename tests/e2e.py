@@ -26,6 +26,7 @@ import tempfile
 import textwrap
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any, ClassVar, Protocol
 
@@ -178,6 +179,10 @@ class Server:
     :param env: the environment (:func:`clean_env` by default).
     :param cwd: twistd's working directory (a fresh temporary one by
         default, removed at :meth:`stop`; one given here is left alone).
+    :param port: the port, for a socket the test made (a free one by default).
+    :param launcher: a command that runs before twistd and execs it (such
+        as one that plays systemd's part), with these descriptors kept open.
+    :param pass_fds: descriptors the launcher inherits.
 
     :ivar port: the TCP port it listens on.
     :ivar endpoint: the client endpoint string to reach it over plain TCP.
@@ -191,8 +196,11 @@ class Server:
         reactor: str | None = None,
         env: dict[str, str] | None = None,
         cwd: Path | None = None,
+        port: int | None = None,
+        launcher: Sequence[str] = (),
+        pass_fds: Sequence[int] = (),
     ) -> None:
-        self.port = free_port()
+        self.port = free_port() if port is None else port
         self.endpoint = f"tcp:127.0.0.1:{self.port}"
         self.listen = listen.format(port=self.port)
         self.reactor = reactor
@@ -204,6 +212,7 @@ class Server:
         reactor_args = [f"--reactor={reactor}"] if reactor is not None else []
         self.process = subprocess.Popen(
             [
+                *launcher,
                 str(BIN / "twistd"),
                 *reactor_args,
                 "-n",
@@ -218,6 +227,7 @@ class Server:
             stderr=subprocess.STDOUT,
             cwd=self._cwd,
             env=env if env is not None else clean_env(),
+            pass_fds=pass_fds,
         )
 
     def wait_ready(self) -> None:

@@ -5,6 +5,7 @@ by the default service's ``stats`` method.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,7 +45,9 @@ class ServerStats:
 
     def as_dict(self) -> dict[str, Any]:
         """
-        :returns: the counters and the uptime in seconds, as JSON-ready data.
+        :returns: the counters, the uptime in seconds and the id of the
+            process answering (with ``--workers``, each worker counts its
+            own connections), as JSON-ready data.
         """
         return {
             "connections_open": self.connections_open,
@@ -54,4 +57,5 @@ class ServerStats:
             "errors_total": self.errors_total,
             "protocol_errors": self.protocol_errors,
             "uptime": round(self.clock.seconds() - self.started, 3),
+            "pid": os.getpid(),
         }

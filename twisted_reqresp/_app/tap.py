@@ -21,7 +21,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from twisted.application import strports
 from twisted.application.service import IService, MultiService, Service
@@ -40,11 +40,15 @@ from .._core.limits import DEFAULT_LIMITS, Limits
 from ..interfaces import IResponder, IResponderFactory
 from .service import default_factory
 
+if TYPE_CHECKING:
+    from .workers import WorkerSupervisor
+
 __all__ = [
     "ListenError",
     "Options",
     "ReqRespService",
     "makeService",
+    "make_supervisor",
     "resolve_responder",
     "resolve_wire",
 ]
@@ -335,6 +339,14 @@ class Options(usage.Options):
             "IWireFormat provider or a no-argument callable returning one.",
         ],
         *([limit.option, None, None, limit.describe()] for limit in LIMIT_OPTIONS),
+        [
+            "workers",
+            None,
+            None,
+            "Run N worker processes serving the same ports, under a supervising process "
+            "that restarts them and drains them all on SIGTERM (docs/twistd.md, "
+            '"Workers"). [default: off, one process]',
+        ],
     ]
 
     compData = usage.Completions(  # type: ignore[no-untyped-call, unused-ignore]
@@ -344,6 +356,11 @@ class Options(usage.Options):
     def __init__(self) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self["ports"] = []
+
+    def parseOptions(self, options: Sequence[str] | None = None) -> None:
+        """Parse, keeping the arguments as given: ``--workers`` passes them to each worker."""
+        self["argv"] = list(sys.argv[1:] if options is None else options)
+        super().parseOptions(options)  # type: ignore[no-untyped-call]
 
     def opt_port(self, description: str) -> None:
         """Listen on this endpoint (repeatable); a bare number N means tcp:N [default: tcp:9000]"""
@@ -358,6 +375,16 @@ class Options(usage.Options):
 
     def postOptions(self) -> None:
         """Fill in the default port and resolve the responder, wire format and limits."""
+        from .workers import parse_workers, worker_settings
+
+        # A worker started by --workers listens where its supervisor says,
+        # on the sockets it inherited (see _app/workers.py).
+        self["worker"] = worker_settings()
+        if self["worker"] is not None:
+            self["ports"] = list(self["worker"].ports)
+            self["workers"] = None
+        else:
+            self["workers"] = parse_workers(self["workers"])
         if not self["ports"]:
             self["ports"].append(DEFAULT_PORT)
         for description in self["ports"]:
@@ -366,7 +393,7 @@ class Options(usage.Options):
         # The app directory goes on the search path before anything of the
         # user's is imported: a --wire package.module:object as well as the
         # --responder.
-        app_dir = _app_dir(self["app-dir"])
+        app_dir = self["app_dir"] = _app_dir(self["app-dir"])
         if not sys.path or sys.path[0] != app_dir:
             sys.path.insert(0, app_dir)
 
@@ -593,9 +620,52 @@ def make_service(
         options["responder_name"],
         exit_on_listen_error=exit_on_listen_error,
     )
-    for description in options["ports"]:
-        service.add_endpoint(description, strports.service(description, factory, reactor=reactor))
+    worker = options.get("worker")
+    for index, description in enumerate(options["ports"]):
+        listener = reactor
+        if worker is not None:
+            from .workers import AdoptingReactor
+
+            listener = AdoptingReactor(reactor, worker.fds[index])
+        service.add_endpoint(description, strports.service(description, factory, reactor=listener))
+    if worker is not None:
+        from .workers import StdinWatch, ignore_interrupts
+
+        ignore_interrupts()
+        StdinWatch(reactor).setServiceParent(service)  # type: ignore[no-untyped-call]
     return service
+
+
+def make_supervisor(
+    options: Options, reactor: Any, *, exit_on_listen_error: bool = False
+) -> WorkerSupervisor:
+    """
+    Build the ``--workers`` supervisor from parsed options (``_app/workers.py``).
+
+    :param options: parsed :class:`Options` with ``--workers``.
+    :param reactor: listens, runs the workers and times their restarts.
+    :param exit_on_listen_error: see :class:`ReqRespService`.
+    :returns: a :class:`~twisted_reqresp._app.workers.WorkerSupervisor`, not started.
+    """
+    from .workers import WorkerSupervisor
+
+    def on_listen_error(description: str, reason: Exception) -> BaseException:
+        error = ListenError(description, reason)
+        if exit_on_listen_error:
+            program = os.path.basename(sys.argv[0]) if sys.argv else "twistd"
+            return SystemExit(f"{program} reqresp: {error}")
+        return error
+
+    return WorkerSupervisor(
+        count=options["workers"],
+        ports=options["ports"],
+        # The worker's --app-dir is the one this process resolved: twistd's
+        # --rundir may have changed the working directory since.
+        argv=[*options["argv"], "--app-dir", options["app_dir"]],
+        reactor=reactor,
+        grace=options["limits"].grace,
+        on_listen_error=on_listen_error,
+    )
 
 
 def makeService(options: Options) -> IService:
@@ -615,4 +685,6 @@ def makeService(options: Options) -> IService:
     # In the foreground (twistd -n, twist), SystemExit prints one line.
     parent = getattr(options, "parent", None)
     daemon = parent is not None and "nodaemon" in parent and not parent["nodaemon"]
+    if options["workers"] is not None:
+        return make_supervisor(options, reactor, exit_on_listen_error=not daemon)
     return make_service(options, reactor, exit_on_listen_error=not daemon)
