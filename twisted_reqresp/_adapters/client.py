@@ -22,6 +22,7 @@ from ..codecs import BYTES
 from ..interfaces import IClientInterceptor, ICodec
 from .client_protocol import ClientProtocol
 from .interceptors import compose_client, interceptor_function
+from .tls import require_tls_support
 
 __all__ = ["Client", "ClientFactory", "connect"]
 
@@ -67,6 +68,8 @@ class Client:
         providers (or plain callables ``f(call, proceed)``) every call
         passes through, the first outermost.
     :raises TypeError: if one of ``interceptors`` is not an interceptor.
+    :raises ValueError: for an endpoint string that cannot be parsed, or a
+        ``tls:`` one without pyOpenSSL (the ``tls`` extra).
     """
 
     def __init__(
@@ -197,6 +200,12 @@ def _decode_reply(reply: Reply, codec: ICodec) -> Reply:
     return Reply(body=codec.decode(reply.body), metadata=reply.metadata)
 
 
+def _client_endpoint(reactor: Any, description: str) -> IStreamClientEndpoint:
+    require_tls_support(description)
+    endpoint: IStreamClientEndpoint = clientFromString(reactor, description)
+    return endpoint
+
+
 def connect(
     reactor: Any,
     endpoint: str | IStreamClientEndpoint,
@@ -232,7 +241,7 @@ def connect(
         # A programming error, said before connecting, not after.
         interceptor_function(interceptor, IClientInterceptor)
     target: IStreamClientEndpoint = (
-        clientFromString(reactor, endpoint) if isinstance(endpoint, str) else endpoint
+        _client_endpoint(reactor, endpoint) if isinstance(endpoint, str) else endpoint
     )
     factory = ClientFactory(
         wire=wire if wire is not None else BinaryFormat(),

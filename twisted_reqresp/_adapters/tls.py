@@ -16,7 +16,7 @@ from typing import Any
 from twisted.internet.interfaces import ISSLTransport
 from twisted.python.failure import Failure
 
-__all__ = ["client_hint", "failure_text", "peer_certificate"]
+__all__ = ["client_hint", "failure_text", "peer_certificate", "require_tls_support"]
 
 #: What OpenSSL's reason means for the client, for the reasons a client of
 #: a mutual-TLS server meets most (TLS 1.3 and 1.2 alert names).
@@ -31,6 +31,40 @@ _CLIENT_HINTS = (
     ("wrong version number", "the server does not speak TLS"),
     ("packet length too long", "the server does not speak TLS"),
 )
+
+
+#: Endpoint types that need pyOpenSSL, anywhere in an endpoint string
+#: (``haproxy:ssl:...`` included).
+_TLS_ENDPOINTS = ("ssl", "tls", "mtls")
+
+
+def require_tls_support(description: str) -> None:
+    """
+    Check that a TLS endpoint string can be used here.
+
+    Without pyOpenSSL (the ``tls`` extra), Twisted's endpoint parsers fail
+    with a ``NameError`` deep inside (``optionsForClientTLS`` is not
+    defined) or a bare ``No module named 'OpenSSL'``; say what to install
+    instead.
+
+    :param description: a client or server endpoint string.
+    :raises ValueError: naming the extra, if the string uses TLS and
+        pyOpenSSL cannot be imported.
+    """
+    kinds = {part.strip().lower() for part in description.split(":")}
+    if not kinds.intersection(_TLS_ENDPOINTS):
+        return
+    import importlib.util
+
+    try:
+        found = importlib.util.find_spec("OpenSSL") is not None
+    except (ImportError, ValueError):
+        found = False
+    if not found:
+        raise ValueError(
+            f"{description.split(':', 1)[0]}: endpoints need pyOpenSSL and service_identity: "
+            "pip install 'twisted-reqresp[tls]'"
+        )
 
 
 def failure_text(reason: Failure | None) -> str | None:

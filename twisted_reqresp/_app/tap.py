@@ -34,6 +34,7 @@ from zope.interface import providedBy
 
 from .._adapters.accesslog import AccessLog
 from .._adapters.server import ServerFactory
+from .._adapters.tls import require_tls_support
 from .._core.binary import BinaryFormat
 from .._core.contract import IWireFormat
 from .._core.limits import DEFAULT_LIMITS, Limits
@@ -275,6 +276,7 @@ def _check_endpoint(description: str) -> None:
     # global reactor (see the module docstring).  The endpoint is thrown away
     # and made again in makeService with the real reactor.
     try:
+        require_tls_support(description)
         serverFromString(MemoryReactor(), description)  # type: ignore[no-untyped-call, unused-ignore]
     except Exception as e:
         raise usage.UsageError(f"--port {description!r}: {e}") from e

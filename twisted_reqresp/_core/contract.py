@@ -54,8 +54,15 @@ class IWireCodec(Interface):
         """
         :param event: a message event (``Request``, ``Response``, ...).
         :returns: its bytes; ``b''`` for a message the format cannot carry
-            and can do without (a format with no pings).
-        :raises twisted_reqresp.LocalProtocolError: if it cannot be encoded.
+            and can do without: PING, PONG, CANCEL and GOAWAY in a format
+            without them, and ``Settings``, which a
+            :class:`~twisted_reqresp.wire.Connection` encodes on every
+            connection, ``handshake`` or not (a format without a handshake
+            returns ``b''`` for it, never raises).
+        :raises twisted_reqresp.LocalProtocolError: if it cannot be encoded;
+            in particular a ``Request`` with an empty method name (the
+            conformance kit checks this), and nothing changes in the codec
+            when it raises.
         """
 
     def encode_fatal(code: int, message: str, last_request_id: int) -> bytes:
