@@ -1,9 +1,9 @@
 """
 End to end over mutual TLS: a ``twistd -n reqresp`` process listening on
 the ``mtls:`` endpoint (``twisted/plugins/twisted_reqresp_mtls.py``) with
-a certificate authority made at test time, serving
-``examples.authorize:responder``, called by the client library in a
-subprocess through ``tls:`` endpoints with and without client
+a certificate authority made at test time, serving ``examples.authorize``
+(its router behind its authorization interceptor), called by the client
+library in a subprocess through ``tls:`` endpoints with and without client
 certificates, and by the ``reqresp`` command.
 
 It pins that a client certificate the CA signed is accepted and its
@@ -93,7 +93,9 @@ class MutualTLSTests(ReactorMixin, SynchronousTestCase):
         return start(
             self,
             "--responder",
-            "examples.authorize:responder",
+            "examples.authorize:router",
+            "--interceptor",
+            "examples.authorize:authorize",
             listen=self.certificates.mtls_listen(),
             reactor=self.reactor,
             env=clean_env(PYTHONPATH=os.pathsep.join(filter(None, path))),

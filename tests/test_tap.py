@@ -607,3 +607,46 @@ class PluginTests(SynchronousTestCase):
         self.assertEqual(config.subCommand, "reqresp")
         self.assertEqual(config.subOptions["ports"], ["tcp:1234"])
         self.assertEqual(config.subOptions["wire_format"].name, "line")
+
+
+class InterceptorOptionTests(SynchronousTestCase):
+    """--interceptor puts a user's server interceptor in front of the responder."""
+
+    def test_resolves_in_order(self) -> None:
+        """Each --interceptor is imported, in the order given, and served after the access log."""
+        from examples.authorize import authorize
+
+        options = Options()
+        options.parseOptions(
+            [
+                "--access-log",
+                "--interceptor",
+                "examples.authorize:authorize",
+                "--interceptor",
+                "json:dumps",
+            ]
+        )
+        self.assertEqual(options["interceptors"][0], authorize)
+        self.assertTrue(callable(options["interceptors"][1]))
+        factory = make_service(options, MemoryReactorClock()).factory
+        self.assertEqual(
+            [type(i).__name__ for i in factory.interceptors],
+            ["AccessLog", "Authorize", "function"],
+        )
+
+    def test_not_an_interceptor(self) -> None:
+        """A value that is neither an IServerInterceptor nor callable is a one-line usage error."""
+        options = Options()
+        error = self.assertRaises(
+            UsageError, options.parseOptions, ["--interceptor", "json:__name__"]
+        )
+        self.assertIn("--interceptor 'json:__name__'", str(error))
+        self.assertIn("not an IServerInterceptor", str(error))
+
+    def test_bad_import(self) -> None:
+        """An interceptor that cannot be imported is a usage error naming the option."""
+        options = Options()
+        error = self.assertRaises(
+            UsageError, options.parseOptions, ["--interceptor", "no_such_module_xyz:f"]
+        )
+        self.assertIn("--interceptor", str(error))

@@ -38,7 +38,7 @@ from .._adapters.tls import require_tls_support
 from .._core.binary import BinaryFormat
 from .._core.contract import IWireFormat
 from .._core.limits import DEFAULT_LIMITS, Limits
-from ..interfaces import IResponder, IResponderFactory
+from ..interfaces import IResponder, IResponderFactory, IServerInterceptor
 from .service import default_factory
 
 if TYPE_CHECKING:
@@ -50,6 +50,7 @@ __all__ = [
     "ReqRespService",
     "makeService",
     "make_supervisor",
+    "resolve_interceptor",
     "resolve_responder",
     "resolve_wire",
 ]
@@ -232,6 +233,26 @@ def _is_responder(obj: object) -> bool:
     return IResponder.providedBy(obj) or IResponderFactory.providedBy(obj)
 
 
+def resolve_interceptor(spec: str) -> object:
+    """
+    Find the server interceptor named by an ``--interceptor`` value.
+
+    :param spec: ``package.module:name``: an
+        :class:`~twisted_reqresp.interfaces.IServerInterceptor` provider or
+        a plain callable ``f(call, proceed)``.
+    :returns: it.
+    :raises twisted.python.usage.UsageError: for a bad shape, a failed
+        import, a missing attribute, or an object that is no interceptor.
+    """
+    obj = _import_object("--interceptor", spec)
+    if IServerInterceptor.providedBy(obj) or callable(obj):
+        return obj
+    raise usage.UsageError(
+        f"--interceptor {spec!r} is {_describe(obj)}, not an IServerInterceptor provider "
+        "or a callable f(call, proceed)"
+    )
+
+
 def resolve_responder(spec: str) -> IResponder | IResponderFactory:
     """
     Find the responder named by a ``--responder`` value.
@@ -358,6 +379,7 @@ class Options(usage.Options):
     def __init__(self) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self["ports"] = []
+        self["interceptor_specs"] = []
 
     def parseOptions(self, options: Sequence[str] | None = None) -> None:
         """Parse, keeping the arguments as given: ``--workers`` passes them to each worker."""
@@ -374,6 +396,10 @@ class Options(usage.Options):
         self["ports"].append(description)
 
     opt_p = opt_port
+
+    def opt_interceptor(self, spec: str) -> None:
+        """Server interceptor package.module:object (repeatable; the first is outermost)"""
+        self["interceptor_specs"].append(spec)
 
     def postOptions(self) -> None:
         """Fill in the default port and resolve the responder, wire format and limits."""
@@ -409,6 +435,7 @@ class Options(usage.Options):
         else:
             self["responder"] = resolve_responder(spec)
             self["responder_name"] = spec
+        self["interceptors"] = [resolve_interceptor(s) for s in self["interceptor_specs"]]
 
 
 def _app_dir(directory: str) -> str:
@@ -601,7 +628,9 @@ def make_service(
     """
     wire: IWireFormat = options["wire_format"]
     limits: Limits = options["limits"]
+    # The access log outermost: it times and sizes what the others do too.
     interceptors = [AccessLog()] if options["access-log"] else []
+    interceptors += options.get("interceptors", [])
     builtins = not options["no-builtins"]
     if options["responder"] is None:
         factory = default_factory(
