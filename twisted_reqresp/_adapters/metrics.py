@@ -124,9 +124,9 @@ class ServerMetrics:
     request); ``reqresp_protocol_errors_total`` and the server's ``stats``
     count those.
 
-    :param registry: where the metrics go; a new
-        :class:`~prometheus_client.CollectorRegistry` of this object's own
-        if omitted (not prometheus_client's global one).
+    :param registry: where the metrics go (a
+        ``prometheus_client.CollectorRegistry``); a new one of this
+        object's own if omitted (not prometheus_client's global one).
     :param clock: the clock for durations; the server's (the one each call
         carries) if omitted.
     :param methods: the method names that get their own ``method`` label;
@@ -236,7 +236,7 @@ class ServerMetrics:
         return d.addBoth(observe)
 
     def resource(self) -> MetricsResource:
-        """:returns: a twisted.web resource serving :attr:`registry`."""
+        """:returns: a twisted.web resource serving the registry, for a ``Site``."""
         return MetricsResource(self.registry)
 
 
