@@ -60,6 +60,10 @@ nitpick_ignore_regex = [
     (r"py:.*", r"(twisted_reqresp\._adapters\.\w+\.)?(ClientProtocol|ServerProtocol)(\.\w+)?"),
     (r"py:class", r"twisted_reqresp\._adapters\.router\._F"),
     (r"py:class", r"twisted_reqresp\._core\.call\._Clock"),
+    # ServerMetrics's registry and resource: prometheus_client publishes no
+    # Sphinx inventory, and the resource is what resource() returns.
+    (r"py:class", r"(prometheus_client\.)?CollectorRegistry"),
+    (r"py:class", r"twisted_reqresp\._adapters\.metrics\.MetricsResource"),
 ]
 
 autodoc_member_order = "bysource"

@@ -42,6 +42,7 @@ PUBLIC = {
         "ReqRespError",
         "Router",
         "ServerFactory",
+        "ServerMetrics",
         "ServerStats",
         "ServingStatus",
         "StatusCode",

@@ -17,6 +17,7 @@ from ._adapters.accesslog import AccessLog
 from ._adapters.builtins import HealthStatus, MethodDescription, ServingStatus
 from ._adapters.client import Client, connect
 from ._adapters.interceptors import Outcome
+from ._adapters.metrics import ServerMetrics
 from ._adapters.router import Router
 from ._adapters.server import ServerFactory
 from ._adapters.stats import ServerStats
@@ -74,6 +75,7 @@ __all__ = [
     "ReqRespError",
     "Router",
     "ServerFactory",
+    "ServerMetrics",
     "ServerStats",
     "ServingStatus",
     "StatusCode",

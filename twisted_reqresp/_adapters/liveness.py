@@ -39,6 +39,10 @@ class Liveness:
     :param idle: closes an idle connection in order.
     :param idle_timeout: whether to enforce the idle timeout (servers do,
         clients don't).
+    :param handshake_timeout: seconds the handshake may take;
+        ``limits.preface_timeout`` if omitted.
+    :param keepalive_failed: called just before ``give_up`` when a PING
+        went unanswered (the server counts these for its metrics).
     """
 
     def __init__(
@@ -54,6 +58,7 @@ class Liveness:
         idle: Callable[[], None],
         idle_timeout: bool = True,
         handshake_timeout: float | None = None,
+        keepalive_failed: Callable[[], None] | None = None,
     ) -> None:
         self._clock = clock
         self._limits = limits
@@ -62,6 +67,7 @@ class Liveness:
         self._reading = reading
         self._send_ping = send_ping
         self._give_up = give_up
+        self._keepalive_failed = keepalive_failed
         self._idle = idle
         self._idle_timeout = limits.idle_timeout if idle_timeout else None
         self._handshake_timeout = (
@@ -202,6 +208,8 @@ class Liveness:
             if self.last_bytes >= self._ping_sent:
                 self._ping_sent = None  # the peer spoke: it is alive
             elif now >= self._ping_sent + timeout:
+                if self._keepalive_failed is not None:
+                    self._keepalive_failed()
                 self._give_up(
                     StatusCode.UNAVAILABLE, f"peer did not answer a PING within {timeout:g} s"
                 )

@@ -57,6 +57,9 @@ _NO_METADATA: Mapping[str, str] = MappingProxyType({})
 #: Seconds a refused connection may wait before sending its first message.
 _REFUSED_TIMEOUT = 2.0
 
+#: Why a draining server refuses a new connection.
+_DRAINING_REFUSAL = (StatusCode.UNAVAILABLE, "server is shutting down")
+
 
 @implementer(IResponderFactory)
 class SharedResponder:
@@ -161,6 +164,7 @@ class ServerProtocol(Protocol):
             give_up=self._give_up,
             idle=self._close_idle,
             handshake_timeout=handshake_timeout,
+            keepalive_failed=self._keepalive_failed,
         )
         self._draining = False
         self._lost_waiters: list[Deferred[None]] = []
@@ -248,6 +252,7 @@ class ServerProtocol(Protocol):
     def dataReceived(self, data: bytes) -> None:
         if self.info is None:
             self._identify()
+        self._stats.bytes_received += len(data)
         self.conn.receive_data(data)
         self.liveness.last_bytes = self._clock.seconds()
         self._process()
@@ -316,9 +321,14 @@ class ServerProtocol(Protocol):
         self.conn.send_ping(b"\0" * 8)
         self._flush()
 
+    def _keepalive_failed(self) -> None:
+        self._stats.keepalive_failures += 1
+
     def _give_up(self, code: int, message: str) -> None:
         """Close from this side with last words: a timeout, a dead peer."""
         _log.info("closing connection from {peer}: {message}", peer=self._peer(), message=message)
+        if self.conn.state is not ConnectionState.CLOSED:
+            self._stats.goaways_sent += 1
         self.conn.close_with_error(code, message)
         self._close()
 
@@ -347,6 +357,7 @@ class ServerProtocol(Protocol):
             self._draining = True
             if self.conn.state is not ConnectionState.CLOSED:
                 self.conn.send_goaway(StatusCode.OK, "server shutting down")
+                self._stats.goaways_sent += 1
             self._process()
         return d
 
@@ -517,6 +528,7 @@ class ServerProtocol(Protocol):
     def _flush(self) -> None:
         data = self.conn.data_to_send()
         if data:
+            self._stats.bytes_sent += len(data)
             self.lifecycle.write(data)
 
     # -- running responders --------------------------------------------------------
@@ -765,7 +777,7 @@ class ServerFactory(Factory):
     def _refusal(self, addr: IAddress | None) -> tuple[int, str] | None:
         limits = self.limits
         if self.draining:
-            return StatusCode.UNAVAILABLE, "server is shutting down"
+            return _DRAINING_REFUSAL
         accepted = len(self.connections) - self.stats.connections_refusing
         if limits.max_connections is not None and accepted >= limits.max_connections:
             return (
@@ -778,8 +790,13 @@ class ServerFactory(Factory):
 
     def _connection_made(self, protocol: ServerProtocol) -> None:
         self.connections.add(protocol)
-        if protocol.refusal is not None:
-            self._count(protocol, "refusing")
+        refusal = protocol.refusal
+        if refusal is not None:
+            self._count(
+                protocol,
+                "refusing",
+                "draining" if refusal == _DRAINING_REFUSAL else "max_connections",
+            )
 
     def _identified(self, protocol: ServerProtocol) -> None:
         """The peer's address is known: count the connection, or refuse it
@@ -793,7 +810,7 @@ class ServerFactory(Factory):
                 StatusCode.RESOURCE_EXHAUSTED,
                 f"too many connections from {host} (limit {per_peer})",
             )
-            self._count(protocol, "refusing")
+            self._count(protocol, "refusing", "max_connections_per_peer")
             return
         self._count(protocol, "open")
         stats = self.stats
@@ -802,12 +819,14 @@ class ServerFactory(Factory):
             protocol._peer_host = host
             self._per_peer[host] = self._per_peer.get(host, 0) + 1
 
-    def _count(self, protocol: ServerProtocol, what: str) -> None:
+    def _count(self, protocol: ServerProtocol, what: str, reason: str = "") -> None:
         protocol._counted = what
         stats = self.stats
         if what == "refusing":
             stats.connections_refused += 1
             stats.connections_refusing += 1
+            by_reason = stats.refused_by_reason
+            by_reason[reason] = by_reason.get(reason, 0) + 1
         else:
             stats.connections_open += 1
 

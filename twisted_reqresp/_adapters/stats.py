@@ -37,6 +37,18 @@ class ServerStats:
     errors_total: int = 0
     #: Peers closed for breaking the protocol.
     protocol_errors: int = 0
+    #: Bytes read from peers (after TLS, before decoding).
+    bytes_received: int = 0
+    #: Bytes written to peers (before TLS).
+    bytes_sent: int = 0
+    #: GOAWAYs sent: one per connection drained, and one per connection
+    #: the server gave up on (a handshake timeout, a dead peer).
+    goaways_sent: int = 0
+    #: Connections closed because the peer did not answer a keepalive PING.
+    keepalive_failures: int = 0
+    #: Refused connections by reason: ``draining``, ``max_connections``,
+    #: ``max_connections_per_peer``.
+    refused_by_reason: dict[str, int] = field(default_factory=dict)
     #: When counting started, in the clock's seconds.
     started: float = field(default=0.0)
 
@@ -45,7 +57,7 @@ class ServerStats:
 
     def as_dict(self) -> dict[str, Any]:
         """
-        :returns: the counters, the uptime in seconds and the id of the
+        :returns: the connection and request counters, the uptime in seconds and the id of the
             process answering (with ``--workers``, each worker counts its
             own connections), as JSON-ready data.
         """

@@ -291,7 +291,7 @@ def resolve_responder(spec: str) -> IResponder | IResponderFactory:
     )
 
 
-def _check_endpoint(description: str) -> None:
+def _check_endpoint(description: str, option: str = "--port") -> None:
     # serverFromString wants a reactor, but the built-in endpoint parsers only
     # store it; a MemoryReactor stands in so that parsing never installs the
     # global reactor (see the module docstring).  The endpoint is thrown away
@@ -300,7 +300,7 @@ def _check_endpoint(description: str) -> None:
         require_tls_support(description)
         serverFromString(MemoryReactor(), description)  # type: ignore[no-untyped-call, unused-ignore]
     except Exception as e:
-        raise usage.UsageError(f"--port {description!r}: {e}") from e
+        raise usage.UsageError(f"{option} {description!r}: {e}") from e
 
 
 class Options(usage.Options):
@@ -311,8 +311,9 @@ class Options(usage.Options):
     ``self["responder"]`` the provider to serve (``None`` for the default
     service), ``self["responder_name"]`` what the logs call it,
     ``self["wire_format"]`` the :class:`IWireFormat`, ``self["limits"]``
-    the :class:`~twisted_reqresp.Limits` and ``self["no-builtins"]`` whether
-    the built-in methods are off.
+    the :class:`~twisted_reqresp.Limits`, ``self["no-builtins"]`` whether
+    the built-in methods are off and ``self["metrics"]`` the ``--metrics``
+    endpoint string or ``None``.
     """
 
     synopsis = "[options]"
@@ -362,6 +363,14 @@ class Options(usage.Options):
             "IWireFormat provider or a no-argument callable returning one.",
         ],
         *([limit.option, None, None, limit.describe()] for limit in LIMIT_OPTIONS),
+        [
+            "metrics",
+            None,
+            None,
+            "Serve Prometheus metrics over HTTP on this endpoint, such as "
+            "tcp:9100:interface=127.0.0.1 (needs the metrics extra; not with --workers). "
+            "[default: off]",
+        ],
         [
             "workers",
             None,
@@ -417,6 +426,8 @@ class Options(usage.Options):
             self["ports"].append(DEFAULT_PORT)
         for description in self["ports"]:
             _check_endpoint(description)
+        if self["metrics"] is not None:
+            self["metrics"] = _metrics_endpoint(self["metrics"], self["workers"])
 
         # The app directory goes on the search path before anything of the
         # user's is imported: a --wire package.module:object as well as the
@@ -436,6 +447,38 @@ class Options(usage.Options):
             self["responder"] = resolve_responder(spec)
             self["responder_name"] = spec
         self["interceptors"] = [resolve_interceptor(s) for s in self["interceptor_specs"]]
+
+
+def _metrics_endpoint(description: str, workers: int | None) -> str:
+    """
+    Check ``--metrics``: an endpoint string, prometheus_client installed,
+    and no ``--workers`` (each worker counts only its own calls and
+    connections, and one endpoint cannot be served by all of them: a scrape
+    would reach one worker at random; ``docs/twistd.md``, "Metrics").
+
+    :param description: the option's value.
+    :param workers: the parsed ``--workers``.
+    :returns: the endpoint string, stripped; a bare number ``N`` is ``tcp:N``.
+    :raises twisted.python.usage.UsageError: in one line saying what is wrong.
+    """
+    from .._adapters.metrics import require_prometheus
+
+    description = description.strip()
+    if description.isdigit():
+        description = f"tcp:{description}"
+    if not description:
+        raise usage.UsageError("--metrics needs an endpoint, such as tcp:9100")
+    if workers is not None:
+        raise usage.UsageError(
+            "--metrics cannot be used with --workers: each worker has its own counters "
+            "(see docs/twistd.md, Metrics)"
+        )
+    try:
+        require_prometheus()
+    except ImportError as e:
+        raise usage.UsageError(f"--metrics: {e}") from e
+    _check_endpoint(description, "--metrics")
+    return description
 
 
 def _app_dir(directory: str) -> str:
@@ -538,6 +581,8 @@ class ReqRespService(MultiService):
         self.ports = list(ports)
         self.responder_name = responder_name
         self.exit_on_listen_error = exit_on_listen_error
+        #: The ``--metrics`` endpoint, if any.
+        self.metrics_endpoint: str | None = None
         self._endpoints: dict[IService, str] = {}
 
     def add_endpoint(self, description: str, service: IService) -> None:
@@ -575,6 +620,11 @@ class ReqRespService(MultiService):
                 responder=self.responder_name,
                 endpoint=description,
                 wire=self.factory.wire.name,
+            )
+        if self.metrics_endpoint is not None:
+            _log.info(
+                "reqresp: serving Prometheus metrics on {endpoint}",
+                endpoint=self.metrics_endpoint,
             )
         Service.startService(self)
         for child in self:
@@ -628,8 +678,18 @@ def make_service(
     """
     wire: IWireFormat = options["wire_format"]
     limits: Limits = options["limits"]
-    # The access log outermost: it times and sizes what the others do too.
-    interceptors = [AccessLog()] if options["access-log"] else []
+    interceptors: list[object] = []
+    metrics = None
+    if options["metrics"] is not None:
+        from .._adapters.metrics import ServerMetrics
+
+        # Outermost: it counts what the access log's neighbours refuse too.
+        metrics = ServerMetrics()
+        interceptors.append(metrics)
+    if options["access-log"]:
+        interceptors.append(AccessLog())
+    # Then the user's own, in the order given: metrics and the access log see
+    # what they refuse too.
     interceptors += options.get("interceptors", [])
     builtins = not options["no-builtins"]
     if options["responder"] is None:
@@ -651,6 +711,14 @@ def make_service(
         options["responder_name"],
         exit_on_listen_error=exit_on_listen_error,
     )
+    if metrics is not None:
+        metrics.watch(factory)
+        description = options["metrics"]
+        service.metrics_endpoint = description
+        service.add_endpoint(
+            description,
+            strports.service(description, _metrics_site(metrics, reactor), reactor=reactor),
+        )
     worker = options.get("worker")
     for index, description in enumerate(options["ports"]):
         listener = reactor
@@ -665,6 +733,23 @@ def make_service(
         ignore_interrupts()
         StdinWatch(reactor).setServiceParent(service)  # type: ignore[no-untyped-call]
     return service
+
+
+def _metrics_site(metrics: Any, reactor: Any) -> Any:
+    """
+    :returns: a twisted.web ``Site`` serving ``metrics`` at every path,
+        writing no line per scrape to the log (a Prometheus server scrapes
+        every few seconds, for ever).
+    """
+    from twisted.web.server import Site
+
+    class QuietSite(Site):
+        noisy = False
+
+        def log(self, request: Any) -> None:
+            pass
+
+    return QuietSite(metrics.resource(), reactor=reactor)  # type: ignore[no-untyped-call]
 
 
 def make_supervisor(
