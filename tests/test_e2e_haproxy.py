@@ -66,18 +66,22 @@ HEALTH_TIMEOUT = 10.0
 LISTEN = "haproxy:tcp:{port}:interface=127.0.0.1"
 
 
-def haproxy_program() -> str:
+def haproxy_program(search: str | None = None) -> str:
     """
-    :returns: the ``haproxy`` program (in ``/usr/sbin``, which a user's
-        ``PATH`` may lack).
+    :param search: where to look (``PATH``, then ``/usr/sbin`` and
+        ``/sbin``, which a user's ``PATH`` may lack, by default).
+    :returns: the ``haproxy`` program.
     :raises SkipTest: if it is not installed, outside CI.
     :raises AssertionError: if it is not installed, under ``CI=true``.
     """
-    path = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
-    found = shutil.which("haproxy", path=path)
+    if search is None:
+        search = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
+    found = shutil.which("haproxy", path=search)
     if found is None:
         if os.environ.get("CI") == "true":
-            raise AssertionError("haproxy is missing: .ci/run installs it (apt-get install haproxy)")
+            raise AssertionError(
+                "haproxy is missing: .ci/run installs it (apt-get install haproxy)"
+            )
         raise SkipTest("haproxy is not installed (apt-get install haproxy)")
     return found
 
@@ -114,6 +118,23 @@ def render_cfg(
         assert count == 1, f"{DEPLOYMENT_MD}'s haproxy.cfg has {old!r} {count} times, not once"
         text = text.replace(old, new)
     return text
+
+
+class ProgramTests(SynchronousTestCase):
+    """A missing haproxy skips these tests, except under CI, where it fails them."""
+
+    def test_missing_fails_under_ci(self) -> None:
+        """Under CI=true a missing haproxy is a failure naming .ci/run."""
+        self.patch(os, "environ", {**os.environ, "CI": "true"})
+        with self.assertRaises(AssertionError) as raised:
+            haproxy_program(search=tempfile.gettempdir())
+        self.assertIn(".ci/run installs it", str(raised.exception))
+
+    def test_missing_skips_elsewhere(self) -> None:
+        """Outside CI a missing haproxy skips the test."""
+        environment = {k: v for k, v in os.environ.items() if k != "CI"}
+        self.patch(os, "environ", environment)
+        self.assertRaises(SkipTest, haproxy_program, search=tempfile.gettempdir())
 
 
 class HAProxy:
@@ -253,7 +274,9 @@ class _Deployment(SynchronousTestCase):
     #: The PROXY protocol version HAProxy sends: ``v2`` as documented, or ``v1``.
     version: ClassVar[str] = "v2"
 
-    def deploy(self, *args: str, env: dict[str, str] | None = None) -> tuple[HAProxy, Server, Server]:
+    def deploy(
+        self, *args: str, env: dict[str, str] | None = None
+    ) -> tuple[HAProxy, Server, Server]:
         """
         Start two backends with ``args`` and HAProxy in front of them, and
         wait until HAProxy's health checks pass on both.
@@ -286,7 +309,9 @@ class ClientAddressTests(_Deployment):
 
     def test_peer_is_the_client(self) -> None:
         """The responder's peer is the client's address and port, not HAProxy's outgoing port."""
-        haproxy, app1, app2 = self.deploy("--responder", "e2e_responder:router", env=responder_env())
+        haproxy, app1, app2 = self.deploy(
+            "--responder", "e2e_responder:router", env=responder_env()
+        )
         # Two connections, open together: round robin sends them to both backends.
         line = connect_from("127.0.0.1", haproxy.port)
         self.addCleanup(line.close)
@@ -398,7 +423,7 @@ class HealthCheckTests(_Deployment):
 
     def test_draining_backend_down_then_up(self) -> None:
         """A backend is marked DOWN while it drains after SIGTERM, and UP once restarted."""
-        haproxy, app1, app2 = self.deploy("--grace", "10")
+        haproxy, app1, _ = self.deploy("--grace", "10")
         # A slow call on app1, through HAProxy, keeps its drain going.
         slow = None
         for _ in range(4):  # round robin: app1 within two connections
