@@ -495,3 +495,73 @@ class TurnedOffTests(SynchronousTestCase):
         [event] = client.events()
         self.assertIsInstance(event, ErrorResponse)
         self.assertEqual(event.request_id, rid)  # type: ignore[union-attr]
+
+
+class DrainingHealthTests(SynchronousTestCase):
+    """A draining server answers reqresp.health with DRAINING on its open connections."""
+
+    def test_line_connection_reads_draining(self) -> None:
+        """After drain() starts, a health line on an open line connection answers OK DRAINING."""
+        from twisted_reqresp import LINE
+
+        router, waiting = echo_and_wait_router()
+        pair = connected_pair(router, wire=LINE)
+        busy = pair.client.call("wait")
+        pair.pump()
+        pair.factory.drain()
+        health = pair.client.call("reqresp.health")
+        refused = pair.client.call("echo", b"x")
+        pair.pump()
+        waiting[0].callback(b"done")
+        pair.pump()
+        self.assertEqual(self.successResultOf(busy).body, b"done")
+        self.assertEqual(self.successResultOf(health).body, b"DRAINING")
+        self.failureResultOf(refused, RemoteError)
+
+    def test_only_health_passes_a_draining_core(self) -> None:
+        """The core refuses other requests after GOAWAY but passes the ones it is told to."""
+        from twisted_reqresp.wire import BinaryFormat, Connection, Request, Role
+
+        client = Connection(Role.CLIENT, BinaryFormat())
+        server = Connection(Role.SERVER, BinaryFormat())
+        server.answered_while_draining = frozenset({"reqresp.health"})
+        server.receive_data(client.data_to_send())
+        while server.next_event() is not None:
+            pass
+        server.send_goaway()
+        client.send_request("reqresp.health")
+        client.send_request("echo")
+        server.receive_data(client.data_to_send())
+        events = []
+        while (event := server.next_event()) is not None:
+            events.append(event)
+        self.assertEqual([type(e) for e in events], [Request])
+        assert isinstance(events[0], Request)
+        self.assertEqual(events[0].method, "reqresp.health")
+        self.assertEqual(server.in_flight, {1})
+
+
+class ResponderSetsHealthTests(SynchronousTestCase):
+    """A responder reaches its server's HealthStatus through call.connection.health."""
+
+    def test_set_from_a_call(self) -> None:
+        """A method that sets a service NOT_SERVING changes what reqresp.health answers."""
+        router = Router()
+
+        @router.method("db-down")
+        def db_down(call: Call) -> bytes:
+            call.connection.health.set("db", "NOT_SERVING")
+            return b""
+
+        pair = connected_pair(router)
+        self.successResultOf(_called(pair, "db-down"))
+        self.assertEqual(
+            self.successResultOf(_called(pair, "reqresp.health", b"db")).body, b"NOT_SERVING"
+        )
+        self.assertIs(pair.server.info.health, pair.factory.health)
+
+
+def _called(pair: Any, method: str, body: bytes = b"") -> Any:
+    d = pair.client.call(method, body)
+    pair.pump()
+    return d

@@ -37,6 +37,7 @@ from ..codecs import JSON
 from .stats import ServerStats
 
 __all__ = [
+    "ANSWERED_WHILE_DRAINING",
     "RESERVED_PREFIX",
     "Builtins",
     "HealthStatus",
@@ -47,6 +48,10 @@ __all__ = [
 
 #: Method names starting with this belong to the server, not the responder.
 RESERVED_PREFIX = "reqresp."
+
+#: The built-in methods a draining connection still answers: a health
+#: check on an open connection reads DRAINING rather than a refusal.
+ANSWERED_WHILE_DRAINING = frozenset({"reqresp.health"})
 
 #: The longest service name quoted back in a NOT_FOUND message: the peer
 #: chose it, and the message is for a person.

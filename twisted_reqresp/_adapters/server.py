@@ -41,7 +41,7 @@ from .._core.limits import DEFAULT_LIMITS, Limits
 from .._core.status import StatusCode, status_name
 from ..codecs import BYTES
 from ..interfaces import IResponder, IResponderFactory, IServerInterceptor
-from .builtins import RESERVED_PREFIX, Builtins, HealthStatus
+from .builtins import ANSWERED_WHILE_DRAINING, RESERVED_PREFIX, Builtins, HealthStatus
 from .interceptors import compose_server, error_status, interceptor_function
 from .lifecycle import TransportLifecycle
 from .liveness import Liveness
@@ -141,6 +141,8 @@ class ServerProtocol(Protocol):
         self.factory = factory
         self.connection_id = connection_id
         self.conn = Connection(Role.SERVER, factory.wire, factory.limits)
+        if factory.builtins is not None:
+            self.conn.answered_while_draining = ANSWERED_WHILE_DRAINING
         #: Why this connection is refused (a connection limit), if it is.
         self.refusal = refusal
         self._clock = factory.clock
@@ -233,6 +235,7 @@ class ServerProtocol(Protocol):
             wire_format=self.factory.wire.name,
             peer_certificate_subject=subject,
             peer_certificate=certificate,
+            health=self.factory.health,
         )
         refused_before = self.refusal is not None
         self.factory._identified(self)

@@ -61,6 +61,12 @@ class ConnectionInfo:
     #: That certificate itself (a ``cryptography.x509.Certificate``, for
     #: its subjectAltName or fingerprint), or ``None``.
     peer_certificate: Any = None
+    #: The server's :class:`~twisted_reqresp.HealthStatus`, which
+    #: ``reqresp.health`` reports: a responder sets its own services'
+    #: statuses on it (``call.connection.health.set("db", "NOT_SERVING")``),
+    #: including one served by ``twistd reqresp --responder``.  ``None``
+    #: outside a server.
+    health: Any = None
 
 
 @fast_init

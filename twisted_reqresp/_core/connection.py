@@ -201,6 +201,9 @@ class Connection:
         #: Request ids waiting for an answer: sent (client) or received and
         #: not yet answered (server).
         self.in_flight: set[int] = set()
+        #: Methods a draining server still passes to the application instead
+        #: of refusing them (a health check that should read DRAINING).
+        self.answered_while_draining: frozenset[str] = frozenset()
         # Server, answers in request order: encoded answers waiting for the
         # requests before them, by request id.
         self._held: dict[int, bytes] = {}
@@ -379,7 +382,10 @@ class Connection:
         if isinstance(event, Rejected):
             self.send_error(rid, event.code, event.message)
             return event
-        if self.state is ConnectionState.DRAINING:
+        if (
+            self.state is ConnectionState.DRAINING
+            and event.method not in self.answered_while_draining
+        ):
             self.send_error(rid, StatusCode.UNAVAILABLE, "server is shutting down", retry_safe=True)
             return None
         return event
