@@ -13,9 +13,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from helpers import echo_and_wait_router
-from twisted.internet.address import IPv4Address
-from twisted.internet.testing import MemoryReactorClock, StringTransport
+from helpers import RawClient, echo_and_wait_router
+from twisted.internet.testing import MemoryReactorClock
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
@@ -39,13 +38,10 @@ from twisted_reqresp.testing import connected_pair
 from twisted_reqresp.wire import (
     Connection,
     ErrorResponse,
-    Event,
     LineFormat,
     Response,
     Role,
 )
-
-_PEER = IPv4Address("TCP", "127.0.0.1", 40000)
 
 
 @implementer(IResponder)
@@ -89,42 +85,6 @@ def _names(answer: bytes) -> list[str]:
 
 
 _BUILTIN_NAMES = ["reqresp.health", "reqresp.methods", "reqresp.stats"]
-
-
-class RawClient:
-    """
-    A binary (or line) client that does not keep within the server's
-    MAX_CONCURRENT: the sans-IO client connection, driven by hand.
-    """
-
-    def __init__(self, factory: ServerFactory) -> None:
-        self.server = factory.buildProtocol(_PEER)
-        self.transport = StringTransport(peerAddress=_PEER)
-        self.server.makeConnection(self.transport)
-        self.conn = Connection(Role.CLIENT, factory.wire)
-        self.send()
-        self.events()
-
-    def send(self) -> None:
-        """Deliver what the client connection queued to the server."""
-        data = self.conn.data_to_send()
-        if data:
-            self.server.dataReceived(data)
-
-    def request(self, method: str, body: bytes = b"") -> int:
-        """Send one request at once, whatever the server's limit."""
-        rid = self.conn.send_request(method, body)
-        self.send()
-        return rid
-
-    def events(self) -> list[Event]:
-        """:returns: the events the server's bytes so far decode to."""
-        self.conn.receive_data(self.transport.value())
-        self.transport.clear()
-        out = []
-        while (event := self.conn.next_event()) is not None:
-            out.append(event)
-        return out
 
 
 class HealthTests(SynchronousTestCase):
@@ -520,7 +480,7 @@ class DrainingHealthTests(SynchronousTestCase):
 
     def test_only_health_passes_a_draining_core(self) -> None:
         """The core refuses other requests after GOAWAY but passes the ones it is told to."""
-        from twisted_reqresp.wire import BinaryFormat, Connection, Request, Role
+        from twisted_reqresp.wire import BinaryFormat, Request
 
         client = Connection(Role.CLIENT, BinaryFormat())
         server = Connection(Role.SERVER, BinaryFormat())

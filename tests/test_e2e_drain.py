@@ -15,8 +15,9 @@ import subprocess
 import sys
 import textwrap
 import time
+from typing import Any
 
-from e2e import COMMAND_TIMEOUT, STOP_TIMEOUT, ReactorMixin, clean_env, kill, start
+from e2e import COMMAND_TIMEOUT, STOP_TIMEOUT, ReactorMixin, Server, clean_env, kill, start
 from twisted.trial.unittest import SynchronousTestCase
 
 #: The load generator: CONNECTIONS connections, each keeping DEPTH calls in
@@ -72,42 +73,53 @@ LOAD = textwrap.dedent(
 )
 
 
+def sigterm_under_load(test: SynchronousTestCase, server: Server) -> dict[str, Any]:
+    """
+    Keep :data:`LOAD` running against ``server`` for a second, send SIGTERM,
+    and check that no accepted call was lost and that the process exits
+    cleanly.
+
+    :returns: the load generator's outcome.
+    """
+    load = subprocess.Popen(
+        [sys.executable, "-c", LOAD, server.endpoint],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=clean_env(),
+    )
+    test.addCleanup(kill, load)
+    assert load.stdout is not None
+    test.assertEqual(load.stdout.readline().strip(), "ready", server.log())
+    time.sleep(1.0)  # a second of steady load
+    server.process.send_signal(signal.SIGTERM)
+    try:
+        out, err = load.communicate(timeout=COMMAND_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        test.fail(f"the load generator did not finish:\n{server.log()}")
+    test.assertEqual(load.returncode, 0, err)
+    outcome: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+    test.assertEqual(outcome["lost"], [], server.log())
+    test.assertEqual(outcome["other"], [])
+    test.assertGreater(outcome["ok"], 100)
+    # The signal came mid-stream: the calls made after the GOAWAY were
+    # refused, each marked safe to retry.
+    test.assertGreater(outcome["refused_retry_safe"] + outcome["closed_retry_safe"], 0)
+    try:
+        code = server.process.wait(timeout=STOP_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        test.fail(f"twistd still running {STOP_TIMEOUT} s after SIGTERM:\n{server.log()}")
+    test.assertIn(code, (0, -signal.SIGTERM), server.log())
+    test.assertNotIn("Traceback", server.log())
+    return outcome
+
+
 class DrainUnderLoadTests(ReactorMixin, SynchronousTestCase):
     """SIGTERM under a steady stream of calls loses no accepted call."""
 
     def test_no_accepted_call_is_lost(self) -> None:
         """Every call the server accepted before SIGTERM gets its answer."""
-        server = start(self, "--grace", "10", reactor=self.reactor)
-        load = subprocess.Popen(
-            [sys.executable, "-c", LOAD, server.endpoint],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=clean_env(),
-        )
-        self.addCleanup(kill, load)
-        assert load.stdout is not None
-        self.assertEqual(load.stdout.readline().strip(), "ready", server.log())
-        time.sleep(1.0)  # a second of steady load
-        server.process.send_signal(signal.SIGTERM)
-        try:
-            out, err = load.communicate(timeout=COMMAND_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            self.fail(f"the load generator did not finish:\n{server.log()}")
-        self.assertEqual(load.returncode, 0, err)
-        outcome = json.loads(out.strip().splitlines()[-1])
-        self.assertEqual(outcome["lost"], [], server.log())
-        self.assertEqual(outcome["other"], [])
-        self.assertGreater(outcome["ok"], 100)
-        # The signal came mid-stream: the calls made after the GOAWAY were
-        # refused, each marked safe to retry.
-        self.assertGreater(outcome["refused_retry_safe"] + outcome["closed_retry_safe"], 0)
-        try:
-            code = server.process.wait(timeout=STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            self.fail(f"twistd still running {STOP_TIMEOUT} s after SIGTERM:\n{server.log()}")
-        self.assertIn(code, (0, -signal.SIGTERM), server.log())
-        self.assertNotIn("Traceback", server.log())
+        sigterm_under_load(self, start(self, "--grace", "10", reactor=self.reactor))
 
 
 class DrainUnderLoadAsyncioTests(DrainUnderLoadTests):

@@ -11,29 +11,24 @@ input, a pipe from it, then ends).
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
 import socket
-import subprocess
 import sys
 import textwrap
 import time
 
 from e2e import (
-    COMMAND_TIMEOUT,
     START_TIMEOUT,
     STOP_TIMEOUT,
     Certificates,
     ReactorMixin,
     Server,
-    clean_env,
-    kill,
     run_script,
     start,
 )
-from test_e2e_drain import LOAD
+from test_e2e_drain import sigterm_under_load
 from twisted.trial.unittest import SynchronousTestCase
 
 #: Opens connections (kept open, so each is a new accept) and asks each
@@ -112,32 +107,8 @@ class WorkersTests(ReactorMixin, SynchronousTestCase):
         """SIGTERM to the supervisor drains every worker: each accepted call is answered."""
         server = start_workers(self, 2, "--grace", "10", reactor=self.reactor)
         workers = worker_pids(server)
-        load = subprocess.Popen(
-            [sys.executable, "-c", LOAD, server.endpoint],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=clean_env(),
-        )
-        self.addCleanup(kill, load)
-        assert load.stdout is not None
-        self.assertEqual(load.stdout.readline().strip(), "ready", server.log())
-        time.sleep(1.0)  # a second of steady load
-        server.process.send_signal(signal.SIGTERM)
-        try:
-            out, err = load.communicate(timeout=COMMAND_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            self.fail(f"the load generator did not finish:\n{server.log()}")
-        self.assertEqual(load.returncode, 0, err)
-        outcome = json.loads(out.strip().splitlines()[-1])
-        self.assertEqual(outcome["lost"], [], server.log())
-        self.assertEqual(outcome["other"], [])
-        self.assertGreater(outcome["ok"], 100)
-        self.assertGreater(outcome["refused_retry_safe"] + outcome["closed_retry_safe"], 0)
-        code = server.wait_exit(STOP_TIMEOUT)
+        sigterm_under_load(self, server)
         log = server.log()
-        self.assertIn(code, (0, -signal.SIGTERM), log)
-        self.assertNotIn("Traceback", log)
         for index, pid in workers.items():
             self.assertIn(f"worker {index} (pid {pid}) exited with status 0", log)
         self.assertNotIn("restarting in", log)

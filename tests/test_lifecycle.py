@@ -13,8 +13,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from helpers import PEER as _PEER
+from helpers import RawClient as _RawClient
 from helpers import echo_and_wait_router
-from twisted.internet.address import IPv4Address
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.error import ConnectionDone
 from twisted.internet.testing import MemoryReactorClock, StringTransport
@@ -37,7 +38,6 @@ from twisted_reqresp.wire import (
     BinaryFormat,
     Connection,
     ErrorResponse,
-    Event,
     GoAway,
     LineFormat,
     Ping,
@@ -46,44 +46,12 @@ from twisted_reqresp.wire import (
     Role,
 )
 
-_PEER = IPv4Address("TCP", "127.0.0.1", 40000)
 
-
-class RawClient:
-    """
-    A binary client that does not keep within the server's MAX_CONCURRENT
-    (the sans-IO client connection, driven by hand), talking to one
-    :class:`ServerProtocol` over a ``StringTransport``.
-    """
-
-    def __init__(self, test: SynchronousTestCase, factory: ServerFactory) -> None:
-        self.server = factory.buildProtocol(_PEER)
-        self.transport = StringTransport(peerAddress=_PEER)
-        self.server.makeConnection(self.transport)
-        self.conn = Connection(Role.CLIENT, BinaryFormat())
-        self.send()
-        test.assertEqual(self.events(), [self.conn.peer_settings])
-
-    def send(self) -> None:
-        """Deliver what the client connection queued to the server."""
-        data = self.conn.data_to_send()
-        if data:
-            self.server.dataReceived(data)
-
-    def request(self, method: str, body: bytes = b"", deadline_ms: int | None = None) -> int:
-        """Send one request at once, whatever the server's limit."""
-        rid = self.conn.send_request(method, body, deadline_ms=deadline_ms)
-        self.send()
-        return rid
-
-    def events(self) -> list[Event]:
-        """:returns: the events the server's bytes so far decode to."""
-        self.conn.receive_data(self.transport.value())
-        self.transport.clear()
-        out = []
-        while (event := self.conn.next_event()) is not None:
-            out.append(event)
-        return out
+def RawClient(test: SynchronousTestCase, factory: ServerFactory) -> _RawClient:
+    """A raw binary client, its handshake checked: the server's SETTINGS alone."""
+    client = _RawClient(factory)
+    test.assertEqual(client.greeting, [client.conn.peer_settings])
+    return client
 
 
 def _factory(limits: Limits, router: Router | None = None) -> tuple[ServerFactory, Any, Any]:
