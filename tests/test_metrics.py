@@ -101,6 +101,7 @@ class CallMetricsTests(SynchronousTestCase):
             raise StatusError(StatusCode.PERMISSION_DENIED, "no")
 
         pair = connected_pair(router, interceptors=[metrics])
+        metrics.watch(pair.factory)  # the Router's methods get labels
         refused = pair.client.call("refuse")
         cancelled = pair.client.call("wait")
         pair.pump()

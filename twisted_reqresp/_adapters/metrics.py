@@ -90,9 +90,6 @@ DEFAULT_BUCKETS = (
     10.0,
 )
 
-#: Answers that say the method does not exist: a name a client made up.
-_UNKNOWN_METHOD = frozenset({StatusCode.NOT_FOUND, StatusCode.UNIMPLEMENTED})
-
 
 def require_prometheus() -> Any:
     """
@@ -157,6 +154,10 @@ class ServerMetrics:
         self._fixed = methods is not None
         self._labelled: set[str] = set(methods) if methods is not None else set()
         self._stats: list[Callable[[], ServerStats]] = []
+        # The method names the watched servers' responders declare (a
+        # Router's), read once, when the first unlabelled call is counted.
+        self._factories: list[ServerFactory] = []
+        self._declared: frozenset[str] | None = None
         self.requests = prometheus.Counter(
             "reqresp_requests",
             "Calls answered, by method and status.",
@@ -187,17 +188,38 @@ class ServerMetrics:
         :returns: this object.
         """
         self._stats.append(lambda: factory.stats)
+        self._factories.append(factory)
+        self._declared = None
         return self
 
+    def _declares(self, method: str) -> bool:
+        """Whether a watched server's responder declares ``method``."""
+        if self._declared is None:
+            names: set[str] = set()
+            for factory in self._factories:
+                responder = getattr(factory.responder_factory, "responder", None)
+                describe = getattr(responder, "describe", None)
+                if describe is None:
+                    continue
+                try:
+                    names.update(description.name for description in describe())
+                except Exception:
+                    continue  # a describe() that fails declares nothing
+            self._declared = frozenset(names)
+        return method in self._declared
+
     def method_label(self, method: str, code: int) -> str:
-        """
+        r"""
         The ``method`` label a call is counted under.  With ``methods``,
         the name if it is one of them, else ``other``.  Without: the name
-        once the responder answered it with anything but NOT_FOUND or
-        UNIMPLEMENTED (so a name a client made up, which a
-        :class:`~twisted_reqresp.Router` answers NOT_FOUND, is ``other``),
-        for at most ``max_methods`` names; a name with a label keeps it
-        whatever it answers later.
+        if the responder of a server this object :meth:`watch`\ es declares
+        it (a :class:`~twisted_reqresp.Router`'s methods), or once a call of
+        it was answered OK; at most ``max_methods`` names, and a name with a
+        label keeps it whatever it answers later.  So a name a client made
+        up is ``other`` whoever refused it: a Router (NOT_FOUND) or an
+        interceptor in front of it (an authorization interceptor's
+        PERMISSION_DENIED cannot be used to fill the labels without
+        credentials).
 
         :param method: the call's method.
         :param code: the status it was answered with.
@@ -206,7 +228,11 @@ class ServerMetrics:
         labelled = self._labelled
         if method in labelled:
             return method
-        if self._fixed or code in _UNKNOWN_METHOD or len(labelled) >= self.max_methods:
+        if (
+            self._fixed
+            or len(labelled) >= self.max_methods
+            or (code != StatusCode.OK and not self._declares(method))
+        ):
             return OTHER_METHOD
         labelled.add(method)
         return method
