@@ -766,6 +766,18 @@ class LocalErrorTests(SynchronousTestCase):
             r"the peer's maximum frame size of 16777216$",
         )
 
+    def test_explain_server_deadline_keeps_its_reason(self) -> None:
+        """A DEADLINE_EXCEEDED the server answered keeps its reason; a local one says only when."""
+        from twisted_reqresp import DeadlineExceeded
+
+        server = explain(DeadlineExceeded("no time left (at the server)"), timeout=0.05)
+        self.assertEqual(
+            (server.code, server.message),
+            (EXIT_TIMEOUT, "timed out after 0.05 s: the server said: no time left"),
+        )
+        local = explain(DeadlineExceeded("no answer within 0.05 s"), timeout=0.05)
+        self.assertEqual((local.code, local.message), (EXIT_TIMEOUT, "timed out after 0.05 s"))
+
     def test_explain_local_protocol_error(self) -> None:
         """explain maps a local protocol error to the usage status with its message."""
         error = explain(LocalProtocolError("too big", StatusCode.RESOURCE_EXHAUSTED), timeout=None)

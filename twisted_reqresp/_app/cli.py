@@ -765,7 +765,12 @@ def explain(error: BaseException, *, timeout: float | None, endpoint: str = "") 
         isinstance(error, RemoteError) and error.code == StatusCode.DEADLINE_EXCEEDED
     ):
         after = f" after {timeout:g} s" if timeout is not None else ""
-        return CommandError(f"timed out{after}", EXIT_TIMEOUT)
+        said = ""
+        if isinstance(error, StatusError) and error.message.endswith("(at the server)"):
+            # The server's copy of the deadline fired first, perhaps raised
+            # by the responder itself with a reason: keep the reason.
+            said = f": the server said: {error.message.removesuffix(' (at the server)')}"
+        return CommandError(f"timed out{after}{said}", EXIT_TIMEOUT)
     if isinstance(error, LocalProtocolError):
         # This side refused to send it (a body over the server's limit):
         # the caller's to fix, not the server's.
