@@ -36,7 +36,7 @@ from .._core.call import Call, ConnectionInfo, Reply, metadata_pairs
 from .._core.connection import Connection, ConnectionState
 from .._core.contract import IWireFormat
 from .._core.errors import LocalProtocolError, StatusError
-from .._core.events import Cancel, ProtocolViolation, Rejected, Request, Role
+from .._core.events import Cancel, Metadata, ProtocolViolation, Rejected, Request, Role
 from .._core.limits import DEFAULT_LIMITS, Limits
 from .._core.status import StatusCode, status_name
 from ..codecs import BYTES
@@ -569,10 +569,7 @@ class ServerProtocol(Protocol):
             self._failed(Failure(), rid, request.method)
             return
         if type(result) is bytes:  # the common case, straight to the wire
-            try:
-                self.conn.send_response(rid, result)
-            except LocalProtocolError as e:
-                self._send_error(rid, e.code, e.message)
+            self._send_response(rid, result)
             return
         if not isinstance(result, Deferred):
             self._answer(result, rid, request.method)
@@ -604,10 +601,7 @@ class ServerProtocol(Protocol):
         except BaseException:
             self._failed(Failure(), rid, request.method)
             return
-        try:
-            self.conn.send_response(rid, body)
-        except LocalProtocolError as e:
-            self._send_error(rid, e.code, e.message)
+        self._send_response(rid, body)
 
     def _cancel(self, rid: int) -> None:
         self.conn.forget(rid)
@@ -632,9 +626,7 @@ class ServerProtocol(Protocol):
                 body, metadata = result, ()
             if type(body) is not bytes:
                 body = BYTES.encode(body)
-            conn.send_response(rid, body, metadata)
-        except LocalProtocolError as e:
-            self._send_error(rid, e.code, e.message)
+            self._send_response(rid, body, metadata)
         except Exception:
             self._failed(Failure(), rid, method)
             return
@@ -660,6 +652,14 @@ class ServerProtocol(Protocol):
             self._send_error(rid, code, message)
         self._request_done()
         return None
+
+    def _send_response(self, rid: int, body: bytes, metadata: Metadata = ()) -> None:
+        """Answer successfully; an answer the peer cannot take (too large
+        for its frames, or for a line) is answered with the error instead."""
+        try:
+            self.conn.send_response(rid, body, metadata)
+        except LocalProtocolError as e:
+            self._send_error(rid, e.code, e.message)
 
     def _send_error(
         self,
