@@ -279,7 +279,7 @@ class ClientProtocol(Protocol):
             self._release_queue()
 
     def _goaway(self, event: GoAway) -> None:
-        why = f"the server is going away: {event.message or 'shutting down'}"
+        why = _going_away(event)
         if self._ready is not None:
             # A GOAWAY instead of SETTINGS: the server refused the connection.
             self._gave_up = f"the server refused the connection: {event.message}"
@@ -342,19 +342,14 @@ class ClientProtocol(Protocol):
         goaway = self.conn.peer_goaway
         if goaway is not None:
             # Never queued behind a GOAWAY: it could only fail later.
-            why = f"the server is going away: {goaway.message or 'shutting down'}"
-            return fail(ConnectionClosed(why, retry_safe=True))
+            return fail(ConnectionClosed(_going_away(goaway), retry_safe=True))
         try:
             _check_call(method, body, timeout)
             pairs = metadata_pairs(metadata)
             deadline_ms = _deadline_ms(timeout) if timeout is not None else None
         except Exception:
             return fail()
-        if (
-            self.queued
-            or self.lifecycle.write_blocked
-            or len(self.pending) >= self.conn.peer_settings.max_concurrent
-        ):
+        if self.queued or not self._can_send():
             deadline = None if timeout is None else self.clock.seconds() + timeout
             d = self._enqueue(method, body, pairs, deadline)
         else:
@@ -370,6 +365,14 @@ class ClientProtocol(Protocol):
         if timeout is not None:
             d.addTimeout(timeout, self.clock, onTimeoutCancel=_timed_out)
         return d
+
+    def _can_send(self) -> bool:
+        """Whether a call may go out now: the server reads, and one of its
+        MAX_CONCURRENT slots is free."""
+        return (
+            not self.lifecycle.write_blocked
+            and len(self.pending) < self.conn.peer_settings.max_concurrent
+        )
 
     def _enqueue(
         self, method: str, body: bytes, metadata: Metadata, deadline: float | None
@@ -406,14 +409,8 @@ class ClientProtocol(Protocol):
 
     def _release_queue(self) -> None:
         queued = self.queued
-        lifecycle = self.lifecycle
         pending = self.pending
-        while (
-            queued
-            and not lifecycle.write_blocked
-            and not lifecycle.closing
-            and len(pending) < self.conn.peer_settings.max_concurrent
-        ):
+        while queued and not self.lifecycle.closing and self._can_send():
             entry = queued.popleft()
             d = entry.deferred
             assert d is not None
@@ -500,6 +497,11 @@ class ClientProtocol(Protocol):
     def _maybe_finish_close(self) -> None:
         if self._closing and not self.pending and not self.queued:
             self.lifecycle.close()
+
+
+def _going_away(goaway: GoAway) -> str:
+    """:returns: why calls fail after the server's GOAWAY."""
+    return f"the server is going away: {goaway.message or 'shutting down'}"
 
 
 def _fail(d: Deferred[Any], error: Any) -> None:
