@@ -131,6 +131,22 @@ class ReconnectTests(ChannelTestCase):
         self.successResultOf(closing)
         self.assertEqual(a.live, [])
 
+    def test_is_a_service(self) -> None:
+        """A channel joins a service hierarchy; stopping the parent closes it."""
+        from twisted.application.service import MultiService
+
+        (a,) = self.servers("a")
+        channel = self.channel([a])
+        parent = MultiService()
+        channel.setServiceParent(parent)
+        parent.startService()
+        self.assertEqual(a.attempts, 1)  # already started: not connected twice
+        stopped = parent.stopService()
+        self.net.pump()
+        self.successResultOf(stopped)
+        self.assertEqual(a.live, [])
+        self.failureResultOf(channel.call("echo"), ConnectionClosed)
+
 
 class BalancingTests(ChannelTestCase):
     """Power of two choices over the ready backends."""
