@@ -16,8 +16,10 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from twisted_reqresp import (
     Backoff,
+    Call,
     Channel,
     ConnectionClosed,
+    ConnectionInfo,
     DeadlineExceeded,
     EndpointSet,
     OutgoingCall,
@@ -646,3 +648,62 @@ class EndpointSetTests(ChannelTestCase):
         endpoints.update([a])
         self.net.pump()
         self.assertEqual(self.successResultOf(d).body, b"x")
+
+
+class ParentTests(ChannelTestCase):
+    """Channel.call(parent=call): the deadline, cancellation and trace metadata travel on."""
+
+    def parent(self, *, deadline: float | None = None, **metadata: str) -> Call:
+        info = ConnectionInfo(connection_id=1, peer=None, host=None, wire_format="binary")
+        return Call(
+            method="front",
+            body=b"",
+            metadata=metadata,
+            connection=info,
+            deadline=deadline,
+            _clock=self.net.clock,
+        )
+
+    def test_parent_cancelled_cancels_the_call(self) -> None:
+        """The server giving up on the parent cancels the channel call and sends CANCEL."""
+        (a,) = self.servers("a")
+        channel = self.channel([a])
+        parent = self.parent()
+        d = self.call(channel, "wait", parent=parent)
+        self.assertEqual(len(a.waiting), 1)
+        parent._cancellation.cancel()
+        self.net.pump()
+        self.failureResultOf(d, CancelledError)
+        # The backend read the CANCEL: its responder's Deferred was cancelled.
+        self.assertTrue(a.waiting[0].called)
+        self.assertEqual(channel.stats.retries, 0)
+
+    def test_deadline_and_trace_travel(self) -> None:
+        """The attempt carries what is left of the parent's deadline and its traceparent."""
+        (a,) = self.servers("a")
+        seen: list[Call] = []
+        a.router.add("look", lambda call: seen.append(call) or b"")
+        channel = self.channel([a], timeout=30.0)
+        parent = self.parent(deadline=2.0, traceparent="00-abc-01", other="no")
+        self.net.advance(0.5)
+        self.successResultOf(self.call(channel, "look", parent=parent))
+        self.assertEqual(seen[0].time_remaining(), 1.5)
+        self.assertEqual(dict(seen[0].metadata), {"traceparent": "00-abc-01"})
+
+    def test_past_deadline_sends_nothing(self) -> None:
+        """A parent whose deadline passed fails the call with no attempt made."""
+        (a,) = self.servers("a")
+        channel = self.channel([a])
+        parent = self.parent(deadline=1.0)
+        self.net.advance(1.0)
+        self.failureResultOf(self.call(channel, "echo", parent=parent), DeadlineExceeded)
+        self.assertEqual(channel.stats.attempts, 0)
+
+    def test_no_subscription_left(self) -> None:
+        """Answered calls unsubscribe from the parent's cancellation."""
+        (a,) = self.servers("a")
+        channel = self.channel([a])
+        parent = self.parent()
+        for _ in range(50):
+            self.successResultOf(self.call(channel, "echo", b"x", parent=parent))
+        self.assertEqual(parent._cancellation.subscribers, 0)

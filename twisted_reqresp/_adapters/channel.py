@@ -52,7 +52,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from .._core.binary import BinaryFormat
-from .._core.call import Reply, metadata_pairs
+from .._core.call import Call, Reply, metadata_pairs
 from .._core.contract import IWireFormat
 from .._core.errors import ConnectionClosed, DeadlineExceeded, StatusError
 from .._core.limits import DEFAULT_LIMITS, Limits
@@ -66,11 +66,13 @@ from .client import (
     _client_endpoint,
     decode_replies,
     encode_body,
+    metadata_keys,
     send_outgoing,
     start_call,
 )
 from .client_protocol import ClientProtocol
 from .interceptors import ClientChain, compose_client
+from .propagation import PROPAGATED_METADATA, bind, inherit
 
 __all__ = ["BackendInfo", "Channel", "ChannelStats", "EndpointSet"]
 
@@ -542,8 +544,9 @@ class Channel(Service):
     :param failure_threshold: failed calls in a row that eject a backend.
     :param ejection_time: how long an ejected backend stays out, the k-th
         ejection in a row waiting the k-th delay, before one probe.
-    :param propagate_metadata: the metadata keys a parent call passes on
-        (used with deadline propagation).
+    :param propagate_metadata: the metadata keys a call made with
+        ``parent=`` takes from its parent unless it sets them itself (the
+        W3C trace context by default; ``()``: none).
     :param random: a function returning floats in ``[0, 1)``, for the
         jitter and the choice of backends.
     :raises TypeError: if one of ``interceptors`` is not an interceptor.
@@ -570,7 +573,7 @@ class Channel(Service):
         health_check_interval: float | None = 5.0,
         failure_threshold: int = 5,
         ejection_time: Backoff = Backoff(initial=1.0, maximum=30.0),  # noqa: B008 (frozen)
-        propagate_metadata: Collection[str] = ("traceparent", "tracestate"),
+        propagate_metadata: Collection[str] = PROPAGATED_METADATA,
         random: Callable[[], float] = _random.random,
     ) -> None:
         _check_count("max_waiting_calls", max_waiting_calls, minimum=0)
@@ -599,7 +602,8 @@ class Channel(Service):
         self.health_check_interval = health_check_interval
         self.failure_threshold = failure_threshold
         self.ejection_time = ejection_time
-        self.propagate_metadata = frozenset(propagate_metadata)
+        #: The metadata keys a call with ``parent=`` takes from its parent.
+        self.propagate_metadata = metadata_keys(propagate_metadata)
         self.random = random
         #: Counters of calls, attempts, retries, ejections and reconnects.
         self.stats = ChannelStats()
@@ -718,6 +722,7 @@ class Channel(Service):
         codec: ICodec | None = None,
         timeout: float | None = None,
         metadata: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
+        parent: Call | None = None,
         wait_for_ready: bool | None = None,
     ) -> Deferred[Reply]:
         """
@@ -734,6 +739,12 @@ class Channel(Service):
             included (the channel's default if omitted); each attempt sends
             what is left as its deadline.
         :param metadata: key/value text pairs sent with each attempt.
+        :param parent: the :class:`~twisted_reqresp.Call` a responder is
+            serving, when it makes this call on that call's behalf: as for
+            :meth:`Client.call <twisted_reqresp.Client.call>`, the call (all
+            its attempts) gets at most what is left of the parent's
+            deadline, is cancelled when the server gives up on the parent,
+            and passes on the parent's ``propagate_metadata`` keys.
         :param wait_for_ready: overrides the channel's ``wait_for_ready``.
         :returns: a Deferred firing with a :class:`~twisted_reqresp.Reply`,
             or failing with the last attempt's error, which has an
@@ -752,6 +763,8 @@ class Channel(Service):
             timeout = timeout if timeout is not None else self.timeout
             try:
                 data = encode_body(body, codec)
+                if parent is not None:
+                    timeout, metadata = inherit(parent, timeout, metadata, self.propagate_metadata)
                 pairs = dict(metadata_pairs(metadata))
                 _check_timeout(timeout)
             except Exception:
@@ -764,7 +777,10 @@ class Channel(Service):
                 self._calls.add(call)
                 self._attempt(call)
         d.addBoth(self._count)
-        return decode_replies(d, codec)
+        d = decode_replies(d, codec)
+        if parent is not None:
+            bind(parent, d)
+        return d
 
     def _count(self, result: object) -> object:
         if isinstance(result, Failure):
