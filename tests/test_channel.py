@@ -451,6 +451,31 @@ class TakenOutTests(ChannelTestCase):
         self.successResultOf(first)
         self.successResultOf(second)
 
+    def test_unaccepted_calls_retried_at_once_outside_the_budget(self) -> None:
+        """A GOAWAY refusal is resent at once, even with the budget spent, and charges nothing."""
+        a, b = self.servers("a", "b")
+        budget = RetryBudget(max_tokens=2)
+        budget.record_failure()
+        budget.record_failure()
+        self.assertFalse(budget.allows_retry())
+        channel = self.channel([a, b], budget=budget, random=fixed(*[0.0] * 6))
+        first = channel.call("wait")  # a
+        second = channel.call("wait")  # b
+        self.net.pump()
+        third = channel.call("who")  # a, refused by its GOAWAY
+        a.factory.drain()
+        self.net.pump()
+        self.net.advance(0)
+        self.assertEqual(self.successResultOf(third).body, b"b")
+        self.assertEqual((channel.stats.retries, channel.stats.retries_throttled), (1, 0))
+        # Only the success's refill: the refusal charged nothing.
+        self.assertAlmostEqual(budget.tokens, 0.1)
+        a.answer_waiting()
+        b.answer_waiting()
+        self.net.pump()
+        self.successResultOf(first)
+        self.successResultOf(second)
+
     def test_lost_call_not_retried_unless_idempotent(self) -> None:
         """A call lost with its connection fails unless its method is idempotent."""
         a, b = self.servers("a", "b")

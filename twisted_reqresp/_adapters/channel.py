@@ -892,6 +892,17 @@ class Channel(Service):
         if retry is None or not retry.may_retry(call.method, error):
             self._finish(call, failure)
             return
+        # A call the server never received (refused by a GOAWAY, or on a
+        # connection closed before it was sent) is sent again at once and
+        # outside the budget, as gRPC's transparent retries are: it says
+        # nothing about the backends' health (a drain is not a failure),
+        # and resending it costs one request, not a second run.
+        if isinstance(error, ConnectionClosed) and error.retry_safe:
+            if call.attempts >= retry.max_attempts:
+                self._finish(call, failure)
+            else:
+                call.timer = self.clock.callLater(0, self._attempt, call)
+            return
         self.budget.record_failure()
         delay = retry.next_delay(
             call.method, error, call.attempts, self._time_left(call), self.random
