@@ -63,6 +63,17 @@ from twisted_reqresp.testing import CodecConformanceMixin, connected_pair
 TESTS = Path(__file__).resolve().parent
 
 
+@dataclasses.dataclass(frozen=True)
+class Node:
+    """A recursive type: its nesting is bounded only by the body."""
+
+    children: list[Node]
+
+
+def _nested(depth: int) -> bytes:
+    return b'{"children":[' * depth + b"]}" * depth
+
+
 def _status(test: SynchronousTestCase, d: Any) -> RemoteError:
     failure = test.failureResultOf(d, RemoteError)
     error: RemoteError = failure.value
@@ -480,6 +491,51 @@ class InvalidBodyTests(SynchronousTestCase):
         pair.pump()
         self.assertEqual(_status(self, bad).message, "a: expected int, got str")
         self.assertEqual(self.successResultOf(good).body, b'{"total":3}')
+
+
+class RecursiveTypeTests(SynchronousTestCase):
+    """A recursive type is carried, described, and too deep a body is refused, not a crash."""
+
+    def test_round_trip_and_schema(self) -> None:
+        """A recursive dataclass round-trips and its schema refers to itself in $defs."""
+        codec = TypedCodec(Node, Node)
+        value = Node(children=[Node(children=[]), Node(children=[Node(children=[])])])
+        self.assertEqual(codec.decode(codec.encode(value)), value)
+        request_schema, _ = unary(Node, Node).schemas()
+        self.assertEqual(
+            request_schema["$defs"]["Node"]["properties"]["children"],
+            {"type": "array", "items": {"$ref": "#/$defs/Node"}},
+        )
+
+    def test_nesting_below_at_and_above_the_bound(self) -> None:
+        """Nesting the JSON parser accepts decodes or is refused with CodecError at every depth,
+        never RecursionError, and the server answers INVALID_ARGUMENT."""
+        codec = TypedCodec(Node, Node)
+        outcomes = set()
+        for depth in (10, 100, 200, 300, 350, 400, 450, 500, 1000, 5000):
+            try:
+                codec.decode(_nested(depth))
+                outcomes.add("decoded")
+            except CodecError as e:
+                self.assertIn("nested too deeply", str(e))
+                outcomes.add("refused")
+        self.assertEqual(outcomes, {"decoded", "refused"})
+
+        class Tree(Service, name="tree"):
+            echo = unary(Node, Node)
+
+        pair = connected_pair(Tree.router(Tree.echo.implement(lambda request, call: request)))
+        d = pair.client.call("tree.echo", _nested(400))
+        pair.pump()
+        error = _status(self, d)
+        self.assertEqual(error.code, StatusCode.INVALID_ARGUMENT)
+
+    def test_encoding_too_deep(self) -> None:
+        """Encoding a value nested past the bound raises CodecError, not RecursionError."""
+        value = Node(children=[])
+        for _ in range(5000):
+            value = Node(children=[value])
+        self.assertRaises(CodecError, TypedCodec(Node, Node).encode, value)
 
 
 class StreamingDeclarationTests(SynchronousTestCase):

@@ -483,12 +483,22 @@ class TypedCodec:
         return self._decode(data)
 
     def _encode_json(self, value: Any) -> bytes:
-        return JSON.encode(_dump(value, self.encodes, ""))
+        try:
+            return JSON.encode(_dump(value, self.encodes, ""))
+        except RecursionError as e:
+            raise CodecError("cannot encode as JSON: nested too deeply") from e
 
     def _decode_json(self, data: bytes) -> Any:
         if not data and dataclasses.is_dataclass(self.decodes):
             data = b"{}"
-        return _load(JSON.decode(data), self.decodes, "")
+        decoded = JSON.decode(data)
+        try:
+            return _load(decoded, self.decodes, "")
+        except RecursionError as e:
+            # A recursive type walks a few frames per level of the body, so
+            # nesting the JSON parser accepts can still be too deep here:
+            # the peer's doing, answered INVALID_ARGUMENT like the parser's.
+            raise CodecError("body is not valid JSON: nested too deeply") from e
 
     def _encode_msgspec(self, value: Any) -> bytes:
         if isinstance(self.encodes, type) and not isinstance(value, self.encodes):
