@@ -60,6 +60,9 @@ nitpick_ignore_regex = [
     (r"py:.*", r"(twisted_reqresp\._adapters\.\w+\.)?(ClientProtocol|ServerProtocol)(\.\w+)?"),
     (r"py:class", r"twisted_reqresp\._adapters\.router\._F"),
     (r"py:class", r"twisted_reqresp\._core\.call\._Clock"),
+    # A typed service's type variables, its answer alias, and the private
+    # base of the three streaming declarations.
+    (r"py:.*", r"(twisted_reqresp\._adapters\.services\.)?(ReqT|RespT|Answer|_Streaming)"),
     # ServerMetrics's registry and resource: prometheus_client publishes no
     # Sphinx inventory, and the resource is what resource() returns.
     (r"py:class", r"(prometheus_client\.)?CollectorRegistry"),

@@ -438,7 +438,7 @@ class TypedCodec:
     :param encodes: the type of the values :meth:`encode` takes.
     :param decodes: the type :meth:`decode` returns.
     :param encoding: ``"json"`` or ``"msgpack"``.
-    :raises TypeError: for an encoding not in :data:`ENCODINGS`, or
+    :raises TypeError: for an encoding other than ``"json"`` and ``"msgpack"``, or
         MessagePack without msgspec.
     """
 
