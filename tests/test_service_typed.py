@@ -4,7 +4,7 @@ once, checked against its implementations at start-up, called through a
 typed stub, with bodies validated on both sides and described by
 ``reqresp.methods``.  In memory, with the public ``connected_pair``;
 ``tests/test_e2e.py`` serves the same contract with a real ``twistd``, and
-``tests/typing/`` holds what mypy must accept and reject.
+``tests/typecheck/`` holds what mypy must accept and reject.
 """
 
 from __future__ import annotations
@@ -758,13 +758,13 @@ class TypeCheckTests(SynchronousTestCase):
     """mypy checks both sides against the declaration: it accepts the good file, rejects the bad."""
 
     def test_mypy(self) -> None:
-        """mypy passes typing/accepted.py and flags just the marked lines of typing/rejected.py."""
+        """mypy passes typecheck/accepted.py and flags only the marked lines of rejected.py."""
         from mypy import api
 
         cache = tempfile.mkdtemp(prefix="reqresp-mypy-")
         self.addCleanup(shutil.rmtree, cache, True)
-        accepted = TESTS / "typing" / "accepted.py"
-        rejected = TESTS / "typing" / "rejected.py"
+        accepted = TESTS / "typecheck" / "accepted.py"
+        rejected = TESTS / "typecheck" / "rejected.py"
         # The typing files import the contract from tests/, as the tests do.
         with mock.patch.dict(os.environ, {"MYPYPATH": str(TESTS)}):
             stdout, stderr, _ = api.run(

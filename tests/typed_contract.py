@@ -1,6 +1,6 @@
 """
 A typed service contract and its implementation, shared by
-``tests/test_service_typed.py``, the mypy checks in ``tests/typing/`` and
+``tests/test_service_typed.py``, the mypy checks in ``tests/typecheck/`` and
 the ``twistd reqresp --responder typed_contract:router`` end-to-end test.
 """
 
