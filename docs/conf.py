@@ -61,6 +61,9 @@ nitpick_ignore_regex = [
     (r"py:class", r"twisted_reqresp\._adapters\.router\._F"),
     # Call's private fields: its clock, and its state shared between copies.
     (r"py:class", r"twisted_reqresp\._core\.call\.(_Clock|Cancellation)"),
+    # A typed service's type variables, its answer alias, and the private
+    # base of the three streaming declarations.
+    (r"py:.*", r"(twisted_reqresp\._adapters\.services\.)?(ReqT|RespT|Answer|_Streaming)"),
     # ServerMetrics's registry and resource: prometheus_client publishes no
     # Sphinx inventory, and the resource is what resource() returns.
     (r"py:class", r"(prometheus_client\.)?CollectorRegistry"),

@@ -732,3 +732,24 @@ class ParentTests(ChannelTestCase):
         for _ in range(50):
             self.successResultOf(self.call(channel, "echo", b"x", parent=parent))
         self.assertEqual(parent._cancellation.subscribers, 0)
+
+
+class TypedStubTests(ChannelTestCase):
+    """A typed service's stub calls through a Channel as through a Client."""
+
+    def test_stub_over_channel(self) -> None:
+        """Typed calls balance over the channel's backends; declared errors keep their class."""
+        from typed_contract import AddRequest, AddResponse, Calculator, Overflow, add, ping, total
+
+        a, b = self.servers("a", "b")
+        for server in (a, b):
+            Calculator.router(add, total, ping, router=server.router)
+        channel = self.channel([a, b])
+        calc = Calculator(channel)
+        d = calc.add(AddRequest(a=1, b=2))
+        self.net.pump()
+        self.assertEqual(self.successResultOf(d), AddResponse(total=3))
+        d = calc.add(AddRequest(a=10**9, b=10**9))
+        self.net.pump()
+        self.failureResultOf(d, Overflow)
+        self.assertEqual(channel.stats.retries, 0)

@@ -30,7 +30,7 @@ LAYERS: list[tuple[str, frozenset[str]]] = [
     ("interfaces", frozenset({"interfaces"})),
     ("codecs", frozenset({"codecs"})),
     ("Twisted adapters", frozenset({"_adapters"})),
-    ("application", frozenset({"_app", "testing", "wire"})),
+    ("application", frozenset({"_app", "service", "testing", "wire"})),
     ("package", frozenset({"__init__"})),
 ]
 

@@ -142,14 +142,35 @@ class MethodDescription:
     name: str
     #: The name of the codec of its bodies (``"bytes"``, ``"json"``, ...).
     codec: str = "bytes"
-    #: How it is called: ``"unary"`` (one request, one answer).
+    #: How it is called: ``"unary"`` (one request, one answer), or, for a
+    #: method of a typed service, ``"server_stream"``, ``"client_stream"``
+    #: or ``"bidi_stream"``.
     kind: str = "unary"
     #: What it does, for people: the function's docstring, or empty.
     doc: str = ""
+    #: The JSON Schema of its request body, for a method of a typed
+    #: service (``twisted_reqresp.service``); ``None`` otherwise.
+    request_schema: Mapping[str, Any] | None = None
+    #: The JSON Schema of its response body, likewise.
+    response_schema: Mapping[str, Any] | None = None
 
-    def as_dict(self) -> dict[str, str]:
-        """:returns: the description as JSON-ready data."""
-        return {"name": self.name, "codec": self.codec, "kind": self.kind, "doc": self.doc}
+    def as_dict(self) -> dict[str, Any]:
+        """
+        :returns: the description as JSON-ready data: ``name``, ``codec``,
+            ``kind`` and ``doc``, and ``request_schema`` and
+            ``response_schema`` when it has them.
+        """
+        described: dict[str, Any] = {
+            "name": self.name,
+            "codec": self.codec,
+            "kind": self.kind,
+            "doc": self.doc,
+        }
+        if self.request_schema is not None:
+            described["request_schema"] = self.request_schema
+        if self.response_schema is not None:
+            described["response_schema"] = self.response_schema
+        return described
 
 
 def describe(*candidates: object) -> list[MethodDescription]:

@@ -31,6 +31,11 @@ class _Method:
     function: Callable[[Call], Any]
     codec: ICodec
     errors: tuple[tuple[type[BaseException], int], ...]
+    kind: str = "unary"
+    #: ``None``: the function's docstring.
+    doc: str | None = None
+    #: The request's and the response's JSON Schemas, for a typed method.
+    schemas: tuple[Mapping[str, Any], Mapping[str, Any]] | None = None
 
 
 @implementer(IResponder)
@@ -77,6 +82,23 @@ class Router:
             with ``reqresp.`` (reserved for the server's built-in methods), or
             is already registered.
         """
+        self._add(name, function, codec=codec, errors=errors or {})
+
+    def _add(
+        self,
+        name: str,
+        function: Callable[[Call], Any],
+        *,
+        codec: ICodec,
+        errors: Mapping[Any, int],
+        kind: str = "unary",
+        doc: str | None = None,
+        schemas: tuple[Mapping[str, Any], Mapping[str, Any]] | None = None,
+    ) -> None:
+        """
+        :meth:`add`, with what a typed service (``twisted_reqresp.service``)
+        also says about a method: its kind, doc and JSON Schemas.
+        """
         if not name or any(c.isspace() for c in name):
             raise ValueError(f"method names are non-empty with no whitespace: {name!r}")
         if name.startswith(RESERVED_PREFIX):
@@ -86,8 +108,8 @@ class Router:
             )
         if name in self._methods:
             raise ValueError(f"method {name!r} is already registered")
-        declared = tuple((kind, int(code)) for kind, code in (errors or {}).items())
-        self._methods[name] = _Method(function, codec, declared)
+        declared = tuple((error, int(code)) for error, code in errors.items())
+        self._methods[name] = _Method(function, codec, declared, kind, doc, schemas)
 
     def method(
         self,
@@ -120,11 +142,19 @@ class Router:
         What the built-in method ``reqresp.methods`` lists for this router.
 
         :returns: one :class:`~twisted_reqresp.MethodDescription` per
-            method, sorted by name: its codec's name, ``"unary"``, and the
-            function's docstring.
+            method, sorted by name: its codec's name, its kind (``"unary"``
+            unless a typed service declared another), the function's
+            docstring, and a typed method's JSON Schemas.
         """
         return [
-            MethodDescription(name=name, codec=str(entry.codec.name), doc=doc_of(entry.function))
+            MethodDescription(
+                name=name,
+                codec=str(entry.codec.name),
+                kind=entry.kind,
+                doc=doc_of(entry.function) if entry.doc is None else entry.doc,
+                request_schema=None if entry.schemas is None else entry.schemas[0],
+                response_schema=None if entry.schemas is None else entry.schemas[1],
+            )
             for name, entry in sorted(self._methods.items())
         ]
 
