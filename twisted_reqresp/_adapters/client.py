@@ -21,10 +21,18 @@ from .._core.limits import DEFAULT_LIMITS, Limits
 from ..codecs import BYTES
 from ..interfaces import IClientInterceptor, ICodec
 from .client_protocol import ClientProtocol
-from .interceptors import compose_client, interceptor_function
+from .interceptors import ClientChain, compose_client, interceptor_function
 from .tls import require_tls_support
 
-__all__ = ["Client", "ClientFactory", "connect"]
+__all__ = [
+    "Client",
+    "ClientFactory",
+    "connect",
+    "decode_replies",
+    "encode_body",
+    "send_outgoing",
+    "start_call",
+]
 
 #: ``Client.call``'s default body: nothing at all, not an encoded value.
 _NO_BODY: Any = object()
@@ -120,39 +128,16 @@ class Client:
         """
         codec = codec if codec is not None else self.codec
         try:
-            if body is _NO_BODY:
-                data = b""
-            elif type(body) is bytes and codec is BYTES:
-                data = body
-            else:
-                data = codec.encode(body)
+            data = encode_body(body, codec)
         except Exception:
             return fail()
         timeout = timeout if timeout is not None else self.timeout
-        chain = self._chain
-        if chain is None:
-            d = self.protocol.call(method, data, metadata=metadata, timeout=timeout)
-        else:
-            try:
-                # A dict, so interceptors add keys with {**call.metadata, ...}.
-                outgoing = OutgoingCall(
-                    method=method,
-                    body=data,
-                    metadata=dict(metadata_pairs(metadata)),
-                    timeout=timeout,
-                )
-            except Exception:
-                return fail()
-            d = chain(outgoing)
-        if codec is not BYTES:
-            d.addCallback(_decode_reply, codec)
-        return d
+        d = start_call(self.protocol, self._chain, method, data, metadata, timeout)
+        return decode_replies(d, codec)
 
     def _send(self, call: OutgoingCall) -> Deferred[Reply]:
         """The innermost step of the interceptor chain: send the call."""
-        return self.protocol.call(
-            call.method, call.body, metadata=call.metadata, timeout=call.timeout
-        )
+        return send_outgoing(self.protocol, call)
 
     def ping(self) -> Deferred[float]:
         """
@@ -194,6 +179,83 @@ class Client:
     def server_settings(self) -> Settings:
         """The limits the server advertised (defaults for the line format)."""
         return self.protocol.conn.peer_settings
+
+
+def encode_body(body: Any, codec: ICodec) -> bytes:
+    """
+    The bytes a call sends: shared by :class:`Client` and
+    :class:`~twisted_reqresp.Channel`.
+
+    :param body: the caller's body, or ``_NO_BODY`` for an empty one.
+    :param codec: the call's codec.
+    :returns: the encoded body.
+    :raises Exception: whatever the codec raises.
+    """
+    if body is _NO_BODY:
+        return b""
+    if type(body) is bytes and codec is BYTES:
+        return body
+    data: bytes = codec.encode(body)
+    return data
+
+
+def start_call(
+    protocol: ClientProtocol,
+    chain: ClientChain | None,
+    method: str,
+    data: bytes,
+    metadata: Mapping[str, str] | Iterable[tuple[str, str]] | None,
+    timeout: float | None,
+    attempt: int = 1,
+) -> Deferred[Reply]:
+    """
+    Send one attempt of a call through the client interceptors (straight
+    to the protocol when there are none, the hot path).
+
+    :param protocol: the connection to send on.
+    :param chain: :func:`compose_client`'s chain ending in
+        :func:`send_outgoing` on ``protocol``, or ``None``.
+    :param method: the method name.
+    :param data: the encoded body.
+    :param metadata: the caller's metadata.
+    :param timeout: seconds left for the answer, or ``None``.
+    :param attempt: which attempt this is (1 for the first).
+    :returns: the answer's Deferred; never raises.
+    """
+    if chain is None:
+        return protocol.call(method, data, metadata=metadata, timeout=timeout)
+    try:
+        # A dict, so interceptors add keys with {**call.metadata, ...}.
+        outgoing = OutgoingCall(
+            method=method,
+            body=data,
+            metadata=dict(metadata_pairs(metadata)),
+            timeout=timeout,
+            attempt=attempt,
+        )
+    except Exception:
+        return fail()
+    return chain(outgoing)
+
+
+def send_outgoing(protocol: ClientProtocol, call: OutgoingCall) -> Deferred[Reply]:
+    """
+    The innermost step of a client interceptor chain: send ``call`` on
+    ``protocol``.
+    """
+    return protocol.call(call.method, call.body, metadata=call.metadata, timeout=call.timeout)
+
+
+def decode_replies(d: Deferred[Reply], codec: ICodec) -> Deferred[Reply]:
+    """
+    :param d: a call's Deferred, firing with the raw answer.
+    :param codec: the call's codec.
+    :returns: ``d``, its answer's body decoded by ``codec`` (a failure
+        with :class:`~twisted_reqresp.CodecError` if it cannot be).
+    """
+    if codec is not BYTES:
+        d.addCallback(_decode_reply, codec)
+    return d
 
 
 def _decode_reply(reply: Reply, codec: ICodec) -> Reply:

@@ -142,3 +142,7 @@ class OutgoingCall:
     metadata: Mapping[str, str] = field(default_factory=dict)
     #: Seconds the caller waits for the answer, or ``None`` for no timeout.
     timeout: float | None = None
+    #: Which attempt this is: 1 for the first send; a
+    #: :class:`~twisted_reqresp.Channel` that sends the call again passes
+    #: each retry through the interceptors with 2, 3, ...
+    attempt: int = 1
