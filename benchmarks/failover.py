@@ -7,7 +7,7 @@ buckets, the dip (the worst bucket after the kill against the median
 bucket before it), what happened to every call, the channel's own
 counters, and the CPU the load generator used.
 
-    python benchmarks/failover.py [--callers N] [--scale X] [--json FILE]
+    python benchmarks/failover.py [--callers N] [--scale X] [--reconnect-max S] [--json FILE]
 
 The scenario (:func:`run_scenario`) is also what
 ``tests/test_e2e_failover.py`` runs, with assertions instead of a report.
@@ -28,8 +28,9 @@ The timeline, in seconds after the load starts (times ``--scale``):
   accepted and exits; calls it refused are retry-safe and go elsewhere.
 - ``restart_at``: A is started again on the same port; the channel's
   reconnection backoff finds it.
-- the load runs ``after_restart`` more seconds once A listens, then stops
-  making calls and waits (bounded) for the ones in flight.
+- the load runs ``after_restart`` more seconds once the channel has A
+  ready again (``recovered_at``), then stops making calls and waits
+  (bounded) for the ones in flight.
 
 Each of ``callers`` callers is a closed loop: when its call fires, it makes
 the next one.  A call that fails is followed by the next one 10 ms later,
@@ -93,7 +94,7 @@ class Timing:
     term_at: float = 2.5
     #: Start A again on its port.
     restart_at: float = 3.5
-    #: Seconds of load once A listens again.
+    #: Seconds of load once the channel has A ready again.
     after_restart: float = 2.0
     #: The load stops after this long whatever happens (a restart that
     #: never comes).
@@ -205,6 +206,7 @@ async def run_scenario(
         "term_at": None,
         "restart_requested_at": None,
         "restarted_at": None,
+        "recovered_at": None,
         "end_at": None,
     }
     state: dict[str, Any] = {
@@ -254,7 +256,15 @@ async def run_scenario(
             one()
 
     def sample() -> None:
-        samples.append({"at": round(now(), 3), "backends": _snapshot(channel)})
+        backends = _snapshot(channel)
+        at = now()
+        samples.append({"at": round(at, 3), "backends": backends})
+        if (
+            marks["recovered_at"] is None
+            and marks["restarted_at"] is not None
+            and backends.get(a, {}).get("state") == "ready"
+        ):
+            marks["recovered_at"] = at
 
     def kill() -> None:
         # The calls A has in flight now are the most it may lose.  A call
@@ -304,9 +314,9 @@ async def run_scenario(
     for _ in range(callers):
         one()
 
-    # The load runs until A has been back for after_restart seconds.
+    # The load runs until A has been back in the channel for after_restart seconds.
     while now() < timing.max_seconds and not (
-        marks["restarted_at"] is not None and now() >= marks["restarted_at"] + timing.after_restart
+        marks["recovered_at"] is not None and now() >= marks["recovered_at"] + timing.after_restart
     ):
         await deferLater(reactor, 0.05)
     state["stopping"] = True
@@ -356,20 +366,43 @@ async def run_scenario(
     }
 
 
-def dip(result: dict[str, Any]) -> dict[str, float]:
+def dip(result: dict[str, Any]) -> dict[str, Any]:
     """
-    :returns: the median req/s of the buckets before the kill, the worst
-        bucket from the kill to the end, and their ratio.
+    :returns: ``median_before``: the median req/s of the whole buckets
+        before the kill; ``worst_after``: the worst bucket from the kill to
+        the end; ``ratio``: the second over the first; ``phases``: the
+        median req/s of each phase (three backends, A down, A and B down,
+        A back).
     """
     width = result["bucket_seconds"]
     buckets = result["buckets"]
-    kill = int(result["kill_at"] / width)
-    # The first bucket is a ramp; a whole one needs the load to have started.
-    before = buckets[1:kill] or buckets[:kill]
+
+    def index(key: str) -> int:
+        at = result[key]
+        return len(buckets) if at is None else int(at / width)
+
+    kill, term, back = index("kill_at"), index("term_at"), index("recovered_at")
+    # The first bucket is a ramp, and a bucket with an event in it is
+    # partly one phase and partly the next.
+    spans = {
+        "A, B and C": buckets[1:kill],
+        "B and C (A killed)": buckets[kill + 1 : term],
+        "C alone (B stopped)": buckets[term + 1 : back],
+        "A and C (A back)": buckets[back + 1 :],
+    }
+    phases = {
+        name: statistics.median(span) / width if span else float("nan")
+        for name, span in spans.items()
+    }
+    median = phases["A, B and C"]
     after = buckets[kill:]
-    median = statistics.median(before) / width if before else float("nan")
     worst = min(after) / width if after else float("nan")
-    return {"median_before": median, "worst_after": worst, "ratio": worst / median}
+    return {
+        "median_before": median,
+        "worst_after": worst,
+        "ratio": worst / median,
+        "phases": phases,
+    }
 
 
 def timeline(result: dict[str, Any], a: str, b: str, c: str) -> str:
@@ -381,13 +414,14 @@ def timeline(result: dict[str, Any], a: str, b: str, c: str) -> str:
         ("term_at", "SIGTERM B"),
         ("restart_requested_at", "start A"),
         ("restarted_at", "A listens"),
+        ("recovered_at", "A ready"),
     ):
         if result[key] is not None:
             events.setdefault(int(result[key] / width), []).append(label)
     by_bucket: dict[int, dict[str, Any]] = {}
-    for s in result["samples"]:
-        by_bucket.setdefault(int(s["at"] / width), s["backends"])
-    lines = ["   t (s)      req/s   A          B          C          events"]
+    for sample in result["samples"]:
+        by_bucket.setdefault(int(sample["at"] / width), sample["backends"])
+    lines = ["   t (s)      req/s   A (state/outstanding)  B             C             events"]
     for i, n in enumerate(result["buckets"]):
         backends = by_bucket.get(i, {})
         cells = []
@@ -395,9 +429,7 @@ def timeline(result: dict[str, Any], a: str, b: str, c: str) -> str:
             info = backends.get(endpoint)
             cells.append(f"{info['state']}/{info['outstanding']}" if info else "-")
         lines.append(
-            f"{i * width:8.2f} {n / width:10,.0f}   "
-            + " ".join(f"{cell:<10}" for cell in cells)
-            + " "
+            f"{i * width:8.2f} {n / width:10,.0f}   {cells[0]:<22} {cells[1]:<13} {cells[2]:<13} "
             + ", ".join(events.get(i, []))
         )
     return "\n".join(lines)
@@ -466,12 +498,20 @@ class Backend:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from _common import machine_busy_seconds, machine_info
     from twisted.internet.task import react
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--callers", type=int, default=16, help="calls in flight (16)")
     parser.add_argument(
         "--scale", type=float, default=2.0, help="stretch the timeline by this factor (2)"
+    )
+    parser.add_argument(
+        "--reconnect-max",
+        type=float,
+        default=None,
+        help="cap the channel's reconnection backoff at this many seconds "
+        "(default: the Channel's default, Backoff())",
     )
     parser.add_argument("--json", default=None, help="write the whole result here")
     args = parser.parse_args(argv)
@@ -480,16 +520,17 @@ def main(argv: list[str] | None = None) -> int:
     backends = [Backend() for _ in range(3)]
     restarted: list[Backend] = []
     result: dict[str, Any] = {}
+    busy: list[float] = []
     try:
         for backend in backends:
             backend.wait_ready()
         a, b, c = backends
 
         async def scenario(reactor: Any) -> None:
-            from twisted_reqresp import Channel
+            from twisted_reqresp import Backoff, Channel
 
             def restart() -> Deferred[None]:
-                a.process.wait(timeout=KILL_TIMEOUT)  # reaped: the port is free
+                a.process.wait(timeout=KILL_TIMEOUT)  # reaped
                 again = Backend(port=a.port)
                 restarted.append(again)
                 listening: Deferred[None] = Deferred()
@@ -504,7 +545,13 @@ def main(argv: list[str] | None = None) -> int:
                 poller.start(0.02)
                 return listening
 
-            channel = Channel(reactor, [x.endpoint for x in backends], timeout=10.0)
+            options: dict[str, Any] = {}
+            if args.reconnect_max is not None:
+                options["reconnect"] = Backoff(
+                    initial=min(0.1, args.reconnect_max), maximum=args.reconnect_max
+                )
+            channel = Channel(reactor, [x.endpoint for x in backends], timeout=10.0, **options)
+            busy.append(machine_busy_seconds())
             result.update(
                 await run_scenario(
                     reactor,
@@ -517,6 +564,7 @@ def main(argv: list[str] | None = None) -> int:
                     callers=args.callers,
                 )
             )
+            busy.append(machine_busy_seconds())
 
         react(lambda reactor: Deferred.fromCoroutine(scenario(reactor)))
     except SystemExit as e:
@@ -529,15 +577,19 @@ def main(argv: list[str] | None = None) -> int:
     a, b, c = backends
     print(timeline(result, a.endpoint, b.endpoint, c.endpoint))
     d = dip(result)
+    reconnect = "default" if args.reconnect_max is None else f"capped at {args.reconnect_max:g} s"
     print(
-        f"\n{args.callers} callers, 64-byte echo; timeline x{args.scale:g}: SIGKILL A at "
-        f"{result['kill_at']:.2f} s, SIGTERM B at {result['term_at']:.2f} s, A listening again "
-        f"at {result['restarted_at']:.2f} s, load stopped at {result['end_at']:.2f} s"
+        f"\n{args.callers} callers, 64-byte echo, reconnection backoff {reconnect}; "
+        f"timeline x{args.scale:g}: SIGKILL A at {result['kill_at']:.2f} s, SIGTERM B at "
+        f"{result['term_at']:.2f} s, A listening again at {result['restarted_at']:.2f} s, "
+        f"ready in the channel at {result['recovered_at'] or float('nan'):.2f} s, "
+        f"load stopped at {result['end_at']:.2f} s"
     )
     print(
         f"req/s: median before the kill {d['median_before']:,.0f}, worst bucket after "
         f"{d['worst_after']:,.0f}: dip to {d['ratio']:.0%}"
     )
+    print("median req/s by phase: " + ", ".join(f"{k} {v:,.0f}" for k, v in d["phases"].items()))
     print(
         f"calls: {result['started']:,} made, {result['ok']:,} succeeded, {result['failed']} "
         f"failed, {result['hung']} hung; in flight on A when killed: {result['in_flight_on_a']}"
@@ -549,16 +601,25 @@ def main(argv: list[str] | None = None) -> int:
         f"lost retry-safe calls: {result['lost_retry_safe']}; channel counters: "
         + ", ".join(f"{k} {v}" for k, v in result["stats"].items())
     )
+    elapsed = result["elapsed"]
+    machine = 100 * (busy[1] - busy[0]) / elapsed if len(busy) == 2 else float("nan")
     print(
-        f"load generator CPU: {result['cpu_seconds']:.2f} s over {result['elapsed']:.2f} s "
-        f"({100 * result['cpu_seconds'] / result['elapsed']:.0f}% of a core); "
-        f"{1e6 * result['cpu_seconds'] / max(1, result['started']):.0f} us per call"
+        f"load generator CPU: {result['cpu_seconds']:.2f} s over {elapsed:.2f} s "
+        f"({100 * result['cpu_seconds'] / elapsed:.0f}% of a core, "
+        f"{1e6 * result['cpu_seconds'] / max(1, result['started']):.0f} us per call); "
+        f"the whole machine: {machine:.0f}% of {os.cpu_count()} cores, "
+        f"load average {os.getloadavg()[0]:.1f}"
     )
     if args.json:
-        data = {"timing": asdict(timing), "dip": d, "result": result}
+        data = {
+            "machine": machine_info(),
+            "timing": asdict(timing),
+            "reconnect_max": args.reconnect_max,
+            "dip": d,
+            "result": result,
+        }
         Path(args.json).write_text(json.dumps(data, indent=2) + "\n")
-    bad = result["hung"] or result["lost_retry_safe"]
-    return 1 if bad else 0
+    return 1 if result["hung"] or result["lost_retry_safe"] else 0
 
 
 if __name__ == "__main__":

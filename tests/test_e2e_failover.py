@@ -264,9 +264,7 @@ class FailoverTests(ReactorMixin, SynchronousTestCase):
     def test_restarted_backend_serves_again(self) -> None:
         """A, started again on its port, is ready again in the channel and answers calls."""
         result = self.failover.result
-        after = [s for s in result["samples"] if s["at"] >= result["restarted_at"]]
-        states = [s["backends"][self.failover.a]["state"] for s in after]
-        self.assertIn("ready", states, self.failover.diagnostics())
+        self.assertIsNotNone(result["recovered_at"], self.failover.diagnostics())
         self.assertGreater(
             len(ECHO_OK.findall(self.failover.logs["A2"])), 0, self.failover.logs["A2"]
         )
