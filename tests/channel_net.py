@@ -20,7 +20,7 @@ from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from twisted_reqresp import Call, Limits, Router, ServerFactory, StatusCode, StatusError
+from twisted_reqresp import Call, Router, ServerFactory, StatusCode, StatusError
 
 CLIENT = IPv4Address("TCP", "127.0.0.1", 50000)
 
@@ -131,11 +131,10 @@ class FakeServer:
     :ivar attempts: how many times a client connected or tried to.
     """
 
-    def __init__(self, network: Network, name: str, *, limits: Limits | None = None) -> None:
+    def __init__(self, network: Network, name: str, **kwargs: Any) -> None:
         self.network = network
         self.name = name
         self.router, self.waiting = backend_router(name)
-        kwargs: dict[str, Any] = {} if limits is None else {"limits": limits}
         self.factory = ServerFactory(self.router, clock=network.clock, **kwargs)
         self.refusing = False
         self.attempts = 0

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from channel_net import FakeServer, Network
+from twisted.internet.defer import CancelledError
 from twisted.trial.unittest import SynchronousTestCase
 
 from twisted_reqresp import (
@@ -18,7 +19,9 @@ from twisted_reqresp import (
     Channel,
     ConnectionClosed,
     DeadlineExceeded,
+    EndpointSet,
     OutgoingCall,
+    RetryBudget,
     RetryPolicy,
     StatusCode,
     StatusError,
@@ -262,3 +265,368 @@ class RetryTests(ChannelTestCase):
         self.assertEqual(self.successResultOf(d).body, b"b")
         self.assertEqual(seen, [(1, "who"), (2, "who")])
         self.assertEqual((channel.stats.attempts, channel.stats.retries), (2, 1))
+
+    def test_not_idempotent_not_retried(self) -> None:
+        """A call that may have run (UNAVAILABLE, not retry-safe) of an undeclared method fails."""
+        a, b = self.servers("a", "b")
+        channel = self.channel([a, b])
+        error = self.failureResultOf(self.call(channel, "fail"), StatusError).value
+        self.assertEqual(error.code, StatusCode.UNAVAILABLE)
+        self.assertEqual(error.attempts, 1)
+        self.assertNotIn("attempts", str(error))
+        self.assertEqual(channel.stats.attempts, 1)
+
+    def test_idempotent_retried_until_max_attempts(self) -> None:
+        """An idempotent method failing with a retryable status is retried, then fails saying so."""
+        a, b = self.servers("a", "b")
+        seen: list[int] = []
+
+        def log(call: OutgoingCall, proceed: Any) -> Any:
+            seen.append(call.attempt)
+            return proceed(call)
+
+        channel = self.channel(
+            [a, b], retry=RetryPolicy(idempotent_methods={"fail"}), interceptors=[log]
+        )
+        d = self.call(channel, "fail")
+        self.net.advance(0.05)  # first backoff: 0.05
+        self.net.advance(0.1)  # second: 0.1
+        error = self.failureResultOf(d, StatusError).value
+        self.assertEqual(seen, [1, 2, 3])
+        self.assertEqual(error.attempts, 3)
+        self.assertTrue(str(error).endswith("(after 3 attempts)"), str(error))
+        self.assertEqual((channel.stats.retries, channel.stats.failed), (2, 1))
+
+    def test_retry_avoids_the_backend_that_failed(self) -> None:
+        """Each retry goes to a backend other than the one that just failed."""
+        a, b = self.servers("a", "b")
+        channel = self.channel([a, b], retry=RetryPolicy(idempotent_methods={"*"}))
+        d = self.call(channel, "fail")
+        self.net.advance(0.05)
+        self.net.advance(0.1)
+        self.assertIn("(after 3 attempts)", str(self.failureResultOf(d, StatusError).value))
+        served = [a.factory.stats.requests_total, b.factory.stats.requests_total]
+        self.assertEqual(sorted(served), [1, 2])
+
+    def test_never_past_the_deadline(self) -> None:
+        """No retry is made when its backoff would end at or after the call's deadline."""
+        (a,) = self.servers("a")
+        channel = self.channel([a], retry=RetryPolicy(idempotent_methods={"fail"}))
+        # Backoff 0.05 then 0.1: the third attempt would start at 0.15.
+        d = self.call(channel, "fail", timeout=0.15)
+        self.net.advance(0.05)
+        error = self.failureResultOf(d, StatusError).value
+        self.assertEqual(error.attempts, 2)
+        # With a little more time the third attempt is made.
+        d = self.call(channel, "fail", timeout=0.151)
+        self.net.advance(0.05)
+        self.net.advance(0.1)
+        self.assertEqual(self.failureResultOf(d, StatusError).value.attempts, 3)
+
+    def test_budget_throttles(self) -> None:
+        """Once the budget is down to half its tokens, failures are not retried."""
+        (a,) = self.servers("a")
+        budget = RetryBudget(max_tokens=4)
+        channel = self.channel([a], retry=RetryPolicy(idempotent_methods={"fail"}), budget=budget)
+        d = self.call(channel, "fail")
+        self.net.advance(0.05)
+        self.net.advance(0.1)
+        # Three failures: 4 -> 1 token; the second retry was refused at 2.
+        self.assertEqual(self.failureResultOf(d, StatusError).value.attempts, 2)
+        self.assertEqual(channel.stats.retries_throttled, 1)
+        d = self.call(channel, "fail")
+        self.assertEqual(self.failureResultOf(d, StatusError).value.attempts, 1)
+        self.assertEqual(channel.stats.retries_throttled, 2)
+        # Successes refill it.
+        for _ in range(20):
+            self.successResultOf(self.call(channel, "echo"))
+        self.assertTrue(budget.allows_retry())
+
+    def test_no_retry_policy(self) -> None:
+        """retry=None never sends a call again, even a retry-safe one."""
+        a, b = self.servers("a", "b")
+        channel = self.channel([a, b], retry=None, random=fixed(0.0, 0.0))
+        a.factory.drain()
+        d = self.call(channel, "who")
+        error = self.failureResultOf(d, ConnectionClosed).value
+        self.assertTrue(error.retry_safe)
+        self.assertEqual(error.attempts, 1)
+
+    def test_cancel_cancels_the_attempt(self) -> None:
+        """Cancelling a call in flight sends CANCEL to its server."""
+        (a,) = self.servers("a")
+        channel = self.channel([a])
+        d = self.call(channel, "wait")
+        d.cancel()
+        self.failureResultOf(d, CancelledError)
+        self.net.pump()
+        self.assertTrue(a.waiting[0].called)  # the server cancelled the responder
+        self.assertEqual(channel.backends[0].outstanding, 0)
+
+    def test_cancel_cancels_the_backoff(self) -> None:
+        """Cancelling a call between attempts cancels the retry's timer."""
+        (a,) = self.servers("a")
+        channel = self.channel([a], retry=RetryPolicy(idempotent_methods={"fail"}))
+        before = set(self.net.clock.getDelayedCalls())
+        d = self.call(channel, "fail")
+        (backoff,) = set(self.net.clock.getDelayedCalls()) - before
+        d.cancel()
+        self.failureResultOf(d, CancelledError)
+        self.assertFalse(backoff.active())
+        self.net.advance(1.0)
+        self.assertEqual(channel.stats.attempts, 1)
+
+    def test_cancel_a_waiting_call(self) -> None:
+        """Cancelling a call waiting for a backend takes it out of the queue, its timer off."""
+        (a,) = self.servers("a")
+        a.refusing = True
+        channel = self.channel([a], reconnect=Backoff(initial=1.0))
+        d = self.call(channel, "echo", timeout=5.0)
+        d.cancel()
+        self.failureResultOf(d, CancelledError)
+        a.refusing = False
+        self.net.advance(1.2)
+        self.assertEqual(channel.stats.attempts, 0)
+        self.assertEqual(a.factory.stats.requests_total, 0)
+
+
+class TakenOutTests(ChannelTestCase):
+    """Backends that drain, fail or report themselves unhealthy get no calls."""
+
+    def test_goaway_takes_a_backend_out(self) -> None:
+        """After a GOAWAY a backend is draining, gets no new calls, and comes back reconnected."""
+        a, b = self.servers("a", "b")
+        channel = self.channel(
+            [a, b], reconnect=Backoff(initial=1.0, jitter=0.0), random=fixed(0.0, 0.0)
+        )
+        pending = self.call(channel, "wait")  # to a (ties go to the first drawn)
+        self.assertEqual(len(a.waiting), 1)
+        a.factory.drain()
+        self.net.pump()
+        self.assertEqual([i.state for i in channel.backends], ["draining", "ready"])
+        replies = [self.call(channel, "who") for _ in range(4)]
+        self.assertEqual({self.successResultOf(d).body for d in replies}, {b"b"})
+        # The accepted call still gets its answer; then the connection closes.
+        a.answer_waiting()
+        self.net.pump()
+        self.assertEqual(self.successResultOf(pending).body, b"done")
+        self.assertEqual([i.state for i in channel.backends], ["connecting", "ready"])
+        self.assertEqual([i.failures for i in channel.backends], [0, 0])
+
+    def test_unaccepted_calls_retried_elsewhere(self) -> None:
+        """Calls above a GOAWAY's last id fail retry-safe and are retried on the other backend."""
+        a, b = self.servers("a", "b")
+        channel = self.channel([a, b], random=fixed(*[0.0] * 6))
+        first = channel.call("wait")  # a
+        second = channel.call("wait")  # b
+        self.net.pump()
+        third = channel.call("who")  # a: sent, but a drains before reading it
+        self.assertEqual([i.outstanding for i in channel.backends], [2, 1])
+        a.factory.drain()  # the GOAWAY's last id is the first call's
+        self.net.pump()
+        self.net.advance(0.05)
+        self.assertEqual(self.successResultOf(third).body, b"b")
+        self.assertEqual(channel.stats.retries, 1)
+        a.answer_waiting()
+        b.answer_waiting()
+        self.net.pump()
+        self.successResultOf(first)
+        self.successResultOf(second)
+
+    def test_lost_call_not_retried_unless_idempotent(self) -> None:
+        """A call lost with its connection fails unless its method is idempotent."""
+        a, b = self.servers("a", "b")
+        channel = self.channel(
+            [a, b], retry=RetryPolicy(idempotent_methods={"echo"}), random=fixed(0.0, 0.0)
+        )
+        lost = self.call(channel, "wait")  # a
+        a.drop()
+        self.net.pump()
+        error = self.failureResultOf(lost, ConnectionClosed).value
+        self.assertFalse(error.retry_safe)
+        self.assertEqual(error.attempts, 1)
+
+    def test_lost_idempotent_call_retried(self) -> None:
+        """An idempotent call lost with its connection is sent again to another backend."""
+        a, b = self.servers("a", "b")
+        channel = self.channel(
+            [a, b], retry=RetryPolicy(idempotent_methods={"wait"}), random=fixed(0.0, 0.0)
+        )
+        d = self.call(channel, "wait")  # a
+        a.drop()
+        self.net.advance(0.05)
+        self.assertEqual(len(b.waiting), 1)
+        b.answer_waiting()
+        self.net.pump()
+        self.assertEqual(self.successResultOf(d).body, b"done")
+
+
+class FailureAccrualTests(ChannelTestCase):
+    """failure_threshold failures in a row eject a backend; a probe brings it back."""
+
+    def accrue(self, **kwargs: Any) -> tuple[FakeServer, Channel]:
+        a, b = self.servers("a", "b")
+        channel = self.channel(
+            [a, b],
+            retry=None,
+            failure_threshold=3,
+            ejection_time=Backoff(initial=1.0, jitter=0.0),
+            random=fixed(*[0.0] * 6),  # three calls to a
+            **kwargs,
+        )
+        return a, channel
+
+    def test_threshold(self) -> None:
+        """Two failures leave a backend in; the third ejects it and calls go elsewhere."""
+        _a, channel = self.accrue()
+        for n in (1, 2):
+            self.failureResultOf(self.call(channel, "fail"), StatusError)
+            self.assertEqual(channel.backends[0].failures, n)
+            self.assertEqual(channel.backends[0].state, "ready")
+        self.failureResultOf(self.call(channel, "fail"), StatusError)
+        self.assertEqual([i.state for i in channel.backends], ["ejected", "ready"])
+        self.assertEqual(channel.stats.ejections, 1)
+        replies = [self.call(channel, "who") for _ in range(3)]
+        self.assertEqual({self.successResultOf(d).body for d in replies}, {b"b"})
+
+    def test_success_resets_the_count(self) -> None:
+        """An answer between failures starts the count again."""
+        _a, channel = self.accrue()
+        self.failureResultOf(self.call(channel, "fail"), StatusError)
+        self.failureResultOf(self.call(channel, "fail"), StatusError)
+        self.successResultOf(self.call(channel, "echo"))
+        self.assertEqual(channel.backends[0].failures, 0)
+
+    def test_probe_brings_it_back(self) -> None:
+        """After ejection_time one health probe answering SERVING puts the backend back."""
+        _a, channel = self.accrue()
+        for _ in range(3):
+            self.failureResultOf(self.call(channel, "fail"), StatusError)
+        self.net.advance(0.99)
+        self.assertEqual(channel.backends[0].state, "ejected")
+        self.net.advance(0.01)
+        self.assertEqual([i.state for i in channel.backends], ["ready", "ready"])
+        self.assertEqual(channel.backends[0].failures, 0)
+
+    def test_failed_probe_ejects_longer(self) -> None:
+        """A probe answering NOT_SERVING ejects again for the next, longer delay."""
+        a, channel = self.accrue()
+        for _ in range(3):
+            self.failureResultOf(self.call(channel, "fail"), StatusError)
+        a.factory.health.set("", "NOT_SERVING")
+        self.net.advance(1.0)
+        self.assertEqual(channel.backends[0].state, "ejected")
+        self.assertEqual(channel.stats.ejections, 2)
+        a.factory.health.set("", "SERVING")
+        self.net.advance(1.58)
+        self.assertEqual(channel.backends[0].state, "ejected")
+        self.net.advance(0.02)
+        self.assertEqual(channel.backends[0].state, "ready")
+
+    def test_probe_without_builtins(self) -> None:
+        """A server without the built-in methods answers the probe NOT_FOUND: it is up."""
+        a = self.net.server("a", builtins=False)
+        b = self.net.server("b")
+        channel = self.channel(
+            [a, b],
+            retry=None,
+            failure_threshold=1,
+            ejection_time=Backoff(initial=1.0, jitter=0.0),
+            random=fixed(0.0, 0.0),
+        )
+        self.failureResultOf(self.call(channel, "fail"), StatusError)
+        self.assertEqual(channel.backends[0].state, "ejected")
+        self.net.advance(1.0)
+        self.assertEqual(channel.backends[0].state, "ready")
+
+    def test_remote_errors_of_the_caller_do_not_count(self) -> None:
+        """An answer that blames the request (NOT_FOUND) is no failure of the backend."""
+        _a, channel = self.accrue()
+        for _ in range(3):
+            self.failureResultOf(self.call(channel, "no-such-method"), StatusError)
+        self.assertEqual(channel.backends[0].failures, 0)
+        self.assertEqual(channel.backends[0].state, "ready")
+
+
+class HealthCheckTests(ChannelTestCase):
+    """reqresp.health on each connection takes NOT_SERVING and DRAINING backends out."""
+
+    def test_not_serving_and_back(self) -> None:
+        """A check saying NOT_SERVING or DRAINING takes a backend out; SERVING puts it back."""
+        a, b = self.servers("a", "b")
+        channel = self.channel([a, b], health_check_interval=5.0)
+        for status in ("NOT_SERVING", "DRAINING"):
+            a.factory.health.set("", status)
+            self.net.advance(4.99)
+            self.assertEqual(channel.backends[0].state, "ready")
+            self.net.advance(0.01)
+            self.assertEqual([i.state for i in channel.backends], ["unhealthy", "ready"])
+            replies = [self.call(channel, "who") for _ in range(3)]
+            self.assertEqual({self.successResultOf(d).body for d in replies}, {b"b"})
+            a.factory.health.set("", "SERVING")
+            self.net.advance(5.0)
+            self.assertEqual([i.state for i in channel.backends], ["ready", "ready"])
+
+    def test_unhealthy_only_backend_makes_calls_wait(self) -> None:
+        """With the only backend unhealthy, calls wait until a check says SERVING."""
+        (a,) = self.servers("a")
+        channel = self.channel([a], health_check_interval=1.0)
+        a.factory.health.set("", "NOT_SERVING")
+        self.net.advance(1.0)
+        d = self.call(channel, "echo", b"x")
+        self.assertNoResult(d)
+        a.factory.health.set("", "SERVING")
+        self.net.advance(1.0)
+        self.assertEqual(self.successResultOf(d).body, b"x")
+
+
+class EndpointSetTests(ChannelTestCase):
+    """A channel follows the changes of its EndpointSet."""
+
+    def test_add_and_remove(self) -> None:
+        """An added endpoint connects; a removed one finishes its calls, then closes."""
+        a, b = self.servers("a", "b")
+        endpoints = EndpointSet([a])
+        channel = self.channel(endpoints)
+        pending = self.call(channel, "wait")
+        endpoints.update([a, b])
+        self.net.pump()
+        self.assertEqual(len(endpoints), 2)
+        self.assertEqual([i.state for i in channel.backends], ["ready", "ready"])
+        endpoints.update([b])
+        self.net.pump()
+        self.assertEqual([i.endpoint for i in channel.backends], [repr(b)])
+        replies = [self.call(channel, "who") for _ in range(3)]
+        self.assertEqual({self.successResultOf(d).body for d in replies}, {b"b"})
+        self.assertEqual(len(a.live), 1)  # still answering its call
+        a.answer_waiting()
+        self.net.pump()
+        self.assertEqual(self.successResultOf(pending).body, b"done")
+        self.assertEqual(a.live, [])
+        self.net.advance(60)
+        self.assertEqual(a.attempts, 1)  # no reconnecting to a removed backend
+
+    def test_kept_endpoint_keeps_its_connection(self) -> None:
+        """An update that keeps an endpoint keeps its backend's connection."""
+        a, b = self.servers("a", "b")
+        endpoints = EndpointSet([a])
+        channel = self.channel(endpoints)
+        endpoints.update([b, a])
+        self.net.pump()
+        self.assertEqual(a.attempts, 1)
+        self.assertEqual(len(channel.backends), 2)
+
+    def test_one_string_is_refused(self) -> None:
+        """A bare string is refused, not read as one endpoint per character."""
+        self.assertRaises(TypeError, EndpointSet, "tcp:localhost:9000")
+
+    def test_empty_set_then_filled(self) -> None:
+        """A channel over an empty set makes calls wait until an endpoint is added."""
+        (a,) = self.servers("a")
+        endpoints = EndpointSet()
+        channel = self.channel(endpoints)
+        d = self.call(channel, "echo", b"x")
+        self.assertNoResult(d)
+        endpoints.update([a])
+        self.net.pump()
+        self.assertEqual(self.successResultOf(d).body, b"x")
