@@ -236,7 +236,7 @@ async def run_scenario(
         outstanding.discard(d)
         at = now()
         if isinstance(result, Failure):
-            error = result.value
+            error: BaseException = result.value  # type: ignore[assignment]
             failures.append(
                 {
                     "at": round(at, 4),
@@ -274,21 +274,20 @@ async def run_scenario(
         # callers hold their next calls until the channel has seen the
         # loss, which is the next reactor iteration or so.
         state["in_flight_on_a"] = _snapshot(channel).get(a, {}).get("outstanding")
-        marks["kill_at"] = now()
+        marks["kill_at"] = killed = now()
         os.kill(kill_pid, signal.SIGKILL)
         deadline = clock() + KILL_TIMEOUT
         while not process_gone(kill_pid) and clock() < deadline:
             time.sleep(0.001)
-        state["kill_blocked_ms"] = round((now() - marks["kill_at"]) * 1000, 2)
+        state["kill_blocked_ms"] = round((now() - killed) * 1000, 2)
         state["holding"] = True
-        hold_until = clock() + KILL_TIMEOUT
-        reactor.callLater(0, release, hold_until)
+        reactor.callLater(0, release, killed, clock() + KILL_TIMEOUT)
 
-    def release(hold_until: float) -> None:
+    def release(killed: float, hold_until: float) -> None:
         if _snapshot(channel).get(a, {}).get("state") == "ready" and clock() < hold_until:
-            reactor.callLater(0, release, hold_until)
+            reactor.callLater(0, release, killed, hold_until)
             return
-        state["hold_ms"] = round((now() - marks["kill_at"]) * 1000 - state["kill_blocked_ms"], 2)
+        state["hold_ms"] = round((now() - killed) * 1000 - state["kill_blocked_ms"], 2)
         state["holding"] = False
         held, state["held"] = state["held"], 0
         for _ in range(held):
@@ -320,7 +319,7 @@ async def run_scenario(
     ):
         await deferLater(reactor, 0.05)
     state["stopping"] = True
-    marks["end_at"] = now()
+    marks["end_at"] = end_at = now()
     drain_until = clock() + timing.drain
     while outstanding and clock() < drain_until:
         await deferLater(reactor, 0.02)
@@ -339,7 +338,7 @@ async def run_scenario(
     except Exception as e:
         closed = f"close failed: {e!r}"
 
-    end_bucket = int(marks["end_at"] / bucket)
+    end_bucket = int(end_at / bucket)
     return {
         "callers": callers,
         "started": state["started"],
