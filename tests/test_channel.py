@@ -16,8 +16,10 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from twisted_reqresp import (
     Backoff,
+    Call,
     Channel,
     ConnectionClosed,
+    ConnectionInfo,
     DeadlineExceeded,
     EndpointSet,
     OutgoingCall,
@@ -130,6 +132,22 @@ class ReconnectTests(ChannelTestCase):
         self.assertEqual(self.successResultOf(pending).body, b"done")
         self.successResultOf(closing)
         self.assertEqual(a.live, [])
+
+    def test_is_a_service(self) -> None:
+        """A channel joins a service hierarchy; stopping the parent closes it."""
+        from twisted.application.service import MultiService
+
+        (a,) = self.servers("a")
+        channel = self.channel([a])
+        parent = MultiService()
+        channel.setServiceParent(parent)
+        parent.startService()
+        self.assertEqual(a.attempts, 1)  # already started: not connected twice
+        stopped = parent.stopService()
+        self.net.pump()
+        self.successResultOf(stopped)
+        self.assertEqual(a.live, [])
+        self.failureResultOf(channel.call("echo"), ConnectionClosed)
 
 
 class BalancingTests(ChannelTestCase):
@@ -433,6 +451,31 @@ class TakenOutTests(ChannelTestCase):
         self.successResultOf(first)
         self.successResultOf(second)
 
+    def test_unaccepted_calls_retried_at_once_outside_the_budget(self) -> None:
+        """A GOAWAY refusal is resent at once, even with the budget spent, and charges nothing."""
+        a, b = self.servers("a", "b")
+        budget = RetryBudget(max_tokens=2)
+        budget.record_failure()
+        budget.record_failure()
+        self.assertFalse(budget.allows_retry())
+        channel = self.channel([a, b], budget=budget, random=fixed(*[0.0] * 6))
+        first = channel.call("wait")  # a
+        second = channel.call("wait")  # b
+        self.net.pump()
+        third = channel.call("who")  # a, refused by its GOAWAY
+        a.factory.drain()
+        self.net.pump()
+        self.net.advance(0)
+        self.assertEqual(self.successResultOf(third).body, b"b")
+        self.assertEqual((channel.stats.retries, channel.stats.retries_throttled), (1, 0))
+        # Only the success's refill: the refusal charged nothing.
+        self.assertAlmostEqual(budget.tokens, 0.1)
+        a.answer_waiting()
+        b.answer_waiting()
+        self.net.pump()
+        self.successResultOf(first)
+        self.successResultOf(second)
+
     def test_lost_call_not_retried_unless_idempotent(self) -> None:
         """A call lost with its connection fails unless its method is idempotent."""
         a, b = self.servers("a", "b")
@@ -630,3 +673,62 @@ class EndpointSetTests(ChannelTestCase):
         endpoints.update([a])
         self.net.pump()
         self.assertEqual(self.successResultOf(d).body, b"x")
+
+
+class ParentTests(ChannelTestCase):
+    """Channel.call(parent=call): the deadline, cancellation and trace metadata travel on."""
+
+    def parent(self, *, deadline: float | None = None, **metadata: str) -> Call:
+        info = ConnectionInfo(connection_id=1, peer=None, host=None, wire_format="binary")
+        return Call(
+            method="front",
+            body=b"",
+            metadata=metadata,
+            connection=info,
+            deadline=deadline,
+            _clock=self.net.clock,
+        )
+
+    def test_parent_cancelled_cancels_the_call(self) -> None:
+        """The server giving up on the parent cancels the channel call and sends CANCEL."""
+        (a,) = self.servers("a")
+        channel = self.channel([a])
+        parent = self.parent()
+        d = self.call(channel, "wait", parent=parent)
+        self.assertEqual(len(a.waiting), 1)
+        parent._cancellation.cancel()
+        self.net.pump()
+        self.failureResultOf(d, CancelledError)
+        # The backend read the CANCEL: its responder's Deferred was cancelled.
+        self.assertTrue(a.waiting[0].called)
+        self.assertEqual(channel.stats.retries, 0)
+
+    def test_deadline_and_trace_travel(self) -> None:
+        """The attempt carries what is left of the parent's deadline and its traceparent."""
+        (a,) = self.servers("a")
+        seen: list[Call] = []
+        a.router.add("look", lambda call: seen.append(call) or b"")
+        channel = self.channel([a], timeout=30.0)
+        parent = self.parent(deadline=2.0, traceparent="00-abc-01", other="no")
+        self.net.advance(0.5)
+        self.successResultOf(self.call(channel, "look", parent=parent))
+        self.assertEqual(seen[0].time_remaining(), 1.5)
+        self.assertEqual(dict(seen[0].metadata), {"traceparent": "00-abc-01"})
+
+    def test_past_deadline_sends_nothing(self) -> None:
+        """A parent whose deadline passed fails the call with no attempt made."""
+        (a,) = self.servers("a")
+        channel = self.channel([a])
+        parent = self.parent(deadline=1.0)
+        self.net.advance(1.0)
+        self.failureResultOf(self.call(channel, "echo", parent=parent), DeadlineExceeded)
+        self.assertEqual(channel.stats.attempts, 0)
+
+    def test_no_subscription_left(self) -> None:
+        """Answered calls unsubscribe from the parent's cancellation."""
+        (a,) = self.servers("a")
+        channel = self.channel([a])
+        parent = self.parent()
+        for _ in range(50):
+            self.successResultOf(self.call(channel, "echo", b"x", parent=parent))
+        self.assertEqual(parent._cancellation.subscribers, 0)

@@ -38,21 +38,17 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, S
 from dataclasses import dataclass
 from typing import Any
 
-from twisted.application.internet import ClientService
 from twisted.application.service import Service
-from twisted.internet.defer import CancelledError, Deferred, DeferredList, fail, succeed
+from twisted.internet.defer import Deferred, DeferredList, fail, succeed
 from twisted.internet.interfaces import (
-    IAddress,
     IDelayedCall,
-    IProtocolFactory,
     IReactorTime,
     IStreamClientEndpoint,
 )
 from twisted.python.failure import Failure
-from zope.interface import implementer
 
 from .._core.binary import BinaryFormat
-from .._core.call import Reply, metadata_pairs
+from .._core.call import Call, Reply, metadata_pairs
 from .._core.contract import IWireFormat
 from .._core.errors import ConnectionClosed, DeadlineExceeded, StatusError
 from .._core.limits import DEFAULT_LIMITS, Limits
@@ -60,32 +56,18 @@ from .._core.retry import Backoff, RetryBudget, RetryPolicy
 from .._core.status import StatusCode
 from ..codecs import BYTES
 from ..interfaces import ICodec
+from .backend import Backend, BackendInfo, endpoint_name
 from .client import (
     _NO_BODY,
-    ClientFactory,
-    _client_endpoint,
     decode_replies,
     encode_body,
-    send_outgoing,
+    metadata_keys,
     start_call,
 )
-from .client_protocol import ClientProtocol
-from .interceptors import ClientChain, compose_client
+from .interceptors import compose_client
+from .propagation import PROPAGATED_METADATA, bind, inherit
 
 __all__ = ["BackendInfo", "Channel", "ChannelStats", "EndpointSet"]
-
-#: Answers that count against a backend's health (Finagle's failure
-#: accrual counts the failures that say the server, not the request, is
-#: at fault).
-_ACCRUED = frozenset({StatusCode.UNAVAILABLE, StatusCode.INTERNAL, StatusCode.UNKNOWN})
-#: What a probe or health check may answer from a server with no built-in
-#: methods: it answers, so it is up.
-_NO_HEALTH_METHOD = frozenset({StatusCode.NOT_FOUND, StatusCode.UNIMPLEMENTED})
-_HEALTH = "reqresp.health"
-
-
-def _endpoint_name(endpoint: str | IStreamClientEndpoint) -> str:
-    return endpoint if isinstance(endpoint, str) else repr(endpoint)
 
 
 class EndpointSet:
@@ -130,26 +112,7 @@ class EndpointSet:
         return len(self._endpoints)
 
     def __repr__(self) -> str:
-        return f"EndpointSet({[_endpoint_name(e) for e in self]!r})"
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class BackendInfo:
-    """One backend of a :class:`Channel`, as :attr:`Channel.backends` reports it."""
-
-    #: The endpoint: its string, or the ``repr`` of an endpoint object.
-    endpoint: str
-    #: ``"connecting"`` (no usable connection yet), ``"ready"``,
-    #: ``"draining"`` (its server sent GOAWAY, or it was removed from the
-    #: set), ``"ejected"`` (too many failures) or ``"unhealthy"`` (its
-    #: health check said NOT_SERVING or DRAINING).
-    state: str
-    #: Calls sent or queued on its connection and not yet answered.
-    outstanding: int
-    #: Failed calls in a row, toward ``failure_threshold``.
-    failures: int
-    #: Its server's MAX_CONCURRENT, or ``None`` while not connected.
-    max_concurrent: int | None
+        return f"EndpointSet({[endpoint_name(e) for e in self]!r})"
 
 
 @dataclass(kw_only=True)
@@ -172,299 +135,6 @@ class ChannelStats:
     ejections: int = 0
     #: Connection attempts made after a backend's first.
     reconnects: int = 0
-
-
-class _BackendFactory(ClientFactory):
-    """Tells its backend about each connection it builds."""
-
-    def __init__(self, backend: _Backend, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.backend = backend
-
-    def buildProtocol(self, addr: IAddress | None) -> ClientProtocol:
-        protocol = super().buildProtocol(addr)
-        self.backend.attach(protocol)
-        return protocol
-
-
-@implementer(IStreamClientEndpoint)
-class _WatchedEndpoint:
-    """An endpoint that tells its backend why each connection attempt failed."""
-
-    def __init__(self, endpoint: IStreamClientEndpoint, backend: _Backend) -> None:
-        self.endpoint = endpoint
-        self.backend = backend
-
-    def connect(self, factory: IProtocolFactory) -> Deferred[Any]:
-        self.backend.connecting()
-        d: Deferred[Any] = self.endpoint.connect(factory)
-        d.addErrback(self.backend.connect_failed)
-        return d
-
-
-class _Backend:
-    """One endpoint's connection, its state and its timers."""
-
-    def __init__(
-        self,
-        channel: Channel,
-        key: object,
-        endpoint: str | IStreamClientEndpoint,
-    ) -> None:
-        self.channel = channel
-        self.key = key
-        self.name = _endpoint_name(endpoint)
-        target = (
-            _client_endpoint(channel.reactor, endpoint) if isinstance(endpoint, str) else endpoint
-        )
-        self.protocol: ClientProtocol | None = None
-        #: The protocol's interceptor chain (``None``: no interceptors).
-        self.chain: ClientChain | None = None
-        self.ready = False
-        self.retiring = False
-        self.unhealthy = False
-        self.ejected = False
-        self.failures = 0
-        self.ejections_in_a_row = 0
-        #: Connections in a row lost before their handshake finished:
-        #: ClientService counts only failed TCP connects, so a server that
-        #: accepts and then refuses would be reconnected to without backoff.
-        self.unready_losses = 0
-        self.connects = 0
-        self.last_error: str | None = None
-        self.probe_due = False
-        self.health_timer: IDelayedCall | None = None
-        self.eject_timer: IDelayedCall | None = None
-        self.health_call: Deferred[Reply] | None = None
-        factory = _BackendFactory(
-            self, wire=channel.wire, limits=channel.limits, clock=channel.clock
-        )
-        self.service = ClientService(
-            _WatchedEndpoint(target, self),
-            factory,
-            retryPolicy=self.reconnect_delay,
-            clock=channel.clock,
-        )
-
-    def reconnect_delay(self, failed: int) -> float:
-        return self.channel.reconnect.delay(failed + self.unready_losses, self.channel.random)
-
-    # -- connection ------------------------------------------------------------
-
-    def connecting(self) -> None:
-        self.connects += 1
-        if self.connects > 1:
-            self.channel.stats.reconnects += 1
-
-    def connect_failed(self, failure: Failure) -> Failure:
-        if not failure.check(CancelledError):
-            self.last_error = f"{self.name}: {failure.getErrorMessage()}"
-        return failure
-
-    def attach(self, protocol: ClientProtocol) -> None:
-        self.protocol = protocol
-        self.chain = compose_client(self.channel.interceptors, self.send)
-        protocol.when_ready().addCallbacks(self.handshake_done, lambda _: None)
-        protocol.when_closed().addCallback(self.lost, protocol)
-        if self.retiring:
-            protocol.close()
-
-    def send(self, call: Any) -> Deferred[Reply]:
-        assert self.protocol is not None
-        return send_outgoing(self.protocol, call)
-
-    def handshake_done(self, protocol: ClientProtocol) -> None:
-        if protocol is not self.protocol or self.retiring:
-            return
-        self.ready = True
-        self.unready_losses = 0
-        self.unhealthy = False
-        self.schedule_health_check()
-        if self.probe_due:
-            self.probe()
-        else:
-            self.channel._backend_available()
-
-    def lost(self, _: object, protocol: ClientProtocol) -> None:
-        if protocol is not self.protocol:
-            return
-        was_ready = self.ready
-        self.ready = False
-        self.protocol = None
-        self.chain = None
-        self.cancel_health()
-        error = protocol.lost.getErrorMessage() if protocol.lost is not None else "closed"
-        self.last_error = f"{self.name}: connection lost ({error})"
-        if not was_ready:
-            self.unready_losses += 1
-        elif protocol.conn.peer_goaway is None and not self.retiring:
-            # A drop, not a drain: one failure toward ejection.
-            self.record_failure()
-
-    # -- state ------------------------------------------------------------------
-
-    @property
-    def outstanding(self) -> int:
-        protocol = self.protocol
-        return 0 if protocol is None else len(protocol.pending) + len(protocol.queued)
-
-    @property
-    def at_max(self) -> bool:
-        protocol = self.protocol
-        return (
-            protocol is not None
-            and len(protocol.pending) + len(protocol.queued)
-            >= protocol.conn.peer_settings.max_concurrent
-        )
-
-    @property
-    def draining(self) -> bool:
-        protocol = self.protocol
-        return self.retiring or (protocol is not None and protocol.conn.peer_goaway is not None)
-
-    @property
-    def available(self) -> bool:
-        """Whether a new call may be sent here."""
-        return self.ready and not self.ejected and not self.unhealthy and not self.draining
-
-    @property
-    def state(self) -> str:
-        if self.draining:
-            return "draining"
-        if self.ejected:
-            return "ejected"
-        if not self.ready:
-            return "connecting"
-        if self.unhealthy:
-            return "unhealthy"
-        return "ready"
-
-    def info(self) -> BackendInfo:
-        protocol = self.protocol
-        return BackendInfo(
-            endpoint=self.name,
-            state=self.state,
-            outstanding=self.outstanding,
-            failures=self.failures,
-            max_concurrent=None if protocol is None else protocol.conn.peer_settings.max_concurrent,
-        )
-
-    # -- failure accrual ---------------------------------------------------------
-
-    def record_success(self) -> None:
-        self.failures = 0
-        self.ejections_in_a_row = 0
-
-    def record_error(self, error: BaseException) -> None:
-        if isinstance(error, StatusError) and not isinstance(error, ConnectionClosed):
-            # A lost connection counts once, in lost(), not once per call.
-            if error.code in _ACCRUED:
-                self.record_failure()
-
-    def record_failure(self) -> None:
-        self.failures += 1
-        if not self.ejected and self.failures >= self.channel.failure_threshold:
-            self.eject()
-
-    def eject(self) -> None:
-        channel = self.channel
-        self.ejected = True
-        self.ejections_in_a_row += 1
-        channel.stats.ejections += 1
-        delay = channel.ejection_time.delay(self.ejections_in_a_row, channel.random)
-        self.eject_timer = channel.clock.callLater(delay, self.ejection_over)
-
-    def ejection_over(self) -> None:
-        self.eject_timer = None
-        if self.ready:
-            self.probe()
-        else:
-            # Its next handshake is followed by the probe.
-            self.probe_due = True
-
-    def probe(self) -> None:
-        self.probe_due = False
-        self.check_health(probe=True)
-
-    def probe_result(self, up: bool) -> None:
-        if up:
-            self.ejected = False
-            self.failures = 0
-            self.channel._backend_available()
-        else:
-            self.eject()
-
-    # -- health checks ------------------------------------------------------------
-
-    def schedule_health_check(self) -> None:
-        interval = self.channel.health_check_interval
-        if interval is not None and self.health_timer is None and not self.retiring:
-            self.health_timer = self.channel.clock.callLater(interval, self.health_due)
-
-    def health_due(self) -> None:
-        self.health_timer = None
-        if self.ejected:
-            # The ejection's probe will ask.
-            self.schedule_health_check()
-            return
-        self.check_health(probe=False)
-
-    def check_health(self, *, probe: bool) -> None:
-        protocol = self.protocol
-        if protocol is None or self.health_call is not None:
-            if probe:
-                self.probe_due = True
-            return
-        # Bounded by the interval, so checks never pile up on a stuck server.
-        timeout = self.channel.health_check_interval or self.channel.ejection_time.initial
-        d = protocol.call(_HEALTH, b"", timeout=timeout)
-        self.health_call = d
-        d.addBoth(self.health_answered, protocol, probe)
-
-    def health_answered(self, result: object, protocol: ClientProtocol, probe: bool) -> None:
-        self.health_call = None
-        if protocol is not self.protocol:
-            return
-        if isinstance(result, Failure):
-            error = result.value
-            up = isinstance(error, StatusError) and error.code in _NO_HEALTH_METHOD
-            serving: bool | None = True if up else None
-        else:
-            assert isinstance(result, Reply)
-            serving = result.body == b"SERVING"
-        if probe:
-            self.probe_result(serving is True)
-        elif serving is not None:
-            was = self.unhealthy
-            self.unhealthy = not serving
-            if was and serving:
-                self.channel._backend_available()
-        self.schedule_health_check()
-
-    def cancel_health(self) -> None:
-        if self.health_timer is not None:
-            self.health_timer.cancel()
-            self.health_timer = None
-        call, self.health_call = self.health_call, None
-        if call is not None:
-            call.cancel()
-
-    # -- stopping ---------------------------------------------------------------
-
-    def start(self) -> None:
-        self.service.startService()
-
-    def retire(self) -> Deferred[None]:
-        """Take no new calls, finish the pending ones, close, stop reconnecting."""
-        self.retiring = True
-        self.cancel_health()
-        if self.eject_timer is not None:
-            self.eject_timer.cancel()
-            self.eject_timer = None
-        protocol = self.protocol
-        closed = protocol.close() if protocol is not None else succeed(None)
-        closed.addCallback(lambda _: self.service.stopService())
-        return closed
 
 
 class _ChannelCall:
@@ -500,7 +170,7 @@ class _ChannelCall:
         self.wait_for_ready = wait_for_ready
         self.attempts = 0
         #: The backend of the last attempt (a retry avoids it).
-        self.backend: _Backend | None = None
+        self.backend: Backend | None = None
         #: The attempt in flight.
         self.current: Deferred[Reply] | None = None
         #: A retry's backoff, or a waiting call's deadline.
@@ -542,8 +212,9 @@ class Channel(Service):
     :param failure_threshold: failed calls in a row that eject a backend.
     :param ejection_time: how long an ejected backend stays out, the k-th
         ejection in a row waiting the k-th delay, before one probe.
-    :param propagate_metadata: the metadata keys a parent call passes on
-        (used with deadline propagation).
+    :param propagate_metadata: the metadata keys a call made with
+        ``parent=`` takes from its parent unless it sets them itself (the
+        W3C trace context by default; ``()``: none).
     :param random: a function returning floats in ``[0, 1)``, for the
         jitter and the choice of backends.
     :raises TypeError: if one of ``interceptors`` is not an interceptor.
@@ -570,7 +241,7 @@ class Channel(Service):
         health_check_interval: float | None = 5.0,
         failure_threshold: int = 5,
         ejection_time: Backoff = Backoff(initial=1.0, maximum=30.0),  # noqa: B008 (frozen)
-        propagate_metadata: Collection[str] = ("traceparent", "tracestate"),
+        propagate_metadata: Collection[str] = PROPAGATED_METADATA,
         random: Callable[[], float] = _random.random,
     ) -> None:
         _check_count("max_waiting_calls", max_waiting_calls, minimum=0)
@@ -599,14 +270,15 @@ class Channel(Service):
         self.health_check_interval = health_check_interval
         self.failure_threshold = failure_threshold
         self.ejection_time = ejection_time
-        self.propagate_metadata = frozenset(propagate_metadata)
+        #: The metadata keys a call with ``parent=`` takes from its parent.
+        self.propagate_metadata = metadata_keys(propagate_metadata)
         self.random = random
         #: Counters of calls, attempts, retries, ejections and reconnects.
         self.stats = ChannelStats()
         self._endpoints = (
             endpoints if isinstance(endpoints, EndpointSet) else EndpointSet(endpoints)
         )
-        self._backends: dict[object, _Backend] = {}
+        self._backends: dict[object, Backend] = {}
         self._retiring: list[Deferred[None]] = []
         self._waiting: deque[_ChannelCall] = deque()
         self._calls: set[_ChannelCall] = set()
@@ -645,14 +317,14 @@ class Channel(Service):
         wanted: dict[object, str | IStreamClientEndpoint] = {e: e for e in self._endpoints}
         for key, endpoint in wanted.items():
             if key not in self._backends:
-                backend = _Backend(self, key, endpoint)
+                backend = Backend(self, key, endpoint)
                 self._backends[key] = backend
                 if self.running:
                     backend.start()
         for key in [key for key in self._backends if key not in wanted]:
             self._retire(self._backends.pop(key))
 
-    def _retire(self, backend: _Backend) -> None:
+    def _retire(self, backend: Backend) -> None:
         d = backend.retire()
         self._retiring.append(d)
         d.addBoth(lambda _: self._retiring.remove(d))
@@ -677,7 +349,7 @@ class Channel(Service):
                 call.timer = None
             self._attempt(call)
 
-    def _pick(self, avoid: _Backend | None) -> _Backend | None:
+    def _pick(self, avoid: Backend | None) -> Backend | None:
         """The power of two choices among the available backends."""
         ready = [b for b in self._backends.values() if b.available]
         if len(ready) > 1 and avoid is not None and avoid in ready:
@@ -718,6 +390,7 @@ class Channel(Service):
         codec: ICodec | None = None,
         timeout: float | None = None,
         metadata: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
+        parent: Call | None = None,
         wait_for_ready: bool | None = None,
     ) -> Deferred[Reply]:
         """
@@ -734,6 +407,12 @@ class Channel(Service):
             included (the channel's default if omitted); each attempt sends
             what is left as its deadline.
         :param metadata: key/value text pairs sent with each attempt.
+        :param parent: the :class:`~twisted_reqresp.Call` a responder is
+            serving, when it makes this call on that call's behalf: as for
+            :meth:`Client.call <twisted_reqresp.Client.call>`, the call (all
+            its attempts) gets at most what is left of the parent's
+            deadline, is cancelled when the server gives up on the parent,
+            and passes on the parent's ``propagate_metadata`` keys.
         :param wait_for_ready: overrides the channel's ``wait_for_ready``.
         :returns: a Deferred firing with a :class:`~twisted_reqresp.Reply`,
             or failing with the last attempt's error, which has an
@@ -752,6 +431,8 @@ class Channel(Service):
             timeout = timeout if timeout is not None else self.timeout
             try:
                 data = encode_body(body, codec)
+                if parent is not None:
+                    timeout, metadata = inherit(parent, timeout, metadata, self.propagate_metadata)
                 pairs = dict(metadata_pairs(metadata))
                 _check_timeout(timeout)
             except Exception:
@@ -764,7 +445,10 @@ class Channel(Service):
                 self._calls.add(call)
                 self._attempt(call)
         d.addBoth(self._count)
-        return decode_replies(d, codec)
+        d = decode_replies(d, codec)
+        if parent is not None:
+            bind(parent, d)
+        return d
 
     def _count(self, result: object) -> object:
         if isinstance(result, Failure):
@@ -857,7 +541,7 @@ class Channel(Service):
             call.waiting = False
             self._waiting.remove(call)
 
-    def _answered(self, reply: Reply, call: _ChannelCall, backend: _Backend) -> None:
+    def _answered(self, reply: Reply, call: _ChannelCall, backend: Backend) -> None:
         call.current = None
         backend.record_success()
         self.budget.record_success()
@@ -865,7 +549,7 @@ class Channel(Service):
         if not call.deferred.called:
             call.deferred.callback(reply)
 
-    def _attempt_failed(self, failure: Failure, call: _ChannelCall, backend: _Backend) -> None:
+    def _attempt_failed(self, failure: Failure, call: _ChannelCall, backend: Backend) -> None:
         call.current = None
         if call.deferred.called:
             return  # cancelled by the caller: the attempt's cancellation
@@ -875,6 +559,17 @@ class Channel(Service):
         retry = self.retry
         if retry is None or not retry.may_retry(call.method, error):
             self._finish(call, failure)
+            return
+        # A call the server never received (refused by a GOAWAY, or on a
+        # connection closed before it was sent) is sent again at once and
+        # outside the budget, as gRPC's transparent retries are: it says
+        # nothing about the backends' health (a drain is not a failure),
+        # and resending it costs one request, not a second run.
+        if isinstance(error, ConnectionClosed) and error.retry_safe:
+            if call.attempts >= retry.max_attempts:
+                self._finish(call, failure)
+            else:
+                call.timer = self.clock.callLater(0, self._attempt, call)
             return
         self.budget.record_failure()
         delay = retry.next_delay(
