@@ -32,7 +32,6 @@ import textwrap
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-import pytest
 from e2e import COMMAND_TIMEOUT, TESTS, ReactorMixin, Server, clean_env, kill, read_line
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -224,11 +223,6 @@ class FailoverTests(ReactorMixin, SynchronousTestCase):
             self.assertGreaterEqual(failure["at"], result["kill_at"], diagnostics)
             self.assertLess(failure["at"], result["term_at"], diagnostics)
 
-    @pytest.mark.xfail(
-        reason="the Channel charges GOAWAY-refused calls to the retry budget: 5 refused at "
-        "once exhaust it and the rest fail, retry-safe (report of issue 9, item 5)",
-        strict=False,
-    )
     def test_no_retry_safe_call_is_lost(self) -> None:
         """
         No call fails retry-safe while another backend is ready: the only
