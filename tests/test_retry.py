@@ -92,7 +92,7 @@ def test_backoff_multiplier_bound() -> None:
     """multiplier: 1 is accepted (constant delays), just below 1 is refused, above is fine."""
     assert Backoff(multiplier=1).multiplier == 1
     assert Backoff(multiplier=1.0001).multiplier == 1.0001
-    with pytest.raises(ValueError, match="multiplier must be 1 or more, not 0.999"):
+    with pytest.raises(ValueError, match=r"multiplier must be 1 or more, not 0\.999"):
         Backoff(multiplier=0.999)
 
 
@@ -100,14 +100,14 @@ def test_backoff_jitter_bounds() -> None:
     """jitter: 0 and 1 are accepted; just above 1 and just below 0 are refused."""
     assert Backoff(jitter=0).jitter == 0
     assert Backoff(jitter=1).jitter == 1
-    with pytest.raises(ValueError, match="jitter must be between 0 and 1, not 1.0001"):
+    with pytest.raises(ValueError, match=r"jitter must be between 0 and 1, not 1\.0001"):
         Backoff(jitter=1.0001)
     with pytest.raises(ValueError, match="jitter must be a finite number >= 0"):
         Backoff(jitter=-0.0001)
 
 
 def test_backoff_rejects_ranges_floats_cannot_hold() -> None:
-    """A maximum/initial ratio or a jittered maximum beyond a float is refused, not left to overflow."""
+    """A maximum/initial ratio or jittered maximum beyond a float is refused, not overflowed."""
     with pytest.raises(ValueError, match="maximum / initial"):
         Backoff(initial=1e-300, maximum=1e300)
     with pytest.raises(ValueError, match="maximum"):
@@ -162,7 +162,7 @@ def test_huge_attempts_do_not_overflow(attempt: int) -> None:
 
 
 def test_jitter_extremes() -> None:
-    """random() 0 gives base * (1 - jitter), 0.5 gives base, just under 1 gives base * (1 + jitter)."""
+    """random() 0 gives base * (1 - jitter), 0.5 base, just under 1 base * (1 + jitter)."""
     backoff = Backoff(initial=1.0, maximum=1.0, jitter=0.2)
     assert backoff.delay(1, BOTTOM) == pytest.approx(0.8)
     assert backoff.delay(1, MIDDLE) == 1.0
@@ -369,7 +369,7 @@ def test_may_retry(error: BaseException, idempotent: set[str], expected: bool) -
 
 
 def test_may_retry_custom_statuses() -> None:
-    """With retryable_statuses={INTERNAL}, INTERNAL is retried for idempotent methods, UNAVAILABLE not."""
+    """With retryable_statuses={INTERNAL}, idempotent INTERNAL is retried, UNAVAILABLE not."""
     policy = RetryPolicy(retryable_statuses={StatusCode.INTERNAL}, idempotent_methods={"get"})
     assert policy.may_retry("get", RemoteError(StatusCode.INTERNAL))
     assert not policy.may_retry("get", UNSAFE_UNAVAILABLE)
@@ -560,9 +560,7 @@ def test_budget_refill_exact(token_ratio: float, successes: int) -> None:
     ratio_milli=st.integers(min_value=1, max_value=1000),
     outcomes=st.lists(st.booleans(), max_size=300),
 )
-def test_budget_matches_exact_model(
-    max_milli: int, ratio_milli: int, outcomes: list[bool]
-) -> None:
+def test_budget_matches_exact_model(max_milli: int, ratio_milli: int, outcomes: list[bool]) -> None:
     """Any run of successes and failures leaves the budget where exact arithmetic does."""
     max_tokens = Fraction(max_milli, 1000)
     ratio = Fraction(ratio_milli, 1000)
