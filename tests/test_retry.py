@@ -59,6 +59,14 @@ def test_backoff_keyword_only_and_frozen() -> None:
         Backoff().initial = 1.0  # type: ignore[misc]
 
 
+@pytest.mark.parametrize("cls", [Backoff, RetryPolicy, RetryBudget])
+def test_keyword_only_and_slotted(cls: type) -> None:
+    """Each class takes keywords only and has slots (one is made per call or channel)."""
+    with pytest.raises(TypeError):
+        cls(3)
+    assert not hasattr(cls(), "__dict__")
+
+
 @pytest.mark.parametrize("name", ["initial", "maximum", "multiplier", "jitter"])
 @pytest.mark.parametrize("value", [*NOT_NUMBERS, *NOT_FINITE, -1.0, -1e-9])
 def test_backoff_rejects_non_numbers(name: str, value: object) -> None:
@@ -115,6 +123,24 @@ def test_backoff_rejects_ranges_floats_cannot_hold() -> None:
 
 
 # -- Backoff: delays ----------------------------------------------------------
+
+
+def test_delay_reaching_cap_does_not_compute_the_power() -> None:
+    """At the exponent that reaches the cap the delay is the cap, even where the power overflows."""
+    backoff = Backoff(initial=1.0, maximum=1e300, multiplier=1e200, jitter=0)
+    assert [backoff.delay(n, MIDDLE) for n in (1, 2, 3, 4)] == [1.0, 1e200, 1e300, 1e300]
+
+
+def test_largest_jittered_maximum_accepted() -> None:
+    """A maximum whose jittered value still fits a float is accepted and gives finite delays."""
+    backoff = Backoff(initial=1.0, maximum=1e308, jitter=0.5)
+    assert backoff.delay(10**6, TOP) == pytest.approx(1.5e308)
+
+
+def test_delay_never_negative_even_with_a_bad_random() -> None:
+    """A random() outside [0, 1) (a broken injection) still gives no negative delay."""
+    backoff = Backoff(initial=1.0, maximum=1.0, jitter=1.0)
+    assert backoff.delay(1, fixed(-0.5)) == 0.0
 
 
 def test_delay_attempt_bound() -> None:
@@ -382,11 +408,14 @@ def test_deadline_never_retried_even_if_marked_safe() -> None:
     policy = RetryPolicy(idempotent_methods={"*"})
     late = DeadlineExceeded()
     late.retry_safe = True
-    assert not policy.may_retry("get", late)
-    assert not policy.may_retry(
-        "get", StatusError(StatusCode.DEADLINE_EXCEEDED, "queued too long", retry_safe=True)
+    assert policy.may_retry("get", late) is False
+    assert (
+        policy.may_retry(
+            "get", StatusError(StatusCode.DEADLINE_EXCEEDED, "queued too long", retry_safe=True)
+        )
+        is False
     )
-    assert not policy.may_retry("get", RemoteError(StatusCode.DEADLINE_EXCEEDED, "late"))
+    assert policy.may_retry("get", RemoteError(StatusCode.DEADLINE_EXCEEDED, "late")) is False
 
 
 # -- RetryPolicy.next_delay ---------------------------------------------------
@@ -455,6 +484,13 @@ def test_budget_defaults() -> None:
     budget = RetryBudget()
     assert (budget.max_tokens, budget.token_ratio, budget.tokens) == (10.0, 0.1, 10.0)
     assert budget.allows_retry()
+
+
+def test_budget_repr() -> None:
+    """The repr shows the settings and the tokens left, not internal counters."""
+    budget = RetryBudget(max_tokens=4, token_ratio=0.5)
+    budget.record_failure()
+    assert repr(budget) == "RetryBudget(max_tokens=4, token_ratio=0.5, tokens=3.0)"
 
 
 def test_budget_tokens_not_an_argument() -> None:

@@ -26,7 +26,7 @@ import math
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
-from .errors import DeadlineExceeded, StatusError
+from .errors import StatusError
 from .status import STATUS_MAX, StatusCode
 
 __all__ = ["Backoff", "RetryBudget", "RetryPolicy"]
@@ -189,11 +189,12 @@ class RetryPolicy:
         :returns: whether that failure allows sending the call again
             (attempts and deadline aside).
         """
-        if not isinstance(error, StatusError) or isinstance(error, DeadlineExceeded):
+        if not isinstance(error, StatusError):
             return False
         if error.code == StatusCode.DEADLINE_EXCEEDED:
-            # Even marked retry-safe (say, it expired in a server's queue),
-            # the call's deadline has passed: another attempt can only be late.
+            # DeadlineExceeded, or any other status saying so: even marked
+            # retry-safe (say, it expired in a server's queue), the call's
+            # deadline has passed and another attempt can only be late.
             return False
         if error.retry_safe:
             return True
@@ -244,7 +245,7 @@ def _to_milli(name: str, value: float, most: float) -> int:
     return round(value * _MILLI)
 
 
-@dataclass(kw_only=True, slots=True)
+@dataclass(kw_only=True, slots=True, repr=False)
 class RetryBudget:
     """
     gRPC's retry throttling: a bucket of ``max_tokens`` tokens, full at the
@@ -267,14 +268,20 @@ class RetryBudget:
     max_tokens: float = 10.0
     #: Tokens a success returns: from 0.001 to 1 (gRPC: more than 0, at most 1).
     token_ratio: float = 0.1
-    _max_milli: int = field(init=False, repr=False)
-    _ratio_milli: int = field(init=False, repr=False)
-    _milli: int = field(init=False, repr=False)
+    _max_milli: int = field(init=False)
+    _ratio_milli: int = field(init=False)
+    _milli: int = field(init=False)
 
     def __post_init__(self) -> None:
         self._max_milli = _to_milli("max_tokens", self.max_tokens, 1000)
         self._ratio_milli = _to_milli("token_ratio", self.token_ratio, 1)
         self._milli = self._max_milli
+
+    def __repr__(self) -> str:
+        return (
+            f"RetryBudget(max_tokens={self.max_tokens!r}, token_ratio={self.token_ratio!r}, "
+            f"tokens={self.tokens!r})"
+        )
 
     @property
     def tokens(self) -> float:
