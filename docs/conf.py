@@ -59,7 +59,8 @@ nitpicky = True
 nitpick_ignore_regex = [
     (r"py:.*", r"(twisted_reqresp\._adapters\.\w+\.)?(ClientProtocol|ServerProtocol)(\.\w+)?"),
     (r"py:class", r"twisted_reqresp\._adapters\.router\._F"),
-    (r"py:class", r"twisted_reqresp\._core\.call\._Clock"),
+    # Call's private fields: its clock, and its state shared between copies.
+    (r"py:class", r"twisted_reqresp\._core\.call\.(_Clock|Cancellation)"),
     # ServerMetrics's registry and resource: prometheus_client publishes no
     # Sphinx inventory, and the resource is what resource() returns.
     (r"py:class", r"(prometheus_client\.)?CollectorRegistry"),

@@ -777,6 +777,10 @@ class LocalErrorTests(SynchronousTestCase):
         )
         local = explain(DeadlineExceeded("no answer within 0.05 s"), timeout=0.05)
         self.assertEqual((local.code, local.message), (EXIT_TIMEOUT, "timed out after 0.05 s"))
+        # The server's own deadline firing first says nothing more: the
+        # same message whichever copy of the deadline wins the race.
+        plain = explain(DeadlineExceeded("deadline exceeded (at the server)"), timeout=0.05)
+        self.assertEqual((plain.code, plain.message), (EXIT_TIMEOUT, "timed out after 0.05 s"))
 
     def test_explain_local_protocol_error(self) -> None:
         """explain maps a local protocol error to the usage status with its message."""

@@ -15,6 +15,7 @@ private.  Importing this package does not install a reactor.
 
 from ._adapters.accesslog import AccessLog
 from ._adapters.builtins import HealthStatus, MethodDescription, ServingStatus
+from ._adapters.channel import BackendInfo, Channel, ChannelStats, EndpointSet
 from ._adapters.client import Client, connect
 from ._adapters.interceptors import Outcome
 from ._adapters.metrics import ServerMetrics
@@ -37,6 +38,7 @@ from ._core.errors import (
 )
 from ._core.limits import DEFAULT_LIMITS, Limits
 from ._core.line import LineFormat
+from ._core.retry import Backoff, RetryBudget, RetryPolicy
 from ._core.status import APPLICATION_MIN, StatusCode
 
 __version__ = "0.1.0"
@@ -54,13 +56,18 @@ __all__ = [
     "LINE",
     "AccessLog",
     "AutoFormat",
+    "BackendInfo",
+    "Backoff",
     "BinaryFormat",
     "Call",
+    "Channel",
+    "ChannelStats",
     "Client",
     "CodecError",
     "ConnectionClosed",
     "ConnectionInfo",
     "DeadlineExceeded",
+    "EndpointSet",
     "HealthStatus",
     "Limits",
     "LineFormat",
@@ -73,6 +80,8 @@ __all__ = [
     "RemoteProtocolError",
     "Reply",
     "ReqRespError",
+    "RetryBudget",
+    "RetryPolicy",
     "Router",
     "ServerFactory",
     "ServerMetrics",

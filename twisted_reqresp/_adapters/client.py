@@ -5,7 +5,7 @@ and :func:`connect`.  The protocol underneath is in ``_adapters/client_protocol.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 from twisted.internet.defer import Deferred, fail
@@ -14,17 +14,27 @@ from twisted.internet.interfaces import IAddress, IReactorTime, IStreamClientEnd
 from twisted.internet.protocol import Factory
 
 from .._core.binary import BinaryFormat
-from .._core.call import OutgoingCall, Reply, metadata_pairs
+from .._core.call import Call, OutgoingCall, Reply, metadata_pairs
 from .._core.contract import IWireFormat
 from .._core.events import Settings
 from .._core.limits import DEFAULT_LIMITS, Limits
 from ..codecs import BYTES
 from ..interfaces import IClientInterceptor, ICodec
 from .client_protocol import ClientProtocol
-from .interceptors import compose_client, interceptor_function
+from .interceptors import ClientChain, compose_client, interceptor_function
+from .propagation import PROPAGATED_METADATA, bind, inherit
 from .tls import require_tls_support
 
-__all__ = ["Client", "ClientFactory", "connect"]
+__all__ = [
+    "Client",
+    "ClientFactory",
+    "connect",
+    "decode_replies",
+    "encode_body",
+    "metadata_keys",
+    "send_outgoing",
+    "start_call",
+]
 
 #: ``Client.call``'s default body: nothing at all, not an encoded value.
 _NO_BODY: Any = object()
@@ -67,7 +77,11 @@ class Client:
     :param interceptors: :class:`~twisted_reqresp.interfaces.IClientInterceptor`
         providers (or plain callables ``f(call, proceed)``) every call
         passes through, the first outermost.
-    :raises TypeError: if one of ``interceptors`` is not an interceptor.
+    :param propagate_metadata: the metadata keys a call made with
+        ``parent=`` takes from its parent unless it sets them itself (the
+        W3C trace context by default; ``()``: none).
+    :raises TypeError: if one of ``interceptors`` is not an interceptor, or
+        ``propagate_metadata`` is a string rather than a collection of them.
     :raises ValueError: for an endpoint string that cannot be parsed, or a
         ``tls:`` one without pyOpenSSL (the ``tls`` extra).
     """
@@ -79,10 +93,13 @@ class Client:
         codec: ICodec = BYTES,
         timeout: float | None = None,
         interceptors: Sequence[object] = (),
+        propagate_metadata: Collection[str] = PROPAGATED_METADATA,
     ) -> None:
         self.protocol = protocol
         self.codec = codec
         self.timeout = timeout
+        #: The metadata keys a call with ``parent=`` takes from its parent.
+        self.propagate_metadata = metadata_keys(propagate_metadata)
         #: The client interceptors, outermost first.
         self.interceptors: tuple[object, ...] = tuple(interceptors)
         self._chain = compose_client(self.interceptors, self._send)
@@ -95,6 +112,7 @@ class Client:
         codec: ICodec | None = None,
         timeout: float | None = None,
         metadata: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
+        parent: Call | None = None,
     ) -> Deferred[Reply]:
         """
         Call ``method`` on the server.
@@ -110,6 +128,15 @@ class Client:
             passes the call fails with :class:`~twisted_reqresp.DeadlineExceeded`
             and a CANCEL is sent.
         :param metadata: key/value text pairs sent with the request.
+        :param parent: the :class:`~twisted_reqresp.Call` a responder is
+            serving, when it makes this call on that call's behalf: the
+            timeout is at most what is left of the parent's deadline, the
+            call is cancelled (CANCEL sent) when the server gives up on the
+            parent, and the parent's metadata for the client's
+            ``propagate_metadata`` keys is passed on unless ``metadata``
+            sets them.  Nothing is sent when the parent's deadline has
+            passed (:class:`~twisted_reqresp.DeadlineExceeded`) or the
+            server already gave up on it (``CancelledError``).
         :returns: a Deferred that fires with a :class:`~twisted_reqresp.Reply`
             whose body ``codec`` decoded, or fails with
             :class:`~twisted_reqresp.RemoteError` (the server's error status),
@@ -120,39 +147,25 @@ class Client:
         """
         codec = codec if codec is not None else self.codec
         try:
-            if body is _NO_BODY:
-                data = b""
-            elif type(body) is bytes and codec is BYTES:
-                data = body
-            else:
-                data = codec.encode(body)
+            data = encode_body(body, codec)
         except Exception:
             return fail()
         timeout = timeout if timeout is not None else self.timeout
-        chain = self._chain
-        if chain is None:
-            d = self.protocol.call(method, data, metadata=metadata, timeout=timeout)
-        else:
+        if parent is not None:
             try:
-                # A dict, so interceptors add keys with {**call.metadata, ...}.
-                outgoing = OutgoingCall(
-                    method=method,
-                    body=data,
-                    metadata=dict(metadata_pairs(metadata)),
-                    timeout=timeout,
-                )
+                timeout, metadata = inherit(parent, timeout, metadata, self.propagate_metadata)
             except Exception:
                 return fail()
-            d = chain(outgoing)
-        if codec is not BYTES:
-            d.addCallback(_decode_reply, codec)
+        d = decode_replies(
+            start_call(self.protocol, self._chain, method, data, metadata, timeout), codec
+        )
+        if parent is not None:
+            bind(parent, d)
         return d
 
     def _send(self, call: OutgoingCall) -> Deferred[Reply]:
         """The innermost step of the interceptor chain: send the call."""
-        return self.protocol.call(
-            call.method, call.body, metadata=call.metadata, timeout=call.timeout
-        )
+        return send_outgoing(self.protocol, call)
 
     def ping(self) -> Deferred[float]:
         """
@@ -196,6 +209,91 @@ class Client:
         return self.protocol.conn.peer_settings
 
 
+def encode_body(body: Any, codec: ICodec) -> bytes:
+    """
+    The bytes a call sends: shared by :class:`Client` and
+    :class:`~twisted_reqresp.Channel`.
+
+    :param body: the caller's body, or ``_NO_BODY`` for an empty one.
+    :param codec: the call's codec.
+    :returns: the encoded body.
+    :raises Exception: whatever the codec raises.
+    """
+    if body is _NO_BODY:
+        return b""
+    if type(body) is bytes and codec is BYTES:
+        return body
+    data: bytes = codec.encode(body)
+    return data
+
+
+def start_call(
+    protocol: ClientProtocol,
+    chain: ClientChain | None,
+    method: str,
+    data: bytes,
+    metadata: Mapping[str, str] | Iterable[tuple[str, str]] | None,
+    timeout: float | None,
+    attempt: int = 1,
+) -> Deferred[Reply]:
+    """
+    Send one attempt of a call through the client interceptors (straight
+    to the protocol when there are none, the hot path).
+
+    :param protocol: the connection to send on.
+    :param chain: :func:`compose_client`'s chain ending in
+        :func:`send_outgoing` on ``protocol``, or ``None``.
+    :param method: the method name.
+    :param data: the encoded body.
+    :param metadata: the caller's metadata.
+    :param timeout: seconds left for the answer, or ``None``.
+    :param attempt: which attempt this is (1 for the first).
+    :returns: the answer's Deferred; never raises.
+    """
+    if chain is None:
+        return protocol.call(method, data, metadata=metadata, timeout=timeout)
+    try:
+        # A dict, so interceptors add keys with {**call.metadata, ...}.
+        outgoing = OutgoingCall(
+            method=method,
+            body=data,
+            metadata=dict(metadata_pairs(metadata)),
+            timeout=timeout,
+            attempt=attempt,
+        )
+    except Exception:
+        return fail()
+    return chain(outgoing)
+
+
+def send_outgoing(protocol: ClientProtocol, call: OutgoingCall) -> Deferred[Reply]:
+    """
+    The innermost step of a client interceptor chain: send ``call`` on
+    ``protocol``.
+    """
+    return protocol.call(call.method, call.body, metadata=call.metadata, timeout=call.timeout)
+
+
+def decode_replies(d: Deferred[Reply], codec: ICodec) -> Deferred[Reply]:
+    """
+    :param d: a call's Deferred, firing with the raw answer.
+    :param codec: the call's codec.
+    :returns: ``d``, its answer's body decoded by ``codec`` (a failure
+        with :class:`~twisted_reqresp.CodecError` if it cannot be).
+    """
+    if codec is not BYTES:
+        d.addCallback(_decode_reply, codec)
+    return d
+
+
+def metadata_keys(keys: Collection[str]) -> tuple[str, ...]:
+    """:returns: ``keys`` as a tuple; :raises TypeError: for a lone string."""
+    if isinstance(keys, str):
+        # A lone key would pass on its letters, one by one: said now.
+        raise TypeError(f"propagate_metadata is a collection of keys, not the string {keys!r}")
+    return tuple(keys)
+
+
 def _decode_reply(reply: Reply, codec: ICodec) -> Reply:
     return Reply(body=codec.decode(reply.body), metadata=reply.metadata)
 
@@ -216,6 +314,7 @@ def connect(
     timeout: float | None = None,
     clock: IReactorTime | None = None,
     interceptors: Sequence[object] = (),
+    propagate_metadata: Collection[str] = PROPAGATED_METADATA,
 ) -> Deferred[Client]:
     """
     Connect to a server.
@@ -232,11 +331,15 @@ def connect(
     :param clock: the clock for timeouts, if not the reactor.
     :param interceptors: client interceptors for every call, the first
         outermost (see :class:`Client`).
+    :param propagate_metadata: the metadata keys a call made with
+        ``parent=`` takes from its parent (see :meth:`Client.call`).
     :returns: a Deferred that fires with a :class:`Client` once the
         handshake is done, or fails with the endpoint's error (such as
         ``ConnectionRefusedError``) or :class:`~twisted_reqresp.ConnectionClosed`.
-    :raises TypeError: if one of ``interceptors`` is not an interceptor.
+    :raises TypeError: if one of ``interceptors`` is not an interceptor, or
+        ``propagate_metadata`` is a string.
     """
+    metadata_keys(propagate_metadata)
     for interceptor in interceptors:
         # A programming error, said before connecting, not after.
         interceptor_function(interceptor, IClientInterceptor)
@@ -251,6 +354,12 @@ def connect(
     connecting: Deferred[Any] = target.connect(factory)
     connecting.addCallback(lambda protocol: protocol.when_ready())
     connecting.addCallback(
-        lambda protocol: Client(protocol, codec=codec, timeout=timeout, interceptors=interceptors)
+        lambda protocol: Client(
+            protocol,
+            codec=codec,
+            timeout=timeout,
+            interceptors=interceptors,
+            propagate_metadata=propagate_metadata,
+        )
     )
     return connecting

@@ -46,6 +46,7 @@ from .._core.call import Call, OutgoingCall, Reply
 from .._core.errors import StatusError
 from .._core.status import StatusCode, status_name
 from ..interfaces import IClientInterceptor, IServerInterceptor
+from .giveup import cancel_at_deadline
 
 __all__ = [
     "ClientChain",
@@ -208,8 +209,9 @@ def compose_server(
             # Timed out here, the Deferred fails with TimeoutError on its way
             # out through every interceptor (DEADLINE_EXCEEDED), rather than
             # with the CancelledError the server's own timeout on the
-            # outermost Deferred would send through them.
-            d.addTimeout(remaining, clock)
+            # outermost Deferred would send through them.  The call hears
+            # it first (call.cancelled, call.on_cancel).
+            cancel_at_deadline(d, remaining, clock, call._cancellation)
         return d
 
     step: Callable[[Any], Any] = innermost

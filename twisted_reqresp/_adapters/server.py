@@ -32,7 +32,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from .._core.binary import BinaryFormat
-from .._core.call import Call, ConnectionInfo, Reply, metadata_pairs
+from .._core.call import Call, Cancellation, ConnectionInfo, Reply, metadata_pairs
 from .._core.connection import Connection, ConnectionState
 from .._core.contract import IWireFormat
 from .._core.errors import LocalProtocolError, StatusError
@@ -42,6 +42,7 @@ from .._core.status import StatusCode, status_name
 from ..codecs import BYTES
 from ..interfaces import IResponder, IResponderFactory, IServerInterceptor
 from .builtins import ANSWERED_WHILE_DRAINING, RESERVED_PREFIX, Builtins, HealthStatus
+from .giveup import cancel_at_deadline, tell_cancelled
 from .interceptors import compose_server, error_status, interceptor_function
 from .lifecycle import TransportLifecycle
 from .liveness import Liveness
@@ -127,6 +128,13 @@ class ServerProtocol(Protocol):
       :meth:`~twisted_reqresp._adapters.lifecycle.TransportLifecycle.close`.
     - A peer that shuts down its write side (a half-close) gets every
       request already read answered, then the connection closes.
+    - The server *gives up* on a running request when the client cancels
+      it, its deadline passes, the connection closes or is lost, or a
+      drain's grace period runs out: it marks the request's
+      :class:`~twisted_reqresp._core.call.Cancellation` (``call.cancelled``,
+      ``call.on_cancel``) and then cancels the responder's Deferred
+      (``_adapters/giveup.py``).  A request the responder answered is never
+      given up.
     - Over TLS the peer is identified (its verified certificate read, the
       per-peer limit applied, the responder made, the greeting sent) once
       the TLS handshake completes, not at ``connectionMade``.
@@ -179,6 +187,9 @@ class ServerProtocol(Protocol):
         self.info: ConnectionInfo | None = None
         #: Responders still running, by request id.
         self.running: dict[int, Deferred[Any]] = {}
+        #: The cancellation state of each request in :attr:`running`, to
+        #: tell its call when the server gives up on it.
+        self._cancellations: dict[int, Cancellation] = {}
         #: Requests read but not started (past ``max_concurrent``), in
         #: arrival order, with when each arrived.
         self.parked: dict[int, tuple[Request, float]] = {}
@@ -282,6 +293,7 @@ class ServerProtocol(Protocol):
 
     def writeConnectionLost(self) -> None:
         """Our write side is shut: nothing more can be answered."""
+        self._give_up_all()
         self.lifecycle.close()
 
     def connectionLost(self, reason: Failure = Failure(Exception())) -> None:  # noqa: B008
@@ -302,6 +314,7 @@ class ServerProtocol(Protocol):
         self.liveness.stop()
         self.parked.clear()
         self._parked_bytes = 0
+        self._give_up_all()
         running, self.running = self.running, {}
         for deferred in running.values():
             deferred.cancel()
@@ -340,8 +353,17 @@ class ServerProtocol(Protocol):
 
     def _close(self) -> None:
         """Send what the connection queued, then close (the one close path)."""
+        # Whatever still runs can no longer be answered: its calls hear it
+        # now, not when the peer has read the last bytes (connectionLost).
+        self._give_up_all()
         self._flush()
         self.lifecycle.close()
+
+    def _give_up_all(self) -> None:
+        """Tell every running request's call that the server gave up on it."""
+        cancellations, self._cancellations = self._cancellations, {}
+        for cancellation in cancellations.values():
+            tell_cancelled(cancellation)
 
     def drain(self) -> Deferred[None]:
         """
@@ -385,6 +407,7 @@ class ServerProtocol(Protocol):
             self._send_error(
                 rid, StatusCode.UNAVAILABLE, "server stopped before the request started", True
             )
+        self._give_up_all()
         running, self.running = self.running, {}
         for rid in running:
             if rid in conn.in_flight:
@@ -551,6 +574,7 @@ class ServerProtocol(Protocol):
             if timeout <= 0:
                 self._send_error(rid, StatusCode.DEADLINE_EXCEEDED, "deadline exceeded")
                 return
+        cancellation = Cancellation()
         call = Call(
             method=request.method,
             body=request.body,
@@ -559,6 +583,7 @@ class ServerProtocol(Protocol):
             request_id=rid,
             deadline=deadline,
             _clock=self._clock,
+            _cancellation=cancellation,
         )
         assert self._respond is not None
         try:
@@ -575,8 +600,9 @@ class ServerProtocol(Protocol):
             self._answer(result, rid, request.method)
             return
         self.running[rid] = result
+        self._cancellations[rid] = cancellation
         if timeout is not None:
-            result.addTimeout(timeout, self._clock)
+            cancel_at_deadline(result, timeout, self._clock, cancellation)
         result.addCallbacks(
             self._answer,
             self._failed,
@@ -612,10 +638,14 @@ class ServerProtocol(Protocol):
             return
         deferred = self.running.pop(rid, None)
         if deferred is not None:
+            cancellation = self._cancellations.pop(rid, None)
+            if cancellation is not None:
+                tell_cancelled(cancellation)
             deferred.cancel()
 
     def _answer(self, result: Any, rid: int, method: str) -> None:
         self.running.pop(rid, None)
+        self._cancellations.pop(rid, None)
         conn = self.conn
         if rid not in conn.in_flight:
             return  # cancelled by the client, or the connection is gone
@@ -634,6 +664,7 @@ class ServerProtocol(Protocol):
 
     def _failed(self, failure: Failure, rid: int, method: str) -> None:
         self.running.pop(rid, None)
+        self._cancellations.pop(rid, None)
         if rid not in self.conn.in_flight:
             return None  # cancelled by the client, or the connection is gone
         error = failure.value

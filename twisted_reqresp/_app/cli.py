@@ -768,8 +768,12 @@ def explain(error: BaseException, *, timeout: float | None, endpoint: str = "") 
         said = ""
         if isinstance(error, StatusError) and error.message.endswith("(at the server)"):
             # The server's copy of the deadline fired first, perhaps raised
-            # by the responder itself with a reason: keep the reason.
-            said = f": the server said: {error.message.removesuffix(' (at the server)')}"
+            # by the responder itself with a reason: keep the reason (the
+            # server's own "deadline exceeded" says nothing more than we do,
+            # and which copy fires first is a race).
+            reason = error.message.removesuffix(" (at the server)")
+            if reason != "deadline exceeded":
+                said = f": the server said: {reason}"
         return CommandError(f"timed out{after}{said}", EXIT_TIMEOUT)
     if isinstance(error, LocalProtocolError):
         # This side refused to send it (a body over the server's limit):

@@ -8,14 +8,14 @@ Pure data: imports nothing from Twisted.  A clock is any object with a
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from .events import Metadata
 from .frozen import fast_init
 
-__all__ = ["Call", "ConnectionInfo", "OutgoingCall", "Reply", "metadata_pairs"]
+__all__ = ["Call", "Cancellation", "ConnectionInfo", "OutgoingCall", "Reply", "metadata_pairs"]
 
 
 class _Clock(Protocol):
@@ -38,6 +38,89 @@ def metadata_pairs(metadata: Mapping[str, str] | Iterable[tuple[str, str]] | Non
         if not isinstance(k, str) or not isinstance(v, str):
             raise TypeError(f"metadata keys and values must be str, not {k!r}: {v!r}")
     return pairs
+
+
+class Cancellation:
+    """
+    Whether the server gave up on one request, and who is to be told when
+    it does: one per request, shared by every copy of its :class:`Call`
+    (a router's :meth:`Call.with_body`, an interceptor's
+    ``dataclasses.replace``), so that a callback registered on any copy
+    hears the server's one :meth:`cancel`.
+
+    The server makes one for every request it starts, so making one costs
+    one allocation and nothing else (``benchmarks/hotpath.py``): no
+    ``__init__``, and the slot stays unset until the first subscriber.
+    """
+
+    # _callbacks: unset while nobody listens and the request runs; a dict
+    # (key -> callback, in subscription order) once someone does; None once
+    # cancelled.
+    __slots__ = ("_callbacks",)
+
+    _callbacks: dict[object, Callable[[], object]] | None
+
+    @property
+    def cancelled(self) -> bool:
+        """Whether :meth:`cancel` was called."""
+        return getattr(self, "_callbacks", True) is None
+
+    def subscribe(self, callback: Callable[[], object]) -> Callable[[], None]:
+        """
+        :param callback: called with no arguments when :meth:`cancel` is;
+            at once if it already was.
+        :returns: a function that unsubscribes ``callback`` (doing nothing
+            once it ran or was unsubscribed).
+        """
+        callbacks = getattr(self, "_callbacks", _UNSET)
+        if callbacks is None:
+            callback()
+            return _nothing
+        if callbacks is _UNSET:
+            callbacks = self._callbacks = {}
+        key = object()
+        callbacks[key] = callback
+
+        def unsubscribe() -> None:
+            now = getattr(self, "_callbacks", None)
+            if now is not None:
+                now.pop(key, None)
+
+        return unsubscribe
+
+    @property
+    def subscribers(self) -> int:
+        """How many callbacks wait for :meth:`cancel` (for leak tests)."""
+        callbacks = getattr(self, "_callbacks", None)
+        return 0 if callbacks is None else len(callbacks)
+
+    def cancel(self) -> list[BaseException]:
+        """
+        Mark the request given up and call every subscriber once, in the
+        order they subscribed; later calls do nothing.
+
+        :returns: what the callbacks raised (each one runs whatever the
+            others did; the server logs these).
+        """
+        callbacks = getattr(self, "_callbacks", _UNSET)
+        if callbacks is None:
+            return []
+        self._callbacks = None
+        errors: list[BaseException] = []
+        if callbacks is not _UNSET:
+            for callback in callbacks.values():
+                try:
+                    callback()
+                except Exception as e:
+                    errors.append(e)
+        return errors
+
+
+_UNSET: dict[object, Callable[[], object]] = {}
+
+
+def _nothing() -> None:
+    return None
 
 
 @fast_init
@@ -107,6 +190,33 @@ class Call:
     #: ``None`` if the request has no deadline.
     deadline: float | None = None
     _clock: _Clock | None = field(default=None, repr=False, compare=False)
+    #: Shared by every copy of this call (see :class:`Cancellation`).
+    _cancellation: Cancellation = field(default_factory=Cancellation, repr=False, compare=False)
+
+    @property
+    def cancelled(self) -> bool:
+        """
+        Whether the server gave up on this call: the client cancelled it,
+        its deadline passed, its connection closed or was lost, or the
+        server's shutdown grace period ran out.  Never set once the
+        responder has answered.
+        """
+        return self._cancellation.cancelled
+
+    def on_cancel(self, callback: Callable[[], object]) -> Callable[[], None]:
+        """
+        Be told when the server gives up on this call (see
+        :attr:`cancelled`): to stop work done for it, or to cancel the calls
+        it made to other services (``Client.call(..., parent=call)`` does
+        that for you).
+
+        :param callback: called with no arguments, once, when the server
+            gives up; at once if it already has.  What it raises is logged.
+        :returns: a function of no arguments that unsubscribes ``callback``;
+            call it when the work is done, so that a call that lives long
+            does not hold callbacks it no longer needs.
+        """
+        return self._cancellation.subscribe(callback)
 
     def time_remaining(self) -> float | None:
         """
@@ -142,3 +252,7 @@ class OutgoingCall:
     metadata: Mapping[str, str] = field(default_factory=dict)
     #: Seconds the caller waits for the answer, or ``None`` for no timeout.
     timeout: float | None = None
+    #: Which attempt this is: 1 for the first send; a
+    #: :class:`~twisted_reqresp.Channel` that sends the call again passes
+    #: each retry through the interceptors with 2, 3, ...
+    attempt: int = 1
