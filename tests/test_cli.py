@@ -99,7 +99,7 @@ class ParserTests(SynchronousTestCase):
         args = _parse("call", "echo")
         self.assertEqual(
             (args.command, args.method, args.body, args.connect, args.timeout, args.raw),
-            ("call", "echo", None, DEFAULT_ENDPOINT, DEFAULT_TIMEOUT, False),
+            ("call", "echo", None, [DEFAULT_ENDPOINT], DEFAULT_TIMEOUT, False),
         )
         self.assertEqual(args.metadata, [])
 
@@ -125,7 +125,7 @@ class ParserTests(SynchronousTestCase):
             "echo",
             "hello",
         )
-        self.assertEqual(args.connect, "unix:/tmp/s")
+        self.assertEqual(args.connect, ["unix:/tmp/s"])
         self.assertEqual(args.timeout, 2.5)
         self.assertEqual(args.metadata, [("a", "1"), ("b", "x=y")])
         self.assertTrue(args.raw)
@@ -134,18 +134,38 @@ class ParserTests(SynchronousTestCase):
     def test_environment(self) -> None:
         """REQRESP_CONNECT replaces the default endpoint."""
         args = _parse("methods", environ={"REQRESP_CONNECT": "tcp:example.com:1"})
-        self.assertEqual(args.connect, "tcp:example.com:1")
+        self.assertEqual(args.connect, ["tcp:example.com:1"])
 
     def test_connect_before_or_after_command(self) -> None:
         """--connect and --timeout may come before the command as well as after it, for
-        every command; after it wins."""
+        every command; endpoints given before and after add up, a timeout after wins."""
         for command in (["call", "echo"], ["methods"], ["ping"], ["bench"], ["health"]):
             args = _parse("--connect", "tcp:h:1", "-t", "3", *command)
-            self.assertEqual((args.connect, args.timeout), ("tcp:h:1", 3.0), command)
-            args = _parse("-c", "tcp:h:1", *command, "-c", "tcp:h:2")
-            self.assertEqual(args.connect, "tcp:h:2", command)
+            self.assertEqual((args.connect, args.timeout), (["tcp:h:1"], 3.0), command)
+            args = _parse("-c", "tcp:h:1", "-t", "3", *command, "-c", "tcp:h:2", "-t", "4")
+            self.assertEqual((args.connect, args.timeout), (["tcp:h:1", "tcp:h:2"], 4.0))
+            args = _parse(*command, "-c", "tcp:h:2")
+            self.assertEqual(args.connect, ["tcp:h:2"], command)
+            self.assertFalse(hasattr(args, "connect_after"))
             args = _parse(*command, environ={"REQRESP_CONNECT": "unix:/s"})
-            self.assertEqual((args.connect, args.timeout), ("unix:/s", DEFAULT_TIMEOUT), command)
+            self.assertEqual((args.connect, args.timeout), (["unix:/s"], DEFAULT_TIMEOUT), command)
+
+    def test_connect_repeated(self) -> None:
+        """--connect repeated gives the endpoints in order, duplicates kept as given."""
+        args = _parse("-c", "tcp:h:1", "--connect", "tcp:h:2", "-c", "tcp:h:1", "methods")
+        self.assertEqual(args.connect, ["tcp:h:1", "tcp:h:2", "tcp:h:1"])
+
+    def test_environment_several(self) -> None:
+        """REQRESP_CONNECT may hold several endpoints separated by commas, blanks dropped."""
+        environ = {"REQRESP_CONNECT": " tcp:h:1 ,tcp:h:2,, "}
+        self.assertEqual(_parse("methods", environ=environ).connect, ["tcp:h:1", "tcp:h:2"])
+        # --connect replaces the environment's endpoints rather than adding to them.
+        args = _parse("methods", "-c", "tcp:h:3", environ=environ)
+        self.assertEqual(args.connect, ["tcp:h:3"])
+        # Only blanks and commas: the default endpoint.
+        self.assertEqual(
+            _parse("methods", environ={"REQRESP_CONNECT": " , "}).connect, [DEFAULT_ENDPOINT]
+        )
 
     def test_health(self) -> None:
         """health takes an optional SERVICE: the whole server's status if omitted."""
