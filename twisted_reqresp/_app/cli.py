@@ -11,6 +11,7 @@ The ``reqresp`` command: call a server from a shell.
     reqresp health
     reqresp ping --count 3
     reqresp bench --connections 8 --depth 16 --duration 10 echo
+    reqresp -c tcp:10.0.0.1:9000 -c tcp:10.0.0.2:9000 bench   # over a Channel
 
 The work is done by functions that take a connected
 :class:`~twisted_reqresp.Client` and a clock (:func:`run_call`,
