@@ -14,6 +14,7 @@ import re
 import tempfile
 from typing import Any
 
+from channel_net import Network
 from twisted.internet import error as ierror
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.testing import MemoryReactorClock
@@ -23,6 +24,7 @@ from zope.interface import implementer
 import twisted_reqresp
 from twisted_reqresp import (
     Call,
+    Channel,
     Client,
     ConnectionClosed,
     LocalProtocolError,
@@ -99,7 +101,7 @@ class ParserTests(SynchronousTestCase):
         args = _parse("call", "echo")
         self.assertEqual(
             (args.command, args.method, args.body, args.connect, args.timeout, args.raw),
-            ("call", "echo", None, DEFAULT_ENDPOINT, DEFAULT_TIMEOUT, False),
+            ("call", "echo", None, [DEFAULT_ENDPOINT], DEFAULT_TIMEOUT, False),
         )
         self.assertEqual(args.metadata, [])
 
@@ -125,7 +127,7 @@ class ParserTests(SynchronousTestCase):
             "echo",
             "hello",
         )
-        self.assertEqual(args.connect, "unix:/tmp/s")
+        self.assertEqual(args.connect, ["unix:/tmp/s"])
         self.assertEqual(args.timeout, 2.5)
         self.assertEqual(args.metadata, [("a", "1"), ("b", "x=y")])
         self.assertTrue(args.raw)
@@ -134,18 +136,38 @@ class ParserTests(SynchronousTestCase):
     def test_environment(self) -> None:
         """REQRESP_CONNECT replaces the default endpoint."""
         args = _parse("methods", environ={"REQRESP_CONNECT": "tcp:example.com:1"})
-        self.assertEqual(args.connect, "tcp:example.com:1")
+        self.assertEqual(args.connect, ["tcp:example.com:1"])
 
     def test_connect_before_or_after_command(self) -> None:
         """--connect and --timeout may come before the command as well as after it, for
-        every command; after it wins."""
+        every command; endpoints given before and after add up, a timeout after wins."""
         for command in (["call", "echo"], ["methods"], ["ping"], ["bench"], ["health"]):
             args = _parse("--connect", "tcp:h:1", "-t", "3", *command)
-            self.assertEqual((args.connect, args.timeout), ("tcp:h:1", 3.0), command)
-            args = _parse("-c", "tcp:h:1", *command, "-c", "tcp:h:2")
-            self.assertEqual(args.connect, "tcp:h:2", command)
+            self.assertEqual((args.connect, args.timeout), (["tcp:h:1"], 3.0), command)
+            args = _parse("-c", "tcp:h:1", "-t", "3", *command, "-c", "tcp:h:2", "-t", "4")
+            self.assertEqual((args.connect, args.timeout), (["tcp:h:1", "tcp:h:2"], 4.0))
+            args = _parse(*command, "-c", "tcp:h:2")
+            self.assertEqual(args.connect, ["tcp:h:2"], command)
+            self.assertFalse(hasattr(args, "connect_after"))
             args = _parse(*command, environ={"REQRESP_CONNECT": "unix:/s"})
-            self.assertEqual((args.connect, args.timeout), ("unix:/s", DEFAULT_TIMEOUT), command)
+            self.assertEqual((args.connect, args.timeout), (["unix:/s"], DEFAULT_TIMEOUT), command)
+
+    def test_connect_repeated(self) -> None:
+        """--connect repeated gives the endpoints in order, duplicates kept as given."""
+        args = _parse("-c", "tcp:h:1", "--connect", "tcp:h:2", "-c", "tcp:h:1", "methods")
+        self.assertEqual(args.connect, ["tcp:h:1", "tcp:h:2", "tcp:h:1"])
+
+    def test_environment_several(self) -> None:
+        """REQRESP_CONNECT may hold several endpoints separated by commas, blanks dropped."""
+        environ = {"REQRESP_CONNECT": " tcp:h:1 ,tcp:h:2,, "}
+        self.assertEqual(_parse("methods", environ=environ).connect, ["tcp:h:1", "tcp:h:2"])
+        # --connect replaces the environment's endpoints rather than adding to them.
+        args = _parse("methods", "-c", "tcp:h:3", environ=environ)
+        self.assertEqual(args.connect, ["tcp:h:3"])
+        # Only blanks and commas: the default endpoint.
+        self.assertEqual(
+            _parse("methods", environ={"REQRESP_CONNECT": " , "}).connect, [DEFAULT_ENDPOINT]
+        )
 
     def test_health(self) -> None:
         """health takes an optional SERVICE: the whole server's status if omitted."""
@@ -820,3 +842,211 @@ class NoTimeoutTests(SynchronousTestCase):
         self.assertNoResult(d)
         self.assertEqual(seen, [None])
         self.assertEqual(clock.getDelayedCalls(), [])
+
+
+class SeveralEndpointsTests(SynchronousTestCase):
+    """Several --connect: call, methods and bench through a Channel, health per server."""
+
+    def setUp(self) -> None:
+        self.net = Network()
+        self.a = self.net.server("a")
+        self.b = self.net.server("b")
+        self.made: list[Channel] = []
+
+    def channel_factory(self, reactor: Any, endpoints: list[str], *, timeout: Any) -> Channel:
+        """A Channel over the in-memory servers named by the endpoints ("a", "b")."""
+        servers = {"a": self.a, "b": self.b}
+        channel = Channel(
+            None,
+            [servers[name] for name in endpoints],
+            clock=self.net.clock,
+            timeout=timeout,
+            health_check_interval=None,
+            random=lambda: 0.5,
+        )
+        self.made.append(channel)
+        return channel
+
+    def run_command(self, *argv: str) -> tuple[Deferred[int], io.BytesIO]:
+        out = io.BytesIO()
+        d = run(
+            self.net.clock,
+            _parse(*argv),
+            out=out,
+            connector=lambda *a, **k: fail(AssertionError("no single connection expected")),
+            channel_factory=self.channel_factory,
+        )
+        self.net.pump()
+        return d, out
+
+    def assert_closed(self) -> None:
+        """Every channel made is closed, its connections gone, no timer left."""
+        self.net.pump()
+        self.assertTrue(self.made)
+        for channel in self.made:
+            self.assertEqual(channel.backends, ())
+        self.assertEqual([link for link in self.net.links if not link.lost], [])
+        self.assertEqual(self.net.clock.getDelayedCalls(), [])
+
+    def test_call_over_a_channel(self) -> None:
+        """call with two endpoints answers through a channel over both, then closes it."""
+        d, out = self.run_command("-c", "a", "-c", "b", "call", "--raw", "echo", "hi")
+        self.assertEqual((self.successResultOf(d), out.getvalue()), (EXIT_OK, b"hi"))
+        self.assertEqual(self.made[0].stats.succeeded, 1)
+        self.assert_closed()
+
+    def test_call_skips_a_down_server(self) -> None:
+        """With one server refusing, call is answered by the other."""
+        self.a.refusing = True
+        d, out = self.run_command("-c", "a", "-c", "b", "call", "who")
+        self.assertEqual((self.successResultOf(d), out.getvalue()), (EXIT_OK, b"b"))
+        self.assert_closed()
+
+    def test_all_down_fails_after_timeout(self) -> None:
+        """With every server refusing, the command fails with status 3 after --timeout,
+        saying why."""
+        self.a.refusing = self.b.refusing = True
+        d, _ = self.run_command("-c", "a", "-c", "b", "-t", "2", "call", "who")
+        self.net.advance(1.9)
+        self.assertNoResult(d)
+        self.net.advance(0.2)
+        error = self.failureResultOf(d, CommandError).value
+        self.assertEqual(error.code, EXIT_CONNECTION)
+        self.assertIn("no server became ready within 2 s", error.message)
+        self.assertIn("refused", error.message)
+        self.assert_closed()
+
+    def test_methods_over_a_channel(self) -> None:
+        """methods with two endpoints lists the methods of the set's servers."""
+        d, out = self.run_command("-c", "a", "-c", "b", "methods")
+        self.assertEqual(self.successResultOf(d), EXIT_OK)
+        self.assertEqual(
+            out.getvalue(),
+            b"echo\nfail\nwait\nwho\nreqresp.health\nreqresp.methods\nreqresp.stats\n",
+        )
+        self.assert_closed()
+
+    def test_remote_error_over_a_channel(self) -> None:
+        """A server's error status through the channel gives status 1 and its message."""
+        d, _ = self.run_command("-c", "a", "-c", "b", "call", "nope")
+        error = self.failureResultOf(d, CommandError).value
+        self.assertEqual(
+            (error.code, error.message), (EXIT_REMOTE, "NOT_FOUND: unknown method 'nope'")
+        )
+        self.assert_closed()
+
+    def test_bench_counts_per_backend(self) -> None:
+        """bench over two endpoints reports the calls each backend answered, summing to all."""
+        d, out = self.run_command(
+            "-c", "a", "-c", "b", "bench", "-C", "2", "-d", "3", "-D", "1", "wait", "--raw", "x"
+        )
+        # The servers answer every 0.1 s, so the clock moves while the calls flow.
+        for _ in range(15):
+            self.a.answer_waiting()
+            self.b.answer_waiting()
+            self.net.advance(0.1)
+        code = self.successResultOf(d)
+        self.assertEqual(code, EXIT_OK)
+        text = out.getvalue().decode()
+        line = next(line for line in text.splitlines() if line.startswith("backends"))
+        counts = dict(
+            (name, int(count.replace(",", "")))
+            for name, count in re.findall(r"(<FakeServer \w>) ([\d,]+)", line)
+        )
+        self.assertEqual(set(counts), {"<FakeServer a>", "<FakeServer b>"})
+        self.assertTrue(all(count > 0 for count in counts.values()), counts)
+        total = int(re.search(r"requests  ([\d,]+)", text).group(1).replace(",", ""))  # type: ignore[union-attr]
+        self.assertEqual(sum(counts.values()), total)
+        self.assert_closed()
+
+    def test_ping_refused(self) -> None:
+        """ping with several endpoints is a usage error, before connecting."""
+        d, _ = self.run_command("-c", "a", "-c", "b", "ping")
+        error = self.failureResultOf(d, CommandError).value
+        self.assertEqual(error.code, EXIT_USAGE)
+        self.assertIn("one --connect", error.message)
+        self.assertEqual(self.made, [])
+
+    def test_invalid_endpoint(self) -> None:
+        """An endpoint string the channel cannot parse is a usage error naming the endpoints."""
+        out = io.BytesIO()
+        d = run(
+            MemoryReactorClock(), _parse("-c", "tcp:h:1", "-c", "nonsense:x", "methods"), out=out
+        )
+        error = self.failureResultOf(d, CommandError).value
+        self.assertEqual(error.code, EXIT_USAGE)
+        self.assertIn("invalid endpoint in ['tcp:h:1', 'nonsense:x']", error.message)
+
+
+class HealthEachTests(SynchronousTestCase):
+    """health with several endpoints asks each server over its own connection."""
+
+    def run_health(
+        self, argv: list[str], servers: dict[str, Any]
+    ) -> tuple[Deferred[int], io.BytesIO, list[ConnectedPair]]:
+        clock = MemoryReactorClock()
+        pairs: list[ConnectedPair] = []
+
+        def connector(reactor: Any, endpoint: str, *, timeout: Any) -> Deferred[Client]:
+            server = servers[endpoint]
+            if isinstance(server, Exception):
+                return fail(server)
+            if server is None:
+                return Deferred()
+            pair = _pair()
+            pair.factory.health.set("", server)
+            pairs.append(pair)
+            return succeed(pair.client)
+
+        out = io.BytesIO()
+        d = run(clock, _parse(*argv), out=out, connector=connector)
+        for _ in range(3):
+            for pair in pairs:
+                pair.pump()
+        self.clock = clock
+        return d, out, pairs
+
+    def test_all_serving(self) -> None:
+        """Every server SERVING: one 'ENDPOINT SERVING' line each, in order, status 0."""
+        d, out, pairs = self.run_health(
+            ["-c", "tcp:h:2", "-c", "tcp:h:1", "health"],
+            {"tcp:h:1": "SERVING", "tcp:h:2": "SERVING"},
+        )
+        self.assertEqual(self.successResultOf(d), EXIT_OK)
+        self.assertEqual(out.getvalue(), b"tcp:h:2 SERVING\ntcp:h:1 SERVING\n")
+        self.assertTrue(all(pair.client_transport.disconnecting for pair in pairs))
+
+    def test_first_failure_decides(self) -> None:
+        """Each server's line says its status or error; the status is the first non-SERVING's."""
+        d, out, _ = self.run_health(
+            ["-c", "tcp:h:1", "-c", "tcp:h:2", "-c", "tcp:h:3", "health"],
+            {
+                "tcp:h:1": "SERVING",
+                "tcp:h:2": ierror.ConnectionRefusedError(),
+                "tcp:h:3": "DRAINING",
+            },
+        )
+        self.assertEqual(self.successResultOf(d), EXIT_CONNECTION)
+        self.assertEqual(
+            out.getvalue(),
+            b"tcp:h:1 SERVING\ntcp:h:2 connection refused\ntcp:h:3 DRAINING\n",
+        )
+
+    def test_not_serving_first(self) -> None:
+        """A NOT_SERVING server before a refused one gives status 1."""
+        d, _, _ = self.run_health(
+            ["-c", "tcp:h:1", "-c", "tcp:h:2", "health"],
+            {"tcp:h:1": "NOT_SERVING", "tcp:h:2": ierror.ConnectionRefusedError()},
+        )
+        self.assertEqual(self.successResultOf(d), EXIT_REMOTE)
+
+    def test_timeout_per_server(self) -> None:
+        """A server that never answers the connection times out on its own line, status 4."""
+        d, out, _ = self.run_health(
+            ["-c", "tcp:h:1", "-c", "tcp:h:2", "-t", "2", "health"],
+            {"tcp:h:1": "SERVING", "tcp:h:2": None},
+        )
+        self.assertNoResult(d)
+        self.clock.advance(2)
+        self.assertEqual(self.successResultOf(d), EXIT_TIMEOUT)
+        self.assertEqual(out.getvalue(), b"tcp:h:1 SERVING\ntcp:h:2 timed out after 2 s\n")

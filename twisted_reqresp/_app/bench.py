@@ -21,6 +21,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.python.failure import Failure
 
+from .._adapters.channel import Channel
 from .._adapters.client import Client
 from .._core.errors import ConnectionClosed
 
@@ -44,6 +45,10 @@ class BenchReport:
     elapsed: float = 0.0
     #: Each successful call's latency, in seconds.
     latencies: array[float] = field(default_factory=lambda: array("d"))
+    #: Over a :class:`~twisted_reqresp.Channel`: successful calls by the
+    #: backend (endpoint) their first attempt went to, ``"(waited)"`` for
+    #: calls that waited for a ready backend; empty over plain clients.
+    backends: dict[str, int] = field(default_factory=dict)
 
     @property
     def rate(self) -> float:
@@ -63,8 +68,12 @@ class BenchReport:
         return [ordered[max(0, min(n - 1, math.ceil(p / 100.0 * n) - 1))] for p in ps]
 
 
+#: Starts one call and says which backend it went to (or ``None``).
+Locate = Callable[[Callable[[], Deferred[Any]]], tuple[Deferred[Any], str | None]]
+
+
 def bench(
-    clients: Sequence[Client],
+    clients: Sequence[Client | Channel],
     method: str,
     body: bytes,
     *,
@@ -75,12 +84,14 @@ def bench(
     timer: Callable[[], float] = time.perf_counter,
     progress: Callable[[float, BenchReport], None] | None = None,
     progress_interval: float = 1.0,
+    locate: Locate | None = None,
 ) -> Deferred[BenchReport]:
     """
     Keep ``depth`` calls to ``method`` in flight on each client for
     ``duration`` seconds.
 
-    :param clients: connected clients (one connection each).
+    :param clients: connected clients (one connection each), or a
+        :class:`~twisted_reqresp.Channel` (given N times for N workers).
     :param method: the method to call.
     :param body: the request body, as bytes.
     :param depth: calls in flight per client.
@@ -91,6 +102,8 @@ def bench(
     :param timer: measures latencies (a monotonic, high-resolution clock).
     :param progress: called every ``progress_interval`` seconds with the
         seconds elapsed and the report so far.
+    :param locate: over a channel, :func:`channel_locator`'s function, to
+        count successful calls per backend in :attr:`BenchReport.backends`.
     :returns: a Deferred firing with the :class:`BenchReport`.
     """
     report = BenchReport()
@@ -108,15 +121,22 @@ def bench(
         report.elapsed = max(timer() - first_call, 1e-9)
         done.callback(report)
 
-    def issue(client: Client) -> None:
+    def issue(client: Client | Channel) -> None:
         state["outstanding"] += 1
         sent = timer()
         settled = [False]
-        d = client.call(method, body, timeout=timeout)
-        d.addBoth(answered, client, sent, settled)
+        if locate is None:
+            d = client.call(method, body, timeout=timeout)
+            where = None
+        else:
+            d, where = locate(lambda: client.call(method, body, timeout=timeout))
+            where = where or "(waited)"
+        d.addBoth(answered, client, sent, settled, where)
         settled[0] = True
 
-    def answered(result: Any, client: Client, sent: float, settled: list[bool]) -> None:
+    def answered(
+        result: Any, client: Client | Channel, sent: float, settled: list[bool], where: str | None
+    ) -> None:
         state["outstanding"] -= 1
         again = clock.seconds() < end
         if isinstance(result, Failure):
@@ -132,6 +152,8 @@ def bench(
         else:
             report.requests += 1
             report.latencies.append(timer() - sent)
+            if where is not None:
+                report.backends[where] = report.backends.get(where, 0) + 1
         if again:
             issue(client)
         elif state["outstanding"] == 0 and not done.called:
@@ -153,6 +175,27 @@ def bench(
     return done
 
 
+def channel_locator(channel: Channel) -> Locate:
+    """
+    :param channel: the channel a bench run calls through.
+    :returns: a ``locate`` function for :func:`bench` that tells which
+        backend a call's first attempt went to: the one whose count of
+        outstanding calls it raised.  A channel picks the backend and
+        sends (or queues) the call before ``call`` returns, so this is
+        exact for calls that did not wait for a ready backend.
+    """
+
+    def locate(start: Callable[[], Deferred[Any]]) -> tuple[Deferred[Any], str | None]:
+        before = {info.endpoint: info.outstanding for info in channel.backends}
+        d = start()
+        for info in channel.backends:
+            if info.outstanding > before.get(info.endpoint, 0):
+                return d, info.endpoint
+        return d, None
+
+    return locate
+
+
 def format_report(report: BenchReport) -> str:
     """
     :returns: the report as a few lines of text for people.
@@ -172,4 +215,9 @@ def format_report(report: BenchReport) -> str:
         parts = [f"p{p:g} {v * 1000:.3f}" for p, v in zip(PERCENTILES, values, strict=True)]
         parts.append(f"max {max(report.latencies) * 1000:.3f}")
         lines.append("latency   " + "  ".join(parts) + " (ms)")
+    if report.backends:
+        lines.append(
+            "backends  "
+            + ", ".join(f"{name} {count:,}" for name, count in sorted(report.backends.items()))
+        )
     return "\n".join(lines) + "\n"

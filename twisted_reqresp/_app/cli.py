@@ -11,6 +11,7 @@ The ``reqresp`` command: call a server from a shell.
     reqresp health
     reqresp ping --count 3
     reqresp bench --connections 8 --depth 16 --duration 10 echo
+    reqresp -c tcp:10.0.0.1:9000 -c tcp:10.0.0.2:9000 bench   # over a Channel
 
 The work is done by functions that take a connected
 :class:`~twisted_reqresp.Client` and a clock (:func:`run_call`,
@@ -26,6 +27,7 @@ from __future__ import annotations
 import argparse
 import base64
 import importlib.metadata
+import io
 import json
 import math
 import os
@@ -41,6 +43,7 @@ from twisted.internet import error as ierror
 from twisted.internet.defer import (
     CancelledError,
     Deferred,
+    gatherResults,
     inlineCallbacks,
 )
 from twisted.internet.defer import (
@@ -50,6 +53,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import deferLater, react
 from twisted.python.failure import Failure
 
+from .._adapters.channel import Channel
 from .._adapters.client import Client, connect
 from .._core.errors import (
     ConnectionClosed,
@@ -60,7 +64,7 @@ from .._core.errors import (
 )
 from .._core.status import StatusCode, status_name
 from ..codecs import JSON
-from .bench import BenchReport, bench, format_report
+from .bench import BenchReport, bench, channel_locator, format_report
 
 __all__ = [
     "EXIT_CONNECTION",
@@ -72,13 +76,17 @@ __all__ = [
     "CommandError",
     "build_parser",
     "encode_body",
+    "endpoints_from_env",
     "explain",
     "format_body",
     "json_body",
     "main",
+    "new_channel",
     "run",
     "run_call",
+    "run_channel",
     "run_health",
+    "run_health_each",
     "run_methods",
     "run_ping",
     "version_text",
@@ -110,6 +118,10 @@ PING_INTERVAL = 1.0
 #: Seconds to wait for an orderly close before giving up on it: the work is
 #: done by then, so a slow close must not delay the exit code.
 CLOSE_TIMEOUT = 1.0
+#: Over several endpoints, ``bench`` waits this long at most (after the
+#: first backend is ready) for the others, so that a down backend delays
+#: the run by this, not by ``--timeout``.
+BENCH_SETTLE_TIME = 1.0
 
 _EPILOG = f"""\
 exit status:
@@ -122,7 +134,11 @@ exit status:
   {EXIT_INTERRUPTED}  interrupted (Ctrl-C)
 
 --connect and --timeout may come before or after COMMAND.  The endpoint
-defaults to ${ENDPOINT_ENV}, or {DEFAULT_ENDPOINT} if that is unset.
+defaults to ${ENDPOINT_ENV} (several separated by commas), or
+{DEFAULT_ENDPOINT} if that is unset.  With several endpoints, call, methods
+and bench go through a Channel (balanced, calls that are safe to resend
+retried), health asks each server and prints one line per server, and ping
+is refused.
 """
 
 
@@ -204,15 +220,21 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
         ``"methods"``, ``"health"``, ``"ping"`` or ``"bench"``.
     """
     environ = os.environ if environ is None else environ
-    endpoint = environ.get(ENDPOINT_ENV) or DEFAULT_ENDPOINT
+    endpoints = endpoints_from_env(environ.get(ENDPOINT_ENV, "")) or [DEFAULT_ENDPOINT]
+    shown = ",".join(endpoints)
 
-    def add_common(parser: argparse.ArgumentParser, default: Callable[[Any], Any]) -> None:
+    def add_common(
+        parser: argparse.ArgumentParser, default: Callable[[Any], Any], connect_dest: str
+    ) -> None:
         parser.add_argument(
             "--connect",
             "-c",
             metavar="ENDPOINT",
-            default=default(endpoint),
-            help=f"client endpoint string of the server [default: {endpoint}]",
+            action="append",
+            dest=connect_dest,
+            default=default(None),
+            help="client endpoint string of a server; repeat it for a set of servers, "
+            f"which call, methods and bench balance over [default: {shown}]",
         )
         parser.add_argument(
             "--timeout",
@@ -228,16 +250,19 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
     # defaults would overwrite what was given before COMMAND: SUPPRESS leaves
     # the top-level value alone unless the option is given again.
     common = argparse.ArgumentParser(add_help=False)
-    add_common(common, lambda value: argparse.SUPPRESS)
-
-    parser = argparse.ArgumentParser(
+    # --connect after COMMAND adds to the endpoints given before it
+    # (_EndpointsParser joins the two lists).
+    add_common(common, lambda value: argparse.SUPPRESS, "connect_after")
+    parser = _EndpointsParser(
+        endpoints,
         prog="reqresp",
-        description="Call a twisted-reqresp server.",
+        description="Call a twisted-reqresp server, or a set of them.",
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+
     parser.add_argument("--version", action="version", version=version_text())
-    add_common(parser, lambda value: value)
+    add_common(parser, lambda value: value, "connect")
     commands: Any = parser.add_subparsers(
         dest="command", metavar="COMMAND", required=True, parser_class=_IntermixedParser
     )
@@ -473,7 +498,7 @@ def _write_json(out: BinaryIO, value: dict[str, Any]) -> None:
 
 @inlineCallbacks
 def run_call(
-    client: Client,
+    client: Client | Channel,
     method: str,
     body: bytes,
     *,
@@ -552,7 +577,7 @@ def run_call(
 
 @inlineCallbacks
 def run_methods(
-    client: Client, *, out: BinaryIO, timeout: float | None = DEFAULT_TIMEOUT
+    client: Client | Channel, *, out: BinaryIO, timeout: float | None = DEFAULT_TIMEOUT
 ) -> Generator[Deferred[Any], Any, int]:
     """
     Call the built-in ``reqresp.methods`` and write one method name per
@@ -702,46 +727,234 @@ def run_bench(
     clients = [first]
     try:
         for _ in range(args.connections - 1):
-            connecting = connector(reactor, args.connect, timeout=args.timeout)
+            connecting = connector(reactor, args.connect[0], timeout=args.timeout)
             if args.timeout is not None:
                 connecting.addTimeout(args.timeout, reactor, onTimeoutCancel=_timed_out)
             try:
                 clients.append((yield connecting))
             except Exception as e:
-                raise explain(e, timeout=args.timeout, endpoint=args.connect) from e
-        if progress_to is None and sys.stderr.isatty():
-            progress_to = sys.stderr
-
-        def progress(elapsed: float, report: BenchReport) -> None:
-            if progress_to is not None:
-                rate = report.requests / elapsed if elapsed > 0 else 0.0
-                errors = sum(report.errors.values())
-                progress_to.write(
-                    f"\r[{elapsed:5.1f} s] {report.requests:,} calls, "
-                    f"{rate:,.0f} req/s, {errors:,} errors   "
-                )
-                progress_to.flush()
-
-        report = yield bench(
-            clients,
-            args.method,
-            body,
-            depth=args.depth,
-            duration=args.duration,
-            clock=reactor,
-            timeout=args.timeout,
-            progress=progress,
-        )
-        if progress_to is not None:
-            progress_to.write("\n")
-        out.write(format_report(report).encode())
-        out.flush()
+                raise explain(e, timeout=args.timeout, endpoint=args.connect[0]) from e
+        report = yield _bench_and_report(reactor, clients, args, body, out, progress_to)
         if report.requests == 0 and report.first_error is not None:
-            raise explain(report.first_error, timeout=args.timeout, endpoint=args.connect)
+            raise explain(report.first_error, timeout=args.timeout, endpoint=args.connect[0])
     finally:
         for client in clients[1:]:
             client.abort()
     return EXIT_OK
+
+
+@inlineCallbacks
+def _bench_and_report(
+    reactor: Any,
+    clients: Sequence[Client | Channel],
+    args: argparse.Namespace,
+    body: bytes,
+    out: BinaryIO,
+    progress_to: Any,
+    locate: Any = None,
+) -> Generator[Deferred[Any], Any, BenchReport]:
+    if progress_to is None and sys.stderr.isatty():
+        progress_to = sys.stderr
+
+    def progress(elapsed: float, report: BenchReport) -> None:
+        if progress_to is not None:
+            rate = report.requests / elapsed if elapsed > 0 else 0.0
+            errors = sum(report.errors.values())
+            progress_to.write(
+                f"\r[{elapsed:5.1f} s] {report.requests:,} calls, "
+                f"{rate:,.0f} req/s, {errors:,} errors   "
+            )
+            progress_to.flush()
+
+    report: BenchReport = yield bench(
+        clients,
+        args.method,
+        body,
+        depth=args.depth,
+        duration=args.duration,
+        clock=reactor,
+        timeout=args.timeout,
+        progress=progress,
+        locate=locate,
+    )
+    if progress_to is not None:
+        progress_to.write("\n")
+    out.write(format_report(report).encode())
+    out.flush()
+    return report
+
+
+# -- several endpoints ---------------------------------------------------------------
+
+
+def new_channel(reactor: Any, endpoints: Sequence[str], *, timeout: float | None) -> Channel:
+    """
+    :returns: the :class:`~twisted_reqresp.Channel` that ``reqresp`` uses
+        over several endpoints: the library's defaults (calls that are
+        retry-safe are sent again, nothing else: the command cannot know
+        which methods are idempotent), with ``--timeout`` as every call's.
+    """
+    return Channel(reactor, list(endpoints), timeout=timeout)
+
+
+@inlineCallbacks
+def _when_ready(
+    channel: Channel, clock: IReactorTime, timeout: float | None
+) -> Generator[Deferred[Any], Any, None]:
+    """Wait for a ready backend, at most ``timeout`` seconds, or fail with
+    :data:`EXIT_CONNECTION` and the channel's own account of why not."""
+    ready = channel.when_ready()
+    if timeout is not None:
+        ready.addTimeout(timeout, clock)
+    try:
+        yield ready
+    except (DeferTimeout, CancelledError):
+        # A call that does not wait fails at once with the channel's
+        # reason: the last connection error, or each backend's state.
+        reasons: list[str] = []
+        probe = channel.call("reqresp.health", wait_for_ready=False)
+        probe.addErrback(lambda f: reasons.append(f.getErrorMessage()))
+        why = reasons[0] if reasons else "no backend is ready"
+        raise CommandError(
+            f"no server became ready within {timeout:g} s: {why}", EXIT_CONNECTION
+        ) from None
+
+
+@inlineCallbacks
+def _settle(
+    channel: Channel, clock: IReactorTime, most: float
+) -> Generator[Deferred[Any], Any, None]:
+    """Give the other backends up to ``most`` seconds to become ready."""
+    waited = 0.0
+    step = 0.05
+    while waited < most and any(info.state == "connecting" for info in channel.backends):
+        yield deferLater(clock, step, lambda: None)
+        waited += step
+
+
+@inlineCallbacks
+def run_channel(
+    reactor: Any,
+    channel: Channel,
+    args: argparse.Namespace,
+    body: bytes,
+    *,
+    out: BinaryIO,
+    progress_to: Any = None,
+) -> Generator[Deferred[Any], Any, int]:
+    """
+    Run ``call``, ``methods`` or ``bench`` over a channel: wait for a ready
+    backend (at most ``--timeout``), then run the command through the
+    channel, which balances the calls and resends the retry-safe ones.
+
+    :param reactor: the clock for the waits and the bench run.
+    :param channel: the channel over the endpoints (see :func:`new_channel`).
+    :param args: what :func:`build_parser` parsed.
+    :param body: the request body (``call`` and ``bench``).
+    :param out: where the output goes (binary).  ``bench`` adds a line
+        ``backends`` with the calls answered by each backend.
+    :param progress_to: as for ``run_bench``.
+    :returns: a Deferred firing with the exit status, or failing with
+        :class:`CommandError`.
+    """
+    timeout: float | None = args.timeout
+    yield _when_ready(channel, reactor, timeout)
+    if args.command == "call":
+        code = yield run_call(
+            channel,
+            args.method,
+            body,
+            out=out,
+            timeout=timeout,
+            metadata=args.metadata,
+            json_output=args.json,
+            verbose=sys.stderr if args.verbose else None,
+            clock=reactor,
+        )
+    elif args.command == "methods":
+        code = yield run_methods(channel, out=out, timeout=timeout)
+    else:
+        most = BENCH_SETTLE_TIME if timeout is None else min(timeout, BENCH_SETTLE_TIME)
+        yield _settle(channel, reactor, most)
+        workers = [channel] * args.connections
+        report = yield _bench_and_report(
+            reactor, workers, args, body, out, progress_to, channel_locator(channel)
+        )
+        if report.requests == 0 and report.first_error is not None:
+            raise explain(report.first_error, timeout=timeout)
+        code = EXIT_OK
+    return int(code)
+
+
+@inlineCallbacks
+def _health_of(
+    reactor: Any,
+    endpoint: str,
+    service: str,
+    timeout: float | None,
+    connector: Callable[..., Deferred[Client]],
+) -> Generator[Deferred[Any], Any, tuple[int, str]]:
+    """:returns: one server's health exit status and what to print for it."""
+    try:
+        connecting = connector(reactor, endpoint, timeout=timeout)
+    except (ValueError, TypeError, KeyError) as e:
+        return EXIT_USAGE, f"invalid endpoint: {e}"
+    if timeout is not None:
+        connecting.addTimeout(timeout, reactor, onTimeoutCancel=_timed_out)
+    try:
+        client = yield connecting
+    except Exception as e:
+        error = explain(e, timeout=timeout)
+        return error.code, error.message
+    buffer = io.BytesIO()
+    try:
+        code = yield run_health(client, service, out=buffer, timeout=timeout)
+        text = buffer.getvalue().decode("utf-8", "replace").strip()
+    except CommandError as e:
+        code, text = e.code, e.message
+    finally:
+        yield _close(client, reactor)
+    return code, text
+
+
+@inlineCallbacks
+def run_health_each(
+    reactor: Any,
+    endpoints: Sequence[str],
+    service: str = "",
+    *,
+    out: BinaryIO,
+    timeout: float | None = DEFAULT_TIMEOUT,
+    connector: Callable[..., Deferred[Client]] = connect,
+) -> Generator[Deferred[Any], Any, int]:
+    """
+    Ask each server for its health at once, each over its own connection
+    (not through a channel: the point is each server's own answer), and
+    write one line per server, in the order given: ``ENDPOINT STATUS``, or
+    ``ENDPOINT`` and why it could not say.
+
+    :returns: a Deferred firing with :data:`EXIT_OK` when every server is
+        ``SERVING``, else the status of the first server (in the order
+        given) that is not, as ``health`` over one server would exit.
+    """
+    results = yield gatherResults(
+        [_health_of(reactor, e, service, timeout, connector) for e in endpoints]
+    )
+    status = EXIT_OK
+    for endpoint, (code, text) in zip(endpoints, results, strict=True):
+        out.write(f"{endpoint} {text}\n".encode())
+        if status == EXIT_OK:
+            status = code
+    out.flush()
+    return status
+
+
+def _close(client: Client, reactor: Any) -> Deferred[Any]:
+    closing = client.close()
+    closing.addTimeout(CLOSE_TIMEOUT, reactor)
+    # The outcome is known; a close that fails or hangs must not change it.
+    closing.addErrback(lambda _: client.abort())
+    return closing
 
 
 # -- errors ---------------------------------------------------------------------------------
@@ -817,14 +1030,21 @@ def run(
     *,
     out: BinaryIO,
     connector: Callable[..., Deferred[Client]] = connect,
+    channel_factory: Callable[..., Channel] = new_channel,
 ) -> Generator[Deferred[Any], Any, int]:
     """
     Connect as ``args`` says, run its command, and close.
+
+    With one endpoint the command talks to that server over one
+    connection, as it always has: no retries or reconnections hide what the
+    server does, and a refusal is reported at once.  With several, see
+    :func:`run_channel` and :func:`run_health_each`.
 
     :param reactor: the reactor to connect with (also the clock).
     :param args: what :func:`build_parser` parsed.
     :param out: where the command's output goes (binary).
     :param connector: :func:`twisted_reqresp.connect`, or a stand-in in tests.
+    :param channel_factory: :func:`new_channel`, or a stand-in in tests.
     :returns: a Deferred firing with :data:`EXIT_OK` or failing with
         :class:`CommandError`.
     """
@@ -836,8 +1056,31 @@ def run(
         if args.size < 0:
             raise CommandError("--size must be 0 or more", EXIT_USAGE)
         body = b"x" * args.size if args.body is None else encode_body(args.body, raw=args.raw)
-    endpoint: str = args.connect
+    endpoints: list[str] = args.connect
     timeout: float | None = args.timeout
+    if len(endpoints) > 1:
+        if args.command == "ping":
+            raise CommandError(
+                "ping measures one connection: give one --connect, not several", EXIT_USAGE
+            )
+        if args.command == "health":
+            code = yield run_health_each(
+                reactor, endpoints, args.service, out=out, timeout=timeout, connector=connector
+            )
+            return int(code)
+        try:
+            channel = channel_factory(reactor, endpoints, timeout=timeout)
+        except (ValueError, TypeError, KeyError) as e:
+            raise CommandError(f"invalid endpoint in {endpoints!r}: {e}", EXIT_USAGE) from e
+        try:
+            code = yield run_channel(reactor, channel, args, body, out=out)
+        finally:
+            closing = channel.close()
+            closing.addTimeout(CLOSE_TIMEOUT, reactor)
+            closing.addErrback(lambda _: None)
+            yield closing
+        return int(code)
+    endpoint = endpoints[0]
     try:
         connecting = connector(reactor, endpoint, timeout=timeout)
     except (ValueError, TypeError, KeyError) as e:
@@ -872,12 +1115,35 @@ def run(
                 client, reactor, out=out, endpoint=endpoint, count=args.count, timeout=timeout
             )
     finally:
-        closing = client.close()
-        closing.addTimeout(CLOSE_TIMEOUT, reactor)
-        # The outcome is known; a close that fails or hangs must not change it.
-        closing.addErrback(lambda _: client.abort())
-        yield closing
+        yield _close(client, reactor)
     return int(code)
+
+
+def endpoints_from_env(value: str) -> list[str]:
+    """
+    :param value: the value of :data:`ENDPOINT_ENV`: one endpoint string, or
+        several separated by commas (an environment variable cannot be
+        repeated as ``--connect`` can).  Blanks around each are dropped.
+    :returns: the endpoint strings, none empty.
+    """
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+class _EndpointsParser(argparse.ArgumentParser):
+    """The top-level parser: ``connect`` is the list of endpoints given
+    before and after COMMAND, or the default ones when none was."""
+
+    def __init__(self, endpoints: Sequence[str], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.default_endpoints = list(endpoints)
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        parsed, rest = super().parse_known_args(args, namespace)
+        given = (getattr(parsed, "connect", None) or []) + vars(parsed).pop("connect_after", [])
+        parsed.connect = given or list(self.default_endpoints)
+        return parsed, rest
 
 
 class _IntermixedParser(argparse.ArgumentParser):
@@ -943,7 +1209,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             error = failure.value
             assert error is not None
             if not isinstance(error, CommandError):
-                error = explain(error, timeout=args.timeout, endpoint=args.connect)
+                error = explain(error, timeout=args.timeout, endpoint=",".join(args.connect))
             sys.stderr.write(f"reqresp: {error.message}\n")
             sys.stderr.flush()
             status = error.code

@@ -26,8 +26,8 @@ import math
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
-from .errors import DeadlineExceeded, StatusError
-from .status import StatusCode
+from .errors import StatusError
+from .status import STATUS_MAX, StatusCode
 
 __all__ = ["Backoff", "RetryBudget", "RetryPolicy"]
 
@@ -79,6 +79,14 @@ class Backoff:
             raise ValueError(f"multiplier must be 1 or more, not {self.multiplier!r}")
         if self.jitter > 1:
             raise ValueError(f"jitter must be between 0 and 1, not {self.jitter!r}")
+        # Beyond these a delay is not a float: refuse them here rather than
+        # raise OverflowError from the reactor's reconnect timer later.
+        if not math.isfinite(self.maximum / self.initial):
+            raise ValueError(
+                f"maximum / initial ({self.maximum!r} / {self.initial!r}) must be a finite number"
+            )
+        if not math.isfinite(self.maximum * (1.0 + self.jitter)):
+            raise ValueError(f"maximum ({self.maximum!r}) with jitter must be a finite number")
 
     def delay(self, attempt: int, random: Callable[[], float]) -> float:
         """
@@ -90,12 +98,17 @@ class Backoff:
         if attempt < 1:
             raise ValueError(f"attempt must be 1 or more, not {attempt!r}")
         exponent = attempt - 1
-        if self.multiplier > 1:
-            # Past the exponent that reaches the cap the power only grows
-            # (and overflows a float near attempt 1,500 for 1.6).
-            cap = math.ceil(math.log(self.maximum / self.initial, self.multiplier))
-            exponent = min(exponent, cap)
-        base = min(self.initial * self.multiplier**exponent, self.maximum)
+        # From the exponent that reaches the cap on, the delay is the cap:
+        # the power itself is never computed there, as it only grows (and
+        # overflows a float near attempt 1,500 for 1.6, or sooner for a
+        # larger multiplier).  Below it, multiplier ** exponent is less than
+        # maximum / initial, which __post_init__ keeps finite.
+        if self.multiplier > 1 and exponent >= math.ceil(
+            math.log(self.maximum / self.initial) / math.log(self.multiplier)
+        ):
+            base = self.maximum
+        else:
+            base = min(self.initial * self.multiplier**exponent, self.maximum)
         return max(0.0, base * (1.0 + self.jitter * (2.0 * random() - 1.0)))
 
 
@@ -113,7 +126,8 @@ class RetryPolicy:
 
     - fewer than ``max_attempts`` attempts were made;
     - the failure is a :class:`~twisted_reqresp.StatusError` other than
-      :class:`~twisted_reqresp.DeadlineExceeded`;
+      :class:`~twisted_reqresp.DeadlineExceeded` (or any other
+      ``DEADLINE_EXCEEDED``: a late call stays late);
     - either it is *retry-safe* (``error.retry_safe``: the request was never
       sent, was refused by a GOAWAY or by a full queue, or the server says
       it did not start it), or the method is in ``idempotent_methods`` and
@@ -149,6 +163,10 @@ class RetryPolicy:
                 raise TypeError(f"retryable_statuses must hold status codes, not {code!r}")
             if code in (StatusCode.OK, StatusCode.DEADLINE_EXCEEDED):
                 raise ValueError(f"{StatusCode(code).name} cannot be retryable")
+            if not 0 <= code <= STATUS_MAX:
+                raise ValueError(
+                    f"retryable_statuses must hold codes from 0 to {STATUS_MAX}, not {code!r}"
+                )
         if isinstance(self.idempotent_methods, str):
             # A bare string would be read as a set of one-letter methods.
             raise TypeError("idempotent_methods must be a collection of names, not one string")
@@ -171,7 +189,12 @@ class RetryPolicy:
         :returns: whether that failure allows sending the call again
             (attempts and deadline aside).
         """
-        if not isinstance(error, StatusError) or isinstance(error, DeadlineExceeded):
+        if not isinstance(error, StatusError):
+            return False
+        if error.code == StatusCode.DEADLINE_EXCEEDED:
+            # DeadlineExceeded, or any other status saying so: even marked
+            # retry-safe (say, it expired in a server's queue), the call's
+            # deadline has passed and another attempt can only be late.
             return False
         if error.retry_safe:
             return True
@@ -199,12 +222,30 @@ class RetryPolicy:
         if attempt >= self.max_attempts or not self.may_retry(method, error):
             return None
         delay = self.backoff.delay(attempt, random)
-        if time_left is not None and delay >= time_left:
-            return None  # the retry could only fail with DEADLINE_EXCEEDED
+        # "not delay < time_left" so that a NaN time left (a broken clock)
+        # refuses too: the retry could only fail with DEADLINE_EXCEEDED.
+        if time_left is not None and not delay < time_left:
+            return None
         return delay
 
 
-@dataclass(kw_only=True, slots=True)
+#: The budget counts in thousandths of a token, in integers, as gRPC does
+#: (its token_ratio has three decimal places): with floats, 5,000 successes
+#: of 0.001 add up to a hair over 5 and would reopen a bucket of 10 one
+#: success early.
+_MILLI = 1000
+
+
+def _to_milli(name: str, value: float, most: float) -> int:
+    _check_positive(name, value)
+    if value > most:
+        raise ValueError(f"{name} must be at most {most:g}, not {value!r}")
+    if value < 1 / _MILLI:
+        raise ValueError(f"{name} must be at least 0.001 (three decimal places), not {value!r}")
+    return round(value * _MILLI)
+
+
+@dataclass(kw_only=True, slots=True, repr=False)
 class RetryBudget:
     """
     gRPC's retry throttling: a bucket of ``max_tokens`` tokens, full at the
@@ -218,32 +259,44 @@ class RetryBudget:
     refill it: at most about one retry per ``1 / token_ratio`` successes
     in a steady failure.  One budget is shared by all the calls of a
     channel.
+
+    Both numbers are kept to three decimal places, as gRPC keeps them, so
+    that the thresholds are exact.
     """
 
-    #: The bucket's size (gRPC allows up to 1000).
+    #: The bucket's size: from 0.001 to 1000 (gRPC's bounds).
     max_tokens: float = 10.0
-    #: Tokens a success returns (gRPC: more than 0, at most 1).
+    #: Tokens a success returns: from 0.001 to 1 (gRPC: more than 0, at most 1).
     token_ratio: float = 0.1
-    #: The tokens left (the bucket starts full).
-    tokens: float = field(init=False)
+    _max_milli: int = field(init=False)
+    _ratio_milli: int = field(init=False)
+    _milli: int = field(init=False)
 
     def __post_init__(self) -> None:
-        _check_positive("max_tokens", self.max_tokens)
-        if self.max_tokens > 1000:
-            raise ValueError(f"max_tokens must be at most 1000, not {self.max_tokens!r}")
-        _check_positive("token_ratio", self.token_ratio)
-        if self.token_ratio > 1:
-            raise ValueError(f"token_ratio must be at most 1, not {self.token_ratio!r}")
-        self.tokens = float(self.max_tokens)
+        self._max_milli = _to_milli("max_tokens", self.max_tokens, 1000)
+        self._ratio_milli = _to_milli("token_ratio", self.token_ratio, 1)
+        self._milli = self._max_milli
+
+    def __repr__(self) -> str:
+        return (
+            f"RetryBudget(max_tokens={self.max_tokens!r}, token_ratio={self.token_ratio!r}, "
+            f"tokens={self.tokens!r})"
+        )
+
+    @property
+    def tokens(self) -> float:
+        """The tokens left (the bucket starts full)."""
+        return self._milli / _MILLI
 
     def allows_retry(self) -> bool:
         """:returns: whether a retry may be made now."""
-        return self.tokens > self.max_tokens / 2
+        # tokens > max_tokens / 2, in integers.
+        return 2 * self._milli > self._max_milli
 
     def record_failure(self) -> None:
         """An attempt failed with an outcome the policy could retry."""
-        self.tokens = max(0.0, self.tokens - 1.0)
+        self._milli = max(0, self._milli - _MILLI)
 
     def record_success(self) -> None:
         """An attempt succeeded."""
-        self.tokens = min(float(self.max_tokens), self.tokens + self.token_ratio)
+        self._milli = min(self._max_milli, self._milli + self._ratio_milli)
