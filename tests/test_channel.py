@@ -753,3 +753,37 @@ class TypedStubTests(ChannelTestCase):
         self.net.pump()
         self.failureResultOf(d, Overflow)
         self.assertEqual(channel.stats.retries, 0)
+
+
+class BackendCountersTests(ChannelTestCase):
+    """Channel.backends counts each backend's attempts and successes, and its last error."""
+
+    def test_counts_attempts_and_successes(self) -> None:
+        """A retried call counts one attempt on each backend and one success on the second."""
+        a, b = self.servers("a", "b")
+        channel = self.channel([a, b], random=fixed(*[0.0] * 6))
+        first = channel.call("wait")  # a
+        second = channel.call("wait")  # b
+        self.net.pump()
+        third = channel.call("who")  # a, refused by its GOAWAY, then b
+        a.factory.drain()
+        self.net.pump()
+        self.net.advance(0)
+        self.assertEqual(self.successResultOf(third).body, b"b")
+        a.answer_waiting()
+        b.answer_waiting()
+        self.net.pump()
+        self.successResultOf(first)
+        self.successResultOf(second)
+        counts = {info.endpoint: (info.calls, info.succeeded) for info in channel.backends}
+        self.assertEqual(counts, {"<FakeServer a>": (2, 1), "<FakeServer b>": (2, 2)})
+
+    def test_last_error_and_why_not_ready(self) -> None:
+        """A refused connection is the backend's last_error and the channel's why_not_ready."""
+        (a,) = self.servers("a")
+        a.refusing = True
+        channel = self.channel([a])
+        (info,) = channel.backends
+        self.assertIsNotNone(info.last_error)
+        self.assertIn("<FakeServer a>", str(info.last_error))
+        self.assertEqual(channel.why_not_ready(), info.last_error)

@@ -68,6 +68,12 @@ class BackendInfo:
     failures: int
     #: Its server's MAX_CONCURRENT, or ``None`` while not connected.
     max_concurrent: int | None
+    #: Attempts sent to it (retries included) since the channel started.
+    calls: int = 0
+    #: Of those, the ones it answered successfully.
+    succeeded: int = 0
+    #: Why its last connection failed or was lost, or ``None``.
+    last_error: str | None = None
 
 
 class _BackendFactory(ClientFactory):
@@ -128,6 +134,9 @@ class Backend:
         self.unready_losses = 0
         self.connects = 0
         self.last_error: str | None = None
+        #: Attempts sent to this backend, and the ones answered successfully.
+        self.calls = 0
+        self.succeeded = 0
         self.probe_due = False
         self.health_timer: IDelayedCall | None = None
         self.eject_timer: IDelayedCall | None = None
@@ -243,11 +252,15 @@ class Backend:
             outstanding=self.outstanding,
             failures=self.failures,
             max_concurrent=None if protocol is None else protocol.conn.peer_settings.max_concurrent,
+            calls=self.calls,
+            succeeded=self.succeeded,
+            last_error=self.last_error,
         )
 
     # -- failure accrual ---------------------------------------------------------
 
     def record_success(self) -> None:
+        self.succeeded += 1
         self.failures = 0
         self.ejections_in_a_row = 0
 

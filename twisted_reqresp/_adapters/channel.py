@@ -479,6 +479,7 @@ class Channel(Service):
             return
         call.attempts += 1
         call.backend = backend
+        backend.calls += 1
         self.stats.attempts += 1
         if call.attempts > 1:
             self.stats.retries += 1
@@ -502,7 +503,7 @@ class Channel(Service):
 
     def _wait(self, call: _ChannelCall, time_left: float | None) -> None:
         if not call.wait_for_ready:
-            why = self._why_not_ready()
+            why = self.why_not_ready()
             self._finish(
                 call, Failure(ConnectionClosed(f"no backend is ready: {why}", retry_safe=True))
             )
@@ -521,7 +522,11 @@ class Channel(Service):
         if time_left is not None:
             call.timer = self.clock.callLater(time_left, self._waited_too_long, call)
 
-    def _why_not_ready(self) -> str:
+    def why_not_ready(self) -> str:
+        """
+        :returns: why no backend takes calls, for people: the last
+            connection error, or else each backend's state.
+        """
         states = [b.info() for b in self._backends.values()]
         if not states:
             return "the channel has no endpoints"
@@ -533,7 +538,7 @@ class Channel(Service):
     def _waited_too_long(self, call: _ChannelCall) -> None:
         call.timer = None
         self._unwait(call)
-        why = self._why_not_ready()
+        why = self.why_not_ready()
         self._finish(call, Failure(DeadlineExceeded(f"no backend was ready in time: {why}")))
 
     def _unwait(self, call: _ChannelCall) -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import time
 from array import array
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,10 +45,11 @@ class BenchReport:
     elapsed: float = 0.0
     #: Each successful call's latency, in seconds.
     latencies: array[float] = field(default_factory=lambda: array("d"))
-    #: Over a :class:`~twisted_reqresp.Channel`: successful calls by the
-    #: backend (endpoint) their first attempt went to, ``"(waited)"`` for
-    #: calls that waited for a ready backend; empty over plain clients.
+    #: Over a :class:`~twisted_reqresp.Channel`: the calls each backend
+    #: (endpoint) answered successfully; empty over plain clients.
     backends: dict[str, int] = field(default_factory=dict)
+    #: Over a channel: the attempts that were retries; ``None`` otherwise.
+    retries: int | None = None
 
     @property
     def rate(self) -> float:
@@ -69,7 +70,6 @@ class BenchReport:
 
 
 #: Starts one call and says which backend it went to (or ``None``).
-Locate = Callable[[Callable[[], Deferred[Any]]], tuple[Deferred[Any], str | None]]
 
 
 def bench(
@@ -84,7 +84,6 @@ def bench(
     timer: Callable[[], float] = time.perf_counter,
     progress: Callable[[float, BenchReport], None] | None = None,
     progress_interval: float = 1.0,
-    locate: Locate | None = None,
 ) -> Deferred[BenchReport]:
     """
     Keep ``depth`` calls to ``method`` in flight on each client for
@@ -102,8 +101,6 @@ def bench(
     :param timer: measures latencies (a monotonic, high-resolution clock).
     :param progress: called every ``progress_interval`` seconds with the
         seconds elapsed and the report so far.
-    :param locate: over a channel, :func:`channel_locator`'s function, to
-        count successful calls per backend in :attr:`BenchReport.backends`.
     :returns: a Deferred firing with the :class:`BenchReport`.
     """
     report = BenchReport()
@@ -125,18 +122,11 @@ def bench(
         state["outstanding"] += 1
         sent = timer()
         settled = [False]
-        if locate is None:
-            d = client.call(method, body, timeout=timeout)
-            where = None
-        else:
-            d, where = locate(lambda: client.call(method, body, timeout=timeout))
-            where = where or "(waited)"
-        d.addBoth(answered, client, sent, settled, where)
+        d = client.call(method, body, timeout=timeout)
+        d.addBoth(answered, client, sent, settled)
         settled[0] = True
 
-    def answered(
-        result: Any, client: Client | Channel, sent: float, settled: list[bool], where: str | None
-    ) -> None:
+    def answered(result: Any, client: Client | Channel, sent: float, settled: list[bool]) -> None:
         state["outstanding"] -= 1
         again = clock.seconds() < end
         if isinstance(result, Failure):
@@ -152,8 +142,6 @@ def bench(
         else:
             report.requests += 1
             report.latencies.append(timer() - sent)
-            if where is not None:
-                report.backends[where] = report.backends.get(where, 0) + 1
         if again:
             issue(client)
         elif state["outstanding"] == 0 and not done.called:
@@ -175,25 +163,18 @@ def bench(
     return done
 
 
-def channel_locator(channel: Channel) -> Locate:
+def count_backends(channel: Channel, before: Mapping[str, int], report: BenchReport) -> None:
     """
-    :param channel: the channel a bench run calls through.
-    :returns: a ``locate`` function for :func:`bench` that tells which
-        backend a call's first attempt went to: the one whose count of
-        outstanding calls it raised.  A channel picks the backend and
-        sends (or queues) the call before ``call`` returns, so this is
-        exact for calls that did not wait for a ready backend.
+    Fill :attr:`BenchReport.backends` and :attr:`BenchReport.retries` from
+    a channel's counters.
+
+    :param channel: the channel the run called through.
+    :param before: each backend's ``succeeded`` count when the run began.
+    :param report: the run's report.
     """
-
-    def locate(start: Callable[[], Deferred[Any]]) -> tuple[Deferred[Any], str | None]:
-        before = {info.endpoint: info.outstanding for info in channel.backends}
-        d = start()
-        for info in channel.backends:
-            if info.outstanding > before.get(info.endpoint, 0):
-                return d, info.endpoint
-        return d, None
-
-    return locate
+    for info in channel.backends:
+        report.backends[info.endpoint] = info.succeeded - before.get(info.endpoint, 0)
+    report.retries = channel.stats.retries
 
 
 def format_report(report: BenchReport) -> str:
@@ -219,5 +200,6 @@ def format_report(report: BenchReport) -> str:
         lines.append(
             "backends  "
             + ", ".join(f"{name} {count:,}" for name, count in sorted(report.backends.items()))
+            + ("" if report.retries is None else f" ({report.retries:,} retries)")
         )
     return "\n".join(lines) + "\n"

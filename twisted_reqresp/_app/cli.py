@@ -64,7 +64,7 @@ from .._core.errors import (
 )
 from .._core.status import StatusCode, status_name
 from ..codecs import JSON
-from .bench import BenchReport, bench, channel_locator, format_report
+from .bench import BenchReport, bench, count_backends, format_report
 
 __all__ = [
     "EXIT_CONNECTION",
@@ -751,7 +751,7 @@ def _bench_and_report(
     body: bytes,
     out: BinaryIO,
     progress_to: Any,
-    locate: Any = None,
+    channel: Channel | None = None,
 ) -> Generator[Deferred[Any], Any, BenchReport]:
     if progress_to is None and sys.stderr.isatty():
         progress_to = sys.stderr
@@ -766,6 +766,7 @@ def _bench_and_report(
             )
             progress_to.flush()
 
+    before = {info.endpoint: info.succeeded for info in channel.backends} if channel else {}
     report: BenchReport = yield bench(
         clients,
         args.method,
@@ -775,8 +776,9 @@ def _bench_and_report(
         clock=reactor,
         timeout=args.timeout,
         progress=progress,
-        locate=locate,
     )
+    if channel is not None:
+        count_backends(channel, before, report)
     if progress_to is not None:
         progress_to.write("\n")
     out.write(format_report(report).encode())
@@ -809,12 +811,7 @@ def _when_ready(
     try:
         yield ready
     except (DeferTimeout, CancelledError):
-        # A call that does not wait fails at once with the channel's
-        # reason: the last connection error, or each backend's state.
-        reasons: list[str] = []
-        probe = channel.call("reqresp.health", wait_for_ready=False)
-        probe.addErrback(lambda f: reasons.append(f.getErrorMessage()))
-        why = reasons[0] if reasons else "no backend is ready"
+        why = channel.why_not_ready()
         raise CommandError(
             f"no server became ready within {timeout:g} s: {why}", EXIT_CONNECTION
         ) from None
@@ -877,9 +874,7 @@ def run_channel(
         most = BENCH_SETTLE_TIME if timeout is None else min(timeout, BENCH_SETTLE_TIME)
         yield _settle(channel, reactor, most)
         workers = [channel] * args.connections
-        report = yield _bench_and_report(
-            reactor, workers, args, body, out, progress_to, channel_locator(channel)
-        )
+        report = yield _bench_and_report(reactor, workers, args, body, out, progress_to, channel)
         if report.requests == 0 and report.first_error is not None:
             raise explain(report.first_error, timeout=timeout)
         code = EXIT_OK
