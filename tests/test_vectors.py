@@ -19,6 +19,7 @@ from twisted_reqresp._core.binary import PREFACE, BinaryCodec, BinaryFormat
 from twisted_reqresp._core.connection import Connection, ConnectionState
 from twisted_reqresp._core.events import (
     Cancel,
+    CreditGranted,
     ErrorResponse,
     Event,
     GoAway,
@@ -30,6 +31,9 @@ from twisted_reqresp._core.events import (
     Response,
     Role,
     Settings,
+    StreamEnd,
+    StreamMessage,
+    StreamRequest,
 )
 from twisted_reqresp._core.limits import DEFAULT_LIMITS, Limits
 from twisted_reqresp._core.status import StatusCode
@@ -42,7 +46,20 @@ PROTOCOL_DOC = _ROOT / "docs" / "protocol.md"
 
 _EVENT_TYPES: dict[str, type] = {
     cls.__name__: cls
-    for cls in (Settings, Request, Response, ErrorResponse, Cancel, Ping, Pong, GoAway)
+    for cls in (
+        Settings,
+        Request,
+        Response,
+        ErrorResponse,
+        Cancel,
+        Ping,
+        Pong,
+        GoAway,
+        StreamRequest,
+        StreamMessage,
+        StreamEnd,
+        CreditGranted,
+    )
 }
 _BYTES_FIELDS = frozenset({"body", "details", "payload"})
 _DIRECTIONS = ("client->server", "server->client", "both")
@@ -142,6 +159,19 @@ class VectorFileTests(SynchronousTestCase):
         self.assertEqual({e.retry_safe for e in errors}, {False, True})
         self.assertIn(4242, [e.code for e in errors])
         self.assertTrue(any(e.details for e in errors))
+        settings = [e for e in events if isinstance(e, Settings)]
+        self.assertEqual({s.stream_credit is None for s in settings}, {False, True})
+        streams = [e for e in events if isinstance(e, StreamRequest)]
+        self.assertEqual(
+            {(s.client_stream, s.server_stream) for s in streams},
+            {(True, False), (False, True), (True, True)},
+        )
+        self.assertTrue(any(s.deadline_ms is not None and s.metadata for s in streams))
+        messages = [e for e in events if isinstance(e, StreamMessage)]
+        self.assertEqual({bool(m.body) for m in messages}, {False, True})
+        credits = [e for e in events if isinstance(e, CreditGranted)]
+        self.assertEqual({c.request_id == 0 for c in credits}, {False, True})
+        self.assertIn(2**31 - 1, [c.increment for c in credits])
 
 
 class VectorTests(SynchronousTestCase):
@@ -243,6 +273,55 @@ SETTLED_RULES: dict[str, list[str]] = {
     "requests still running at grace expiry get ERROR UNAVAILABLE, not retry-safe": [
         "error_grace_expired",
     ],
+    "a stream frame before the peer's SETTINGS is refused like any other": [
+        "stream_message_before_settings",
+        "credit_before_settings",
+        "client_stream_message_before_settings",
+    ],
+    "a message needs call and connection credit of at least 1, whatever its cost": [
+        "stream_message_overdraft_accepted",
+        "stream_message_without_credit",
+        "stream_message_without_connection_credit",
+        "client_stream_message_without_credit",
+        "stream_message_streaming_off",
+    ],
+    "messages flow only the ways the REQUEST's flags say, and not after STREAM_END": [
+        "stream_message_on_unary_call",
+        "stream_message_on_server_stream_call",
+        "stream_message_after_end",
+        "client_stream_message_on_client_stream_call",
+        "stream_end_on_unary_call",
+        "stream_end_twice",
+        "client_stream_end_from_server",
+        "client_stream_request_from_server",
+    ],
+    "stream frames for ids never sent are connection errors": [
+        "stream_message_unknown_id",
+        "stream_end_unknown_id",
+        "credit_unknown_id",
+        "client_stream_message_unknown_id",
+    ],
+    "stream frames for an ended call are dropped; a message's connection credit goes back": [
+        "stream_frames_for_ended_call_dropped",
+        "client_stream_frames_for_cancelled_call_dropped",
+    ],
+    "CREDIT: 1 to 2**31-1, on a call the receiver streams on, never past 2**31-1": [
+        "credit_zero",
+        "credit_above_max",
+        "credit_bad_length",
+        "credit_overflow_connection",
+        "credit_overflow_call",
+        "credit_on_call_without_server_stream",
+        "client_credit_overflow_call",
+    ],
+    "a streaming REQUEST that cannot be served fails alone": [
+        "stream_request_streaming_off",
+        "stream_request_client_did_not_offer",
+    ],
+    "a whole streaming call in each direction": [
+        "stream_bidirectional_flow",
+        "client_stream_server_flow",
+    ],
 }
 
 
@@ -253,14 +332,24 @@ def _set_up(receiver: str, vector: dict[str, Any], wire: IWireFormat) -> Connect
         and was fed ``received``), with nothing queued.
     """
     received = bytes.fromhex(vector["received"])
+    limits = Limits(**vector.get("limits", {}))
     if receiver == "server":
-        conn = Connection(Role.SERVER, wire)
+        conn = Connection(Role.SERVER, wire, limits)
         conn.receive_data(PREFACE + received)
     else:
-        conn = Connection(Role.CLIENT, wire)
+        conn = Connection(Role.CLIENT, wire, limits)
         for _ in range(vector.get("sent", 0)):
             conn.send_request("m")
         conn.receive_data(received)
+    while (event := conn.next_event()) is not None:
+        assert not isinstance(event, ProtocolViolation), (vector["name"], event)
+    for kind in vector.get("streams", []):
+        conn.start_stream("s", client_stream=kind != "server", server_stream=kind != "client")
+    for rid in vector.get("answered", []):
+        conn.send_response(rid)
+    for rid in vector.get("cancelled", []):
+        conn.send_cancel(rid)
+    conn.receive_data(bytes.fromhex(vector.get("received_after", "")))
     while (event := conn.next_event()) is not None:
         assert not isinstance(event, ProtocolViolation), (vector["name"], event)
     conn.data_to_send()

@@ -495,8 +495,11 @@ class Connection:
     def _never_sent(self, rid: int) -> bool:
         return not 0 < rid <= self.last_request_id
 
-    def _stream_error(self, name: str, rid: int, what: str) -> ProtocolViolation:
-        return self._protocol_error(f"{name} on request {rid}, {what}")
+    def _not_toward_us(self, rid: int) -> ProtocolViolation:
+        side = self.role.value
+        return self._protocol_error(
+            f"STREAM_MESSAGE on request {rid}, which does not stream to the {side}"
+        )
 
     def _on_stream_message(self, event: Event) -> Event | None:
         assert isinstance(event, StreamMessage)
@@ -505,11 +508,11 @@ class Connection:
         call = self._streams.get(rid)
         if call is None:
             if self._never_sent(rid):
-                return self._stream_error("STREAM_MESSAGE", rid, "which was never sent")
-            if rid in self.in_flight:
-                return self._stream_error(
-                    "STREAM_MESSAGE", rid, f"which does not stream to the {self.role.value}"
+                return self._protocol_error(
+                    f"STREAM_MESSAGE on request {rid}, which was never sent"
                 )
+            if rid in self.in_flight:
+                return self._not_toward_us(rid)
             # The call ended: the message crossed its end on the wire.  It still
             # needed connection credit, which goes straight back.
             if self._receive_conn_credit <= 0:
@@ -517,13 +520,11 @@ class Connection:
             self._out.append(self._codec.encode(CreditGranted(request_id=0, increment=cost)))
             return None
         if not call.receives:
-            return self._stream_error(
-                "STREAM_MESSAGE", rid, f"which does not stream to the {self.role.value}"
-            )
+            return self._not_toward_us(rid)
         if call.received_end:
-            return self._stream_error("STREAM_MESSAGE", rid, "after its STREAM_END")
+            return self._protocol_error(f"STREAM_MESSAGE on request {rid} after its STREAM_END")
         if call.receive_credit <= 0:
-            return self._stream_error("STREAM_MESSAGE", rid, "without credit")
+            return self._protocol_error(f"STREAM_MESSAGE on request {rid} without credit")
         if self._receive_conn_credit <= 0:
             return self._protocol_error("STREAM_MESSAGE without connection credit")
         call.receive_credit -= cost
@@ -537,14 +538,16 @@ class Connection:
         call = self._streams.get(rid)
         if call is None:
             if self._never_sent(rid):
-                return self._stream_error("STREAM_END", rid, "which was never sent")
+                return self._protocol_error(f"STREAM_END on request {rid}, which was never sent")
             if rid in self.in_flight:
-                return self._stream_error("STREAM_END", rid, "which has no client stream")
+                return self._protocol_error(
+                    f"STREAM_END on request {rid}, which has no client stream"
+                )
             return None  # the call ended; the STREAM_END crossed its end
         if not call.receives:
-            return self._stream_error("STREAM_END", rid, "which has no client stream")
+            return self._protocol_error(f"STREAM_END on request {rid}, which has no client stream")
         if call.received_end:
-            return self._stream_error("STREAM_END", rid, "a second time")
+            return self._protocol_error(f"second STREAM_END on request {rid}")
         call.received_end = True
         return event
 
@@ -562,16 +565,16 @@ class Connection:
         call = self._streams.get(rid)
         if call is None or not call.sends:
             if self._never_sent(rid):
-                return self._stream_error("CREDIT", rid, "which was never sent")
+                return self._protocol_error(f"CREDIT on request {rid}, which was never sent")
             if rid in self.in_flight:
-                return self._stream_error(
-                    "CREDIT", rid, f"on which the {self.role.value} does not stream"
+                return self._protocol_error(
+                    f"CREDIT on request {rid}, on which the {self.role.value} does not stream"
                 )
             return None  # the call ended; the grant crossed its end
         credit = call.send_credit + event.increment
         if credit > MAX_CREDIT:
-            return self._stream_error(
-                "CREDIT", rid, f"takes its credit to {credit}, past {MAX_CREDIT}"
+            return self._protocol_error(
+                f"CREDIT takes request {rid}'s credit to {credit}, past {MAX_CREDIT}"
             )
         call.send_credit = credit
         return event
