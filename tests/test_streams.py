@@ -575,3 +575,19 @@ def test_flow_control_property(
             owed = receiver._streams[rid].pending
             assert sender._streams[rid].send_credit + owed == stream_credit
         assert sender._send_conn_credit + receiver._conn_pending == connection_credit
+
+
+class ClosedTests(SynchronousTestCase):
+    """A closed connection streams nothing, whatever its calls' credit."""
+
+    def test_no_sending_after_a_violation(self) -> None:
+        """After a protocol violation, can_send_message is False and send_message raises."""
+        client, server = pair()
+        rid = client.start_stream("s", client_stream=True, server_stream=False)
+        pump(client, server)
+        self.assertTrue(client.can_send_message(rid))
+        client.receive_data(b"\x00\x00\x00\x00\x0b\x00\x00\x00\x00\x01")  # STREAM_END from a server
+        self.assertIsInstance(client.next_event(), ProtocolViolation)
+        self.assertFalse(client.can_send_message(rid))
+        code, message = refusal(lambda: client.send_message(rid, b"x"))
+        self.assertEqual((code, message), (StatusCode.UNAVAILABLE, "the connection is closed"))

@@ -934,12 +934,14 @@ class Connection:
         :param request_id: an open streaming call this side streams on.
         :returns: whether :meth:`send_message` would not be blocked for want
             of credit: both the call's credit and the connection's are at
-            least 1.  ``False`` for any other id.  When it is ``False``, wait
-            for a :class:`CreditGranted` event.
+            least 1.  ``False`` for any other id, and once the connection is
+            closed.  When it is ``False`` on an open call, wait for a
+            :class:`CreditGranted` event.
         """
         call = self._streams.get(request_id)
         return (
             call is not None
+            and self.state is not ConnectionState.CLOSED
             and call.sends
             and not call.sent_end
             and call.send_credit > 0

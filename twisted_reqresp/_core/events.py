@@ -130,11 +130,10 @@ class StreamMessage:
     """
     One message of a streaming call's stream, from either side.
 
-    It cost the sender ``10 + len(body)`` bytes of credit (see
-    :func:`~twisted_reqresp._core.streams.message_cost`); the receiving
-    application gives that back with
-    :meth:`~twisted_reqresp._core.connection.Connection.acknowledge` once it
-    has consumed or discarded the message.
+    It cost the sender ``10 + len(body)`` bytes of credit, its whole frame;
+    the receiving application gives that back with
+    :meth:`~twisted_reqresp.wire.Connection.acknowledge` once it has
+    consumed or discarded the message.
     """
 
     #: The id of the streaming call.
