@@ -476,6 +476,99 @@ EXAMPLE: list[tuple[str, str, Event | None]] = [
 ]
 
 
+_STREAM_CLIENT = Limits(stream_credit=16)
+_STREAM_SERVER = Limits(max_frame_size=1024 * 1024, max_concurrent=32, stream_credit=65536)
+
+#: The second session, with streaming calls: (marker, direction, event).
+STREAM_EXAMPLE: list[tuple[str, str, Event]] = [
+    (
+        "streaming-client-settings",
+        _C2S,
+        Settings(max_frame_size=16 * 1024 * 1024, max_concurrent=100, stream_credit=16),
+    ),
+    (
+        "streaming-server-settings",
+        _S2C,
+        Settings(max_frame_size=1024 * 1024, max_concurrent=32, stream_credit=65536),
+    ),
+    (
+        "streaming-request-count",
+        _C2S,
+        StreamRequest(
+            request_id=1, method="count", client_stream=False, server_stream=True, body=b"2"
+        ),
+    ),
+    ("streaming-message-1", _S2C, StreamMessage(request_id=1, body=b"1")),
+    ("streaming-message-2", _S2C, StreamMessage(request_id=1, body=b"2")),
+    ("streaming-credit", _C2S, CreditGranted(request_id=1, increment=22)),
+    ("streaming-response-count", _S2C, Response(request_id=1)),
+    (
+        "streaming-request-sum",
+        _C2S,
+        StreamRequest(request_id=2, method="sum", client_stream=True, server_stream=False),
+    ),
+    ("streaming-message-3", _C2S, StreamMessage(request_id=2, body=b"3")),
+    ("streaming-message-4", _C2S, StreamMessage(request_id=2, body=b"4")),
+    ("streaming-end", _C2S, StreamEnd(request_id=2)),
+    ("streaming-response-sum", _S2C, Response(request_id=2, body=b"7")),
+]
+
+
+def run_streaming_session() -> dict[str, bytes]:
+    """
+    Play the streaming example with a real client and server
+    :class:`Connection`, checking each side's events on the way.
+
+    :returns: the bytes each side sent after its preface, by direction.
+    """
+    client = Connection(Role.CLIENT, BinaryFormat(), _STREAM_CLIENT)
+    server = Connection(Role.SERVER, BinaryFormat(), _STREAM_SERVER)
+    sent = {_C2S: b"", _S2C: b""}
+    by_name = {name: event for name, _, event in STREAM_EXAMPLE}
+
+    def expect(to_server: list[str], to_client: list[str]) -> None:
+        got_server: list[Event] = []
+        got_client: list[Event] = []
+        while True:
+            c2s, s2c = client.data_to_send(), server.data_to_send()
+            if not c2s and not s2c:
+                break
+            sent[_C2S] += c2s
+            sent[_S2C] += s2c
+            server.receive_data(c2s)
+            client.receive_data(s2c)
+            while (event := server.next_event()) is not None:
+                got_server.append(event)
+            while (event := client.next_event()) is not None:
+                got_client.append(event)
+        want = ([by_name[n] for n in to_server], [by_name[n] for n in to_client])
+        assert (got_server, got_client) == want, ((got_server, got_client), want)
+
+    expect(["streaming-client-settings"], ["streaming-server-settings"])
+    sent[_C2S] = sent[_C2S][len(PREFACE) :]
+    count = client.start_stream("count", b"2", client_stream=False, server_stream=True)
+    expect(["streaming-request-count"], [])
+    server.send_message(count, b"1")
+    server.send_message(count, b"2")  # credit 5: sent, leaving -6
+    assert not server.can_send_message(count)
+    expect([], ["streaming-message-1", "streaming-message-2"])
+    client.acknowledge(count, 22)  # the call is overdrawn: the grant goes at once
+    expect(["streaming-credit"], [])
+    server.send_response(count)
+    expect([], ["streaming-response-count"])
+    total = client.start_stream("sum", client_stream=True, server_stream=False)
+    client.send_message(total, b"3")
+    client.send_message(total, b"4")
+    client.end_stream(total)
+    expect(
+        ["streaming-request-sum", "streaming-message-3", "streaming-message-4", "streaming-end"], []
+    )
+    server.acknowledge(total, 22)  # 22 of 65536 owed: batched, nothing sent
+    server.send_response(total, b"7")
+    expect([], ["streaming-response-sum"])
+    return sent
+
+
 def parse_hex_dump(text: str) -> bytes:
     """
     Read a dump from the document: on each line, hex byte pairs separated by
@@ -561,7 +654,24 @@ class WorkedExampleTests(SynchronousTestCase):
         names = list(doc_dumps())
         expected = [name for name, _, _ in EXAMPLE]
         expected += ["stream-client-to-server", "stream-server-to-client"]
+        expected += [name for name, _, _ in STREAM_EXAMPLE]
         self.assertEqual(names, expected)
+
+    def test_streaming_frames(self) -> None:
+        """Each dump of the streaming session is the encoding of the event it describes."""
+        dumps = doc_dumps()
+        for name, direction, event in STREAM_EXAMPLE:
+            with self.subTest(step=name):
+                codec = BinaryCodec(_sender(direction), DEFAULT_LIMITS)
+                self.assertEqual(dumps[name].hex(" "), codec.encode(event).hex(" "))
+
+    def test_streaming_session(self) -> None:
+        """A real client and server Connection send exactly the streaming session's dumps."""
+        dumps = doc_dumps()
+        sent = run_streaming_session()
+        for direction in (_C2S, _S2C):
+            steps = b"".join(dumps[name] for name, d, _ in STREAM_EXAMPLE if d == direction)
+            self.assertEqual(sent[direction].hex(" "), steps.hex(" "))
 
     def test_each_frame(self) -> None:
         """Each annotated dump is the encoding of the event the document describes."""
