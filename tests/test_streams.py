@@ -591,3 +591,22 @@ class ClosedTests(SynchronousTestCase):
         self.assertFalse(client.can_send_message(rid))
         code, message = refusal(lambda: client.send_message(rid, b"x"))
         self.assertEqual((code, message), (StatusCode.UNAVAILABLE, "the connection is closed"))
+
+
+class GrantWithHeldTests(SynchronousTestCase):
+    """A grant leaves room for the credit of what the application still holds."""
+
+    def test_grant_counts_what_is_held(self) -> None:
+        """With 13 bytes held, a grant may bring the credit to 2**31-1 less 13, not further."""
+        client, server = pair()
+        rid = client.start_stream("s", client_stream=True, server_stream=False)
+        client.send_message(rid, b"abc")  # cost 13: the server's view of the credit is 87
+        pump(client, server)
+        room = MAX_CREDIT - 87 - 13
+        self.assertRaises(LocalProtocolError, server.grant_credit, rid, room + 1)
+        server.grant_credit(rid, room)
+        server.acknowledge(rid, 13)  # owed, batched: giving it back reaches the most exactly
+        self.assertRaises(LocalProtocolError, server.grant_credit, rid, 1)
+        _, events = pump(client, server)
+        self.assertEqual(events, [CreditGranted(request_id=rid, increment=room)])
+        self.assertIs(client.state, ConnectionState.OPEN)

@@ -1056,13 +1056,18 @@ class Connection:
             to this side, or 0 for the connection.
         :param increment: bytes, 1 to 2**31 - 1.
         :raises LocalProtocolError: if the call is not open or does not
-            stream to this side, or the peer's credit would pass 2**31 - 1.
+            stream to this side, or the peer's credit would pass 2**31 - 1,
+            now or once everything received is given back.
         """
         self._check_open()
         if not isinstance(increment, int) or not 1 <= increment <= MAX_CREDIT:
             raise LocalProtocolError(f"credit increment {increment!r} (must be 1 to {MAX_CREDIT})")
+        # What the peer's credit comes to once everything received is given
+        # back (held by the application, or owed in a batch) must fit too:
+        # acknowledge() would otherwise take it past the most later on.
+        owed = self._unacknowledged
         if request_id == 0:
-            if self._receive_conn_credit + increment > MAX_CREDIT:
+            if self._receive_conn_credit + self._conn_pending + owed + increment > MAX_CREDIT:
                 raise LocalProtocolError(f"the connection credit would pass {MAX_CREDIT}")
             data = self._codec.encode(CreditGranted(request_id=0, increment=increment))
             self._receive_conn_credit += increment
@@ -1072,7 +1077,7 @@ class Connection:
                 raise LocalProtocolError(
                     f"request {request_id} is not an open call streaming to the {self.role.value}"
                 )
-            if call.receive_credit + increment > MAX_CREDIT:
+            if call.receive_credit + call.pending + owed + increment > MAX_CREDIT:
                 raise LocalProtocolError(
                     f"the credit of request {request_id} would pass {MAX_CREDIT}"
                 )
