@@ -31,13 +31,17 @@ The invariants, checked after every step:
 3. The codec's buffer stays bounded: after decoding, below one frame (or
    line, or detection window) plus a header; after receiving, that plus the
    chunk.
-4. Decoded requests (and, for a client, answers) survive a round trip:
-   encoded again by the peer's codec and decoded by a fresh codec, they
-   give equal events.
+4. Decoded requests, streaming requests and stream frames (and, for a
+   client, answers) survive a round trip: encoded again by the peer's codec
+   and decoded by a fresh codec, they give equal events.
 5. What the core sends is well formed for its peer: the binary bytes a
    server writes after a valid preface decode, with a fresh client codec,
    into frames without any violation; a line server writes only ``OK`` and
    ``ERR`` lines.
+6. Streaming calls (docs/protocol.md, "Streaming calls"; both sides offer
+   them with :data:`LIMITS`): the stream messages a connection holds
+   unacknowledged stay within its connection credit plus one frame;
+   ``send_message`` raises exactly when ``can_send_message`` says no.
 """
 
 from __future__ import annotations
@@ -61,6 +65,7 @@ with atheris.instrument_imports(include=["twisted_reqresp"]):
 
 from twisted_reqresp._core.errors import LocalProtocolError  # noqa: E402
 from twisted_reqresp._core.events import (  # noqa: E402
+    CreditGranted,
     ErrorResponse,
     PrefaceReceived,
     ProtocolViolation,
@@ -69,8 +74,12 @@ from twisted_reqresp._core.events import (  # noqa: E402
     Response,
     Role,
     Settings,
+    StreamEnd,
+    StreamMessage,
+    StreamRequest,
 )
 from twisted_reqresp._core.limits import Limits  # noqa: E402
+from twisted_reqresp._core.streams import MESSAGE_OVERHEAD, message_cost  # noqa: E402
 from twisted_reqresp.wire import (  # noqa: E402
     PREFACE,
     AutoFormat,
@@ -83,7 +92,13 @@ from twisted_reqresp.wire import (  # noqa: E402
 )
 
 #: Small limits, so that the fuzzer reaches them with short inputs.
-LIMITS = Limits(max_frame_size=4096, max_line_length=4096, max_metadata_entries=8)
+LIMITS = Limits(
+    max_frame_size=4096,
+    max_line_length=4096,
+    max_metadata_entries=8,
+    stream_credit=512,
+    connection_credit=2048,
+)
 #: The largest chunk fed at once.
 MAX_CHUNK = 512
 HEADER = binary.HEADER_SIZE
@@ -97,6 +112,11 @@ ACT_SEND = 4  # client: send a request
 ACT_CANCEL = 5  # client: cancel the oldest request in flight
 ACT_GOAWAY = 6  # server: send GOAWAY (then requests are refused)
 ACT_CLOSE = 7  # give up from this side (close_with_error)
+# ACT_NOTHING with bit 0x08 set is a streaming action, chosen by bits 0x30:
+STREAM_OPEN = 0x08  # client: open a streaming call; bits 0xC0 say which ways (0: both)
+STREAM_SEND = 0x18  # send a message of (action >> 6) * 100 bytes on the newest call
+STREAM_END_ = 0x28  # client: end the stream of the oldest call
+STREAM_ACK = 0x38  # acknowledge every stream message received
 
 
 class Broken(AssertionError):
@@ -146,6 +166,8 @@ class Run:
     out: bytearray = dataclasses.field(default_factory=bytearray)
     violated: bool = False
     sent_requests: int = 0
+    #: Stream messages received and not yet acknowledged: (request id, cost).
+    held: list[tuple[int, int]] = dataclasses.field(default_factory=list)
 
 
 def _residual(kind: str) -> int:
@@ -193,6 +215,22 @@ def feed(run: Run, chunk: bytes) -> None:
             check(event.request_id == conn.last_request_id, "Rejected with an unexpected id")
         elif isinstance(event, Settings):
             check(event.max_frame_size >= 1024, "SETTINGS below the minimum frame size")
+        elif isinstance(event, StreamRequest):
+            check(run.role is Role.SERVER, "a client decoded a StreamRequest")
+            round_trip(run, event, Role.CLIENT)
+        elif isinstance(event, StreamMessage):
+            run.held.append((event.request_id, message_cost(len(event.body))))
+            round_trip(run, event, Role.SERVER if run.role is Role.CLIENT else Role.CLIENT)
+        elif isinstance(event, StreamEnd):
+            check(run.role is Role.SERVER, "a client decoded a StreamEnd")
+            round_trip(run, event, Role.CLIENT)
+        elif isinstance(event, CreditGranted):
+            round_trip(run, event, Role.SERVER if run.role is Role.CLIENT else Role.CLIENT)
+    bound = LIMITS.connection_credit + MESSAGE_OVERHEAD + LIMITS.max_frame_size - 1
+    check(
+        run.violated or conn.unacknowledged <= bound,
+        f"{conn.unacknowledged} bytes of stream messages held (bound {bound})",
+    )
     if run.violated:
         check(conn.next_event() is None, "an event after a ProtocolViolation")
     else:
@@ -230,6 +268,20 @@ def round_trip_request(run: Run, request: Request) -> None:
     again = server.next_event()
     expected = dataclasses.replace(request, request_id=1)
     check(again == expected, f"round trip changed {expected!r} into {again!r}")
+
+
+def round_trip(
+    run: Run, event: StreamRequest | StreamMessage | StreamEnd | CreditGranted, sender: Role
+) -> None:
+    """A decoded stream frame, encoded by ``sender`` and decoded again, is equal."""
+    data = BinaryCodec(sender, LIMITS).encode(event)
+    receiver = BinaryCodec(Role.SERVER if sender is Role.CLIENT else Role.CLIENT, LIMITS)
+    receiver.receive_data(PREFACE + data if sender is Role.CLIENT else data)
+    if sender is Role.CLIENT:
+        check(isinstance(receiver.next_event(), PrefaceReceived), "no PrefaceReceived")
+    again = receiver.next_event()
+    check(again == event, f"round trip changed {event!r} into {again!r}")
+    check(receiver.next_event() is None, "round trip left bytes")
 
 
 def round_trip_answer(run: Run, answer: Response | ErrorResponse) -> None:
@@ -282,6 +334,8 @@ def act(run: Run, action: int) -> None:
             conn.send_goaway()
         except LocalProtocolError:
             check(conn.state is ConnectionState.CLOSED, "send_goaway refused on an open connection")
+    elif what == ACT_NOTHING and action & 0x08:
+        stream_act(run, action)
     elif what == ACT_CLOSE and action == 0xFF:
         # After a violation the connection is closed already and this does
         # nothing (in_flight is cleared by close(), when the transport goes).
@@ -291,6 +345,50 @@ def act(run: Run, action: int) -> None:
         check(not (was_open and conn.in_flight), "in flight after close_with_error")
     if what == ACT_FLUSH or action & 0x40:
         flush(run)
+
+
+def stream_act(run: Run, action: int) -> None:
+    """The streaming actions (see ``STREAM_OPEN`` and the others)."""
+    conn = run.conn
+    in_flight = sorted(conn.in_flight)
+    sub = action & 0x38
+    if sub == STREAM_OPEN and run.role is Role.CLIENT:
+        ways = (action >> 6) or 3
+        try:
+            conn.start_stream("s", client_stream=bool(ways & 1), server_stream=bool(ways & 2))
+        except LocalProtocolError as e:
+            # Documented: closed, going away, or streaming not (yet) offered.
+            check(
+                conn.state is ConnectionState.CLOSED
+                or conn.peer_goaway is not None
+                or conn.peer_accepts_streams is not True,
+                f"start_stream refused on an open connection: {e}",
+            )
+    elif sub == STREAM_SEND and in_flight:
+        rid = in_flight[-1]
+        body = b"s" * ((action >> 6) * 100)
+        if conn.can_send_message(rid):
+            conn.send_message(rid, body)
+        else:
+            try:
+                conn.send_message(rid, body)
+            except LocalProtocolError:
+                pass
+            else:
+                check(False, "send_message went through when can_send_message said no")
+    elif sub == STREAM_END_ and run.role is Role.CLIENT and in_flight:
+        try:
+            conn.end_stream(in_flight[0])
+        except LocalProtocolError:
+            pass  # documented: not a client stream, already ended, or closed
+    elif sub == STREAM_ACK:
+        for rid, cost in run.held:
+            conn.acknowledge(rid, cost)
+        run.held.clear()
+        check(
+            conn.state is ConnectionState.CLOSED or conn.unacknowledged == 0,
+            "stream messages held after acknowledging them all",
+        )
 
 
 def flush(run: Run) -> None:

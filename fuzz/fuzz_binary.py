@@ -24,7 +24,12 @@ from twisted_reqresp.wire import PREFACE, BinaryCodec, Role, Settings
 
 def _settings(role: Role) -> bytes:
     return BinaryCodec(role, LIMITS).encode(
-        Settings(max_frame_size=LIMITS.max_frame_size, max_concurrent=LIMITS.max_concurrent)
+        Settings(
+            max_frame_size=LIMITS.max_frame_size,
+            max_concurrent=LIMITS.max_concurrent,
+            stream_credit=LIMITS.stream_credit,
+            connection_credit=LIMITS.connection_credit,
+        )
     )
 
 

@@ -23,6 +23,10 @@ from _harness import (
     ACT_SEND,
     LIMITS,
     MAX_CHUNK,
+    STREAM_ACK,
+    STREAM_END_,
+    STREAM_OPEN,
+    STREAM_SEND,
     make_input,
 )
 
@@ -30,6 +34,7 @@ from twisted_reqresp.wire import (
     PREFACE,
     BinaryCodec,
     Cancel,
+    CreditGranted,
     ErrorResponse,
     GoAway,
     Ping,
@@ -38,12 +43,22 @@ from twisted_reqresp.wire import (
     Response,
     Role,
     Settings,
+    StreamEnd,
+    StreamMessage,
+    StreamRequest,
 )
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 _CLIENT = BinaryCodec(Role.CLIENT, LIMITS)
 _SERVER = BinaryCodec(Role.SERVER, LIMITS)
 _SETTINGS = Settings(max_frame_size=LIMITS.max_frame_size, max_concurrent=LIMITS.max_concurrent)
+# Streaming offered, as the harness's LIMITS do.
+_STREAM_SETTINGS = Settings(
+    max_frame_size=LIMITS.max_frame_size,
+    max_concurrent=LIMITS.max_concurrent,
+    stream_credit=LIMITS.stream_credit,
+    connection_credit=LIMITS.connection_credit,
+)
 
 
 def client_frames(*events: object) -> bytes:
@@ -80,6 +95,38 @@ ANSWERS = server_frames(
 )
 
 
+# A client's streaming calls: one each way and one bidirectional, messages
+# (past the credit too), STREAM_END, CREDIT, and frames on ended calls.
+STREAMS = client_frames(
+    _STREAM_SETTINGS,
+    StreamRequest(request_id=1, method="sum", client_stream=True, server_stream=False),
+    StreamRequest(request_id=2, method="count", client_stream=False, server_stream=True, body=b"3"),
+    StreamRequest(
+        request_id=3, method="chat", client_stream=True, server_stream=True, deadline_ms=100
+    ),
+    StreamMessage(request_id=1, body=b"1"),
+    StreamMessage(request_id=3, body=b""),
+    StreamMessage(request_id=1, body=b"x" * 600),
+    StreamMessage(request_id=1, body=b"over the credit"),
+    StreamEnd(request_id=1),
+    CreditGranted(request_id=2, increment=100),
+    CreditGranted(request_id=0, increment=1000),
+    StreamEnd(request_id=2),
+    StreamMessage(request_id=9, body=b"never sent"),
+)
+# A server's side of streaming calls the client opened (ids 1 and 2).
+STREAM_ANSWERS = server_frames(
+    StreamMessage(request_id=1, body=b"one"),
+    CreditGranted(request_id=2, increment=64),
+    StreamMessage(request_id=1, body=b""),
+    CreditGranted(request_id=0, increment=4096),
+    Response(request_id=1, metadata=(("count", "2"),)),
+    StreamMessage(request_id=1, body=b"late"),
+    ErrorResponse(request_id=2, code=3, message="enough"),
+)
+_PONG = server_frames(Pong(payload=b"\0" * 8))
+
+
 def chunked(stream: bytes, rng: random.Random, actions: list[int]) -> tuple[list[int], list[int]]:
     """Cut ``stream`` at random and draw an action for each piece."""
     sizes = []
@@ -111,6 +158,24 @@ def seeds_binary(rng: random.Random) -> list[bytes]:
     out.append(make_input(0x0F, ANSWERS))  # a client that sent 3 requests
     out.append(make_input(0x0F, ANSWERS, *chunked(ANSWERS, rng, client_actions)))
     out.append(make_input(0xFF, server_frames(_SETTINGS) + ANSWERS))
+    # Streaming: a server fed the client's streaming calls, answering and
+    # acknowledging; a client that opens calls and gets the server's side.
+    stream_actions = [ACT_NOTHING, ACT_RESPOND, ACT_FLUSH, STREAM_SEND | 0x40, STREAM_ACK]
+    out.append(make_input(0x00, STREAMS))
+    for _ in range(3):
+        out.append(make_input(0x00, STREAMS, *chunked(STREAMS, rng, stream_actions)))
+    opened = _PONG + STREAM_ANSWERS
+    sizes = [len(_PONG), len(STREAM_ANSWERS)]
+    out.append(make_input(0x03, opened, sizes, [STREAM_OPEN | 0x40, ACT_FLUSH]))
+    out.append(make_input(0x03, opened, sizes, [STREAM_OPEN, STREAM_ACK | 0x40]))
+    out.append(
+        make_input(
+            0x03,
+            _PONG * 3 + STREAM_ANSWERS,
+            [len(_PONG)] * 3 + [len(STREAM_ANSWERS)],
+            [STREAM_OPEN | 0x40, STREAM_SEND | 0x40, STREAM_END_, STREAM_ACK],
+        )
+    )
     # Servers that refuse in text before any SETTINGS.
     out.append(
         make_input(0xF3, b"reqresp: unsupported protocol version 1; this server speaks 2\r\n")

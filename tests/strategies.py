@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from twisted_reqresp._core.binary import HEADER_SIZE, BinaryCodec
 from twisted_reqresp._core.events import (
     Cancel,
+    CreditGranted,
     ErrorResponse,
     Event,
     GoAway,
@@ -28,8 +29,11 @@ from twisted_reqresp._core.events import (
     Response,
     Role,
     Settings,
+    StreamEnd,
+    StreamMessage,
+    StreamRequest,
 )
-from twisted_reqresp._core.limits import DEFAULT_LIMITS
+from twisted_reqresp._core.limits import DEFAULT_LIMITS, MAX_CREDIT
 from twisted_reqresp._core.status import StatusCode
 
 __all__ = [
@@ -55,6 +59,7 @@ __all__ = [
     "settings_events",
     "split",
     "status_codes",
+    "stream_messages",
     "texts",
 ]
 
@@ -82,10 +87,14 @@ status_codes = st.one_of(
 deadlines = st.none() | st.integers(min_value=0, max_value=U32_MAX)
 ping_payloads = st.binary(min_size=8, max_size=8)
 
+#: Credit values: settings and increments (1 and up for increments).
+credits = st.integers(min_value=0, max_value=MAX_CREDIT)
 settings_events = st.builds(
     Settings,
     max_frame_size=st.integers(min_value=1024, max_value=U32_MAX),
     max_concurrent=st.integers(min_value=1, max_value=U32_MAX),
+    stream_credit=st.none() | credits,
+    connection_credit=credits,
 )
 requests = st.builds(
     Request,
@@ -94,6 +103,23 @@ requests = st.builds(
     body=bodies,
     metadata=metadata,
     deadline_ms=deadlines,
+)
+stream_requests = st.builds(
+    StreamRequest,
+    request_id=request_ids,
+    method=methods,
+    client_stream=st.booleans(),
+    server_stream=st.booleans(),
+    body=bodies,
+    metadata=metadata,
+    deadline_ms=deadlines,
+).filter(lambda r: r.client_stream or r.server_stream)
+#: Stream messages, empty ones included.
+stream_messages = st.builds(StreamMessage, request_id=request_ids, body=bodies)
+credit_grants = st.builds(
+    CreditGranted,
+    request_id=st.integers(min_value=0, max_value=U32_MAX),
+    increment=st.integers(min_value=1, max_value=MAX_CREDIT),
 )
 responses = st.builds(Response, request_id=request_ids, body=bodies, metadata=metadata)
 error_responses = st.builds(
@@ -118,10 +144,18 @@ _connection_frames = st.one_of(
 )
 #: Frames a client sends (for the codec: any ids, no ordering rules).
 client_events: st.SearchStrategy[Event] = st.one_of(
-    requests, st.builds(Cancel, request_id=request_ids), _connection_frames
+    requests,
+    st.builds(Cancel, request_id=request_ids),
+    _connection_frames,
+    stream_requests,
+    stream_messages,
+    st.builds(StreamEnd, request_id=request_ids),
+    credit_grants,
 )
 #: Frames a server sends.
-server_events: st.SearchStrategy[Event] = st.one_of(responses, error_responses, _connection_frames)
+server_events: st.SearchStrategy[Event] = st.one_of(
+    responses, error_responses, _connection_frames, stream_messages, credit_grants
+)
 
 
 @st.composite
@@ -158,7 +192,7 @@ def raw_frames(draw: st.DrawFn, max_payload: int = 64) -> bytes:
     or not), any flags, any request id, a random payload.  Most are
     malformed; they reach the payload decoders, not just the header check.
     """
-    ftype = draw(st.sampled_from([*range(0, 12), 0x42, 0xFF]))
+    ftype = draw(st.sampled_from([*range(0, 14), 0x42, 0xFF]))
     flags = draw(st.integers(min_value=0, max_value=255))
     rid = draw(st.sampled_from([0, 1, 2, 3]) | st.integers(min_value=0, max_value=U32_MAX))
     payload = draw(st.binary(max_size=max_payload))

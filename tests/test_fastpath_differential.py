@@ -38,9 +38,11 @@ from twisted_reqresp._core.events import (
     Response,
     Role,
     Settings,
+    StreamMessage,
 )
 from twisted_reqresp._core.limits import DEFAULT_LIMITS, Limits
 from twisted_reqresp._core.status import StatusCode
+from twisted_reqresp._core.streams import message_cost
 
 
 @dataclass(frozen=True)
@@ -255,3 +257,70 @@ def test_encode_response_equals_encode(fields: tuple[int, bytes, Metadata]) -> N
     assert _outcome(codec.encode_response, request_id, body, metadata) == _outcome(
         codec.encode, response
     )
+
+
+# --- streaming calls turn the client's response shortcut off -----------------------
+
+_STREAMING = Limits(stream_credit=300, connection_credit=600)
+
+
+def _call_streaming(
+    chunks: list[bytes], shortcuts: bool, kinds: list[tuple[bool, bool] | None]
+) -> _Run:
+    """
+    Open unary (``None``) and streaming calls from a streaming client, then
+    feed it the server's bytes, acknowledging every message it receives.
+    """
+    conn = Connection(Role.CLIENT, _Binary(shortcuts), _STREAMING, shortcuts=shortcuts)
+    run = _Run()
+    conn.receive_data(
+        BinaryCodec(Role.SERVER, DEFAULT_LIMITS).encode(
+            Settings(max_frame_size=1024, max_concurrent=100, stream_credit=50)
+        )
+    )
+    run.events.append(conn.next_event())  # type: ignore[arg-type]
+    for kind in kinds:
+        if kind is None:
+            run.outcomes.append(_outcome(conn.send_request, "m"))
+        else:
+            run.outcomes.append(
+                _outcome(
+                    lambda c, s: conn.start_stream("s", client_stream=c, server_stream=s), *kind
+                )
+            )
+    _observe(conn, run)
+    for chunk in chunks:
+        conn.receive_data(chunk)
+        while (event := conn.next_event()) is not None:
+            run.events.append(event)
+            if isinstance(event, StreamMessage):
+                conn.acknowledge(event.request_id, message_cost(len(event.body)))
+        _observe(conn, run)
+        # Which calls still stream: a RESPONSE taken inline must end them too.
+        run.state.append([conn.can_send_message(rid) for rid in range(7)])
+    return run
+
+
+@given(
+    stream=answer_soup(),
+    data=st.data(),
+    kinds=st.lists(st.none() | st.tuples(st.booleans(), st.booleans()), max_size=5),
+)
+def test_client_connection_shortcuts_with_streams(
+    stream: bytes, data: st.DataObject, kinds: list[tuple[bool, bool] | None]
+) -> None:
+    """With streaming calls open among unary ones, a client behaves the same with and without
+    shortcuts."""
+    for chunks in _chunkings(stream, data):
+        assert _call_streaming(chunks, True, kinds) == _call_streaming(chunks, False, kinds)
+
+
+@pytest.mark.parametrize("kind", [(True, False), (True, True)])
+def test_response_ends_stream_with_and_without_shortcuts(kind: tuple[bool, bool]) -> None:
+    """A RESPONSE to a client-streaming call ends its stream on the fast path as on the general."""
+    server = BinaryCodec(Role.SERVER, DEFAULT_LIMITS)
+    answer = server.encode(Response(request_id=1)) + server.encode(StreamMessage(request_id=1))
+    kinds: list[tuple[bool, bool] | None] = [kind, None]
+    fast = _call_streaming([answer], True, kinds)
+    assert fast == _call_streaming([answer], False, kinds)
+    assert fast.state[-1] == [False] * 7

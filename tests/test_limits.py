@@ -32,6 +32,9 @@ OPTIONAL_SECONDS = (
     "close_timeout",
 )
 NOT_NUMBERS = (True, False, "1", b"1", [1], object())
+#: Credit fields (docs/protocol.md, "Flow control"): 0 to 2**31 - 1 bytes;
+#: stream_credit may also be None (streaming off).
+CREDITS = ("stream_credit", "connection_credit")
 
 
 def _rejects(field: str, value: object) -> None:
@@ -45,7 +48,14 @@ def _accepts(field: str, value: object) -> None:
 
 def test_every_field_is_covered() -> None:
     """Each Limits field is in exactly one of this module's tables."""
-    covered = [*POSITIVE_INTS, *OPTIONAL_INTS, *OPTIONAL_SECONDS, "ping_timeout", "grace"]
+    covered = [
+        *POSITIVE_INTS,
+        *OPTIONAL_INTS,
+        *OPTIONAL_SECONDS,
+        *CREDITS,
+        "ping_timeout",
+        "grace",
+    ]
     assert sorted(covered) == sorted(f.name for f in dataclasses.fields(Limits))
 
 
@@ -120,3 +130,19 @@ def test_message_shows_the_value() -> None:
         Limits(max_concurrent=0)
     with pytest.raises(ValueError, match=r"close_timeout .* not -1"):
         Limits(close_timeout=-1)
+
+
+@pytest.mark.parametrize("field", CREDITS)
+def test_credits(field: str) -> None:
+    """A credit accepts 0 to 2**31-1 and refuses -1, 2**31 and non-integers."""
+    for good in (0, 1, 65536, 2**31 - 2, 2**31 - 1):
+        _accepts(field, good)
+    for bad in (-1, 2**31, 2**32, 1.0, *NOT_NUMBERS):
+        _rejects(field, bad)
+
+
+def test_stream_credit_none_turns_streaming_off() -> None:
+    """stream_credit is None by default (streaming off); connection_credit may not be None."""
+    assert DEFAULT_LIMITS.stream_credit is None
+    _accepts("stream_credit", None)
+    _rejects("connection_credit", None)

@@ -196,8 +196,13 @@ class LimitTests(SynchronousTestCase):
         self.assertIn("--max-frame-size", str(error))
 
     def test_every_server_limit(self) -> None:
-        """Every Limits field but the client-only max_queued_calls has an option."""
-        fields = {f.name for f in dataclasses.fields(Limits)} - {"max_queued_calls"}
+        """Every Limits field but the client-only max_queued_calls (and, until the server
+        serves streaming calls, the streaming credits) has an option."""
+        # stream_credit and connection_credit get options with the streaming
+        # server (issue 11, item 3): an option now would offer streaming calls
+        # that the server protocol cannot serve yet.
+        not_yet = {"stream_credit", "connection_credit"}
+        fields = {f.name for f in dataclasses.fields(Limits)} - {"max_queued_calls"} - not_yet
         self.assertEqual({limit.field for limit in LIMIT_OPTIONS}, fields)
 
     def test_seconds(self) -> None:

@@ -19,6 +19,7 @@ from twisted_reqresp._core.binary import PREFACE, BinaryCodec, BinaryFormat
 from twisted_reqresp._core.connection import Connection, ConnectionState
 from twisted_reqresp._core.events import (
     Cancel,
+    CreditGranted,
     ErrorResponse,
     Event,
     GoAway,
@@ -30,6 +31,9 @@ from twisted_reqresp._core.events import (
     Response,
     Role,
     Settings,
+    StreamEnd,
+    StreamMessage,
+    StreamRequest,
 )
 from twisted_reqresp._core.limits import DEFAULT_LIMITS, Limits
 from twisted_reqresp._core.status import StatusCode
@@ -42,7 +46,20 @@ PROTOCOL_DOC = _ROOT / "docs" / "protocol.md"
 
 _EVENT_TYPES: dict[str, type] = {
     cls.__name__: cls
-    for cls in (Settings, Request, Response, ErrorResponse, Cancel, Ping, Pong, GoAway)
+    for cls in (
+        Settings,
+        Request,
+        Response,
+        ErrorResponse,
+        Cancel,
+        Ping,
+        Pong,
+        GoAway,
+        StreamRequest,
+        StreamMessage,
+        StreamEnd,
+        CreditGranted,
+    )
 }
 _BYTES_FIELDS = frozenset({"body", "details", "payload"})
 _DIRECTIONS = ("client->server", "server->client", "both")
@@ -142,6 +159,19 @@ class VectorFileTests(SynchronousTestCase):
         self.assertEqual({e.retry_safe for e in errors}, {False, True})
         self.assertIn(4242, [e.code for e in errors])
         self.assertTrue(any(e.details for e in errors))
+        settings = [e for e in events if isinstance(e, Settings)]
+        self.assertEqual({s.stream_credit is None for s in settings}, {False, True})
+        streams = [e for e in events if isinstance(e, StreamRequest)]
+        self.assertEqual(
+            {(s.client_stream, s.server_stream) for s in streams},
+            {(True, False), (False, True), (True, True)},
+        )
+        self.assertTrue(any(s.deadline_ms is not None and s.metadata for s in streams))
+        messages = [e for e in events if isinstance(e, StreamMessage)]
+        self.assertEqual({bool(m.body) for m in messages}, {False, True})
+        credits = [e for e in events if isinstance(e, CreditGranted)]
+        self.assertEqual({c.request_id == 0 for c in credits}, {False, True})
+        self.assertIn(2**31 - 1, [c.increment for c in credits])
 
 
 class VectorTests(SynchronousTestCase):
@@ -243,6 +273,55 @@ SETTLED_RULES: dict[str, list[str]] = {
     "requests still running at grace expiry get ERROR UNAVAILABLE, not retry-safe": [
         "error_grace_expired",
     ],
+    "a stream frame before the peer's SETTINGS is refused like any other": [
+        "stream_message_before_settings",
+        "credit_before_settings",
+        "client_stream_message_before_settings",
+    ],
+    "a message needs call and connection credit of at least 1, whatever its cost": [
+        "stream_message_overdraft_accepted",
+        "stream_message_without_credit",
+        "stream_message_without_connection_credit",
+        "client_stream_message_without_credit",
+        "stream_message_streaming_off",
+    ],
+    "messages flow only the ways the REQUEST's flags say, and not after STREAM_END": [
+        "stream_message_on_unary_call",
+        "stream_message_on_server_stream_call",
+        "stream_message_after_end",
+        "client_stream_message_on_client_stream_call",
+        "stream_end_on_unary_call",
+        "stream_end_twice",
+        "client_stream_end_from_server",
+        "client_stream_request_from_server",
+    ],
+    "stream frames for ids never sent are connection errors": [
+        "stream_message_unknown_id",
+        "stream_end_unknown_id",
+        "credit_unknown_id",
+        "client_stream_message_unknown_id",
+    ],
+    "stream frames for an ended call are dropped; a message's connection credit goes back": [
+        "stream_frames_for_ended_call_dropped",
+        "client_stream_frames_for_cancelled_call_dropped",
+    ],
+    "CREDIT: 1 to 2**31-1, on a call the receiver streams on, never past 2**31-1": [
+        "credit_zero",
+        "credit_above_max",
+        "credit_bad_length",
+        "credit_overflow_connection",
+        "credit_overflow_call",
+        "credit_on_call_without_server_stream",
+        "client_credit_overflow_call",
+    ],
+    "a streaming REQUEST that cannot be served fails alone": [
+        "stream_request_streaming_off",
+        "stream_request_client_did_not_offer",
+    ],
+    "a whole streaming call in each direction": [
+        "stream_bidirectional_flow",
+        "client_stream_server_flow",
+    ],
 }
 
 
@@ -253,14 +332,24 @@ def _set_up(receiver: str, vector: dict[str, Any], wire: IWireFormat) -> Connect
         and was fed ``received``), with nothing queued.
     """
     received = bytes.fromhex(vector["received"])
+    limits = Limits(**vector.get("limits", {}))
     if receiver == "server":
-        conn = Connection(Role.SERVER, wire)
+        conn = Connection(Role.SERVER, wire, limits)
         conn.receive_data(PREFACE + received)
     else:
-        conn = Connection(Role.CLIENT, wire)
+        conn = Connection(Role.CLIENT, wire, limits)
         for _ in range(vector.get("sent", 0)):
             conn.send_request("m")
         conn.receive_data(received)
+    while (event := conn.next_event()) is not None:
+        assert not isinstance(event, ProtocolViolation), (vector["name"], event)
+    for kind in vector.get("streams", []):
+        conn.start_stream("s", client_stream=kind != "server", server_stream=kind != "client")
+    for rid in vector.get("answered", []):
+        conn.send_response(rid)
+    for rid in vector.get("cancelled", []):
+        conn.send_cancel(rid)
+    conn.receive_data(bytes.fromhex(vector.get("received_after", "")))
     while (event := conn.next_event()) is not None:
         assert not isinstance(event, ProtocolViolation), (vector["name"], event)
     conn.data_to_send()
@@ -387,6 +476,99 @@ EXAMPLE: list[tuple[str, str, Event | None]] = [
 ]
 
 
+_STREAM_CLIENT = Limits(stream_credit=16)
+_STREAM_SERVER = Limits(max_frame_size=1024 * 1024, max_concurrent=32, stream_credit=65536)
+
+#: The second session, with streaming calls: (marker, direction, event).
+STREAM_EXAMPLE: list[tuple[str, str, Event]] = [
+    (
+        "streaming-client-settings",
+        _C2S,
+        Settings(max_frame_size=16 * 1024 * 1024, max_concurrent=100, stream_credit=16),
+    ),
+    (
+        "streaming-server-settings",
+        _S2C,
+        Settings(max_frame_size=1024 * 1024, max_concurrent=32, stream_credit=65536),
+    ),
+    (
+        "streaming-request-count",
+        _C2S,
+        StreamRequest(
+            request_id=1, method="count", client_stream=False, server_stream=True, body=b"2"
+        ),
+    ),
+    ("streaming-message-1", _S2C, StreamMessage(request_id=1, body=b"1")),
+    ("streaming-message-2", _S2C, StreamMessage(request_id=1, body=b"2")),
+    ("streaming-credit", _C2S, CreditGranted(request_id=1, increment=22)),
+    ("streaming-response-count", _S2C, Response(request_id=1)),
+    (
+        "streaming-request-sum",
+        _C2S,
+        StreamRequest(request_id=2, method="sum", client_stream=True, server_stream=False),
+    ),
+    ("streaming-message-3", _C2S, StreamMessage(request_id=2, body=b"3")),
+    ("streaming-message-4", _C2S, StreamMessage(request_id=2, body=b"4")),
+    ("streaming-end", _C2S, StreamEnd(request_id=2)),
+    ("streaming-response-sum", _S2C, Response(request_id=2, body=b"7")),
+]
+
+
+def run_streaming_session() -> dict[str, bytes]:
+    """
+    Play the streaming example with a real client and server
+    :class:`Connection`, checking each side's events on the way.
+
+    :returns: the bytes each side sent after its preface, by direction.
+    """
+    client = Connection(Role.CLIENT, BinaryFormat(), _STREAM_CLIENT)
+    server = Connection(Role.SERVER, BinaryFormat(), _STREAM_SERVER)
+    sent = {_C2S: b"", _S2C: b""}
+    by_name = {name: event for name, _, event in STREAM_EXAMPLE}
+
+    def expect(to_server: list[str], to_client: list[str]) -> None:
+        got_server: list[Event] = []
+        got_client: list[Event] = []
+        while True:
+            c2s, s2c = client.data_to_send(), server.data_to_send()
+            if not c2s and not s2c:
+                break
+            sent[_C2S] += c2s
+            sent[_S2C] += s2c
+            server.receive_data(c2s)
+            client.receive_data(s2c)
+            while (event := server.next_event()) is not None:
+                got_server.append(event)
+            while (event := client.next_event()) is not None:
+                got_client.append(event)
+        want = ([by_name[n] for n in to_server], [by_name[n] for n in to_client])
+        assert (got_server, got_client) == want, ((got_server, got_client), want)
+
+    expect(["streaming-client-settings"], ["streaming-server-settings"])
+    sent[_C2S] = sent[_C2S][len(PREFACE) :]
+    count = client.start_stream("count", b"2", client_stream=False, server_stream=True)
+    expect(["streaming-request-count"], [])
+    server.send_message(count, b"1")
+    server.send_message(count, b"2")  # credit 5: sent, leaving -6
+    assert not server.can_send_message(count)
+    expect([], ["streaming-message-1", "streaming-message-2"])
+    client.acknowledge(count, 22)  # the call is overdrawn: the grant goes at once
+    expect(["streaming-credit"], [])
+    server.send_response(count)
+    expect([], ["streaming-response-count"])
+    total = client.start_stream("sum", client_stream=True, server_stream=False)
+    client.send_message(total, b"3")
+    client.send_message(total, b"4")
+    client.end_stream(total)
+    expect(
+        ["streaming-request-sum", "streaming-message-3", "streaming-message-4", "streaming-end"], []
+    )
+    server.acknowledge(total, 22)  # 22 of 65536 owed: batched, nothing sent
+    server.send_response(total, b"7")
+    expect([], ["streaming-response-sum"])
+    return sent
+
+
 def parse_hex_dump(text: str) -> bytes:
     """
     Read a dump from the document: on each line, hex byte pairs separated by
@@ -472,7 +654,24 @@ class WorkedExampleTests(SynchronousTestCase):
         names = list(doc_dumps())
         expected = [name for name, _, _ in EXAMPLE]
         expected += ["stream-client-to-server", "stream-server-to-client"]
+        expected += [name for name, _, _ in STREAM_EXAMPLE]
         self.assertEqual(names, expected)
+
+    def test_streaming_frames(self) -> None:
+        """Each dump of the streaming session is the encoding of the event it describes."""
+        dumps = doc_dumps()
+        for name, direction, event in STREAM_EXAMPLE:
+            with self.subTest(step=name):
+                codec = BinaryCodec(_sender(direction), DEFAULT_LIMITS)
+                self.assertEqual(dumps[name].hex(" "), codec.encode(event).hex(" "))
+
+    def test_streaming_session(self) -> None:
+        """A real client and server Connection send exactly the streaming session's dumps."""
+        dumps = doc_dumps()
+        sent = run_streaming_session()
+        for direction in (_C2S, _S2C):
+            steps = b"".join(dumps[name] for name, d, _ in STREAM_EXAMPLE if d == direction)
+            self.assertEqual(sent[direction].hex(" "), steps.hex(" "))
 
     def test_each_frame(self) -> None:
         """Each annotated dump is the encoding of the event the document describes."""

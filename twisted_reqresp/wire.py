@@ -14,6 +14,7 @@ from ._core.binary import PREFACE, BinaryCodec, BinaryFormat
 from ._core.connection import Connection, ConnectionState
 from ._core.events import (
     Cancel,
+    CreditGranted,
     ErrorResponse,
     Event,
     GoAway,
@@ -27,6 +28,9 @@ from ._core.events import (
     Response,
     Role,
     Settings,
+    StreamEnd,
+    StreamMessage,
+    StreamRequest,
 )
 from ._core.line import LineCodec, LineFormat
 from ._core.status import parse_status, status_name, to_status
@@ -40,6 +44,7 @@ __all__ = [
     "Cancel",
     "Connection",
     "ConnectionState",
+    "CreditGranted",
     "ErrorResponse",
     "Event",
     "GoAway",
@@ -55,6 +60,9 @@ __all__ = [
     "Response",
     "Role",
     "Settings",
+    "StreamEnd",
+    "StreamMessage",
+    "StreamRequest",
     "parse_status",
     "status_name",
     "to_status",

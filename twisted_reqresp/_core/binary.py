@@ -27,7 +27,9 @@ from zope.interface import implementer
 from .contract import IWireCodec, IWireFormat
 from .errors import LocalProtocolError
 from .events import (
+    DEFAULT_CONNECTION_CREDIT,
     Cancel,
+    CreditGranted,
     ErrorResponse,
     Event,
     GoAway,
@@ -41,8 +43,11 @@ from .events import (
     Response,
     Role,
     Settings,
+    StreamEnd,
+    StreamMessage,
+    StreamRequest,
 )
-from .limits import Limits
+from .limits import MAX_CREDIT, Limits
 from .status import StatusCode, to_status
 
 __all__ = [
@@ -86,6 +91,10 @@ class FrameType:
     PING = 0x6
     PONG = 0x7
     GOAWAY = 0x8
+    # 0x9 stays unassigned.
+    STREAM_MESSAGE = 0xA
+    STREAM_END = 0xB
+    CREDIT = 0xC
 
 
 # Flags, per frame type.  Undefined flags are ignored on receipt and must be
@@ -93,17 +102,24 @@ class FrameType:
 FLAG_DEADLINE = 0x01  # REQUEST: a u32 deadline in milliseconds follows the method
 FLAG_METADATA = 0x02  # REQUEST, RESPONSE: a metadata block is present
 FLAG_RETRY_SAFE = 0x01  # ERROR: the request was not processed
+FLAG_CLIENT_STREAM = 0x04  # REQUEST: the client sends a stream of messages
+FLAG_SERVER_STREAM = 0x08  # REQUEST: the server sends a stream of messages
+_STREAM_FLAGS = FLAG_CLIENT_STREAM | FLAG_SERVER_STREAM
 
 # SETTINGS identifiers.  Unknown identifiers are ignored.
 SETTING_MAX_FRAME_SIZE = 0x1
 SETTING_MAX_CONCURRENT = 0x2
+SETTING_STREAM_CREDIT = 0x3  # absent: the sender takes no part in streaming calls
+SETTING_CONNECTION_CREDIT = 0x4
 #: The smallest max frame size a peer may advertise: room for any
 #: control frame and a useful request.
 MIN_MAX_FRAME_SIZE = 1024
 
 _PING_SIZE = 8
 #: The frame types version 1 assigns; others are skipped once the handshake is done.
-_ASSIGNED = frozenset(range(FrameType.SETTINGS, FrameType.GOAWAY + 1))
+_ASSIGNED = frozenset(range(FrameType.SETTINGS, FrameType.GOAWAY + 1)) | frozenset(
+    (FrameType.STREAM_MESSAGE, FrameType.STREAM_END, FrameType.CREDIT)
+)
 #: How much of a text answer a client quotes when it reports one.
 _SHOWN = 200
 #: The start of a line-format answer (docs/protocol.md, "Line format"):
@@ -525,6 +541,16 @@ class BinaryCodec:
                 metadata, pos = _decode_metadata(buf, pos, end, self._max_metadata)
             if not method:
                 raise _Malformed("empty method name")
+            if flags & _STREAM_FLAGS:
+                return StreamRequest(
+                    request_id=rid,
+                    method=method,
+                    client_stream=bool(flags & FLAG_CLIENT_STREAM),
+                    server_stream=bool(flags & FLAG_SERVER_STREAM),
+                    body=buf[pos:end],
+                    metadata=metadata,
+                    deadline_ms=deadline,
+                )
             return Request(
                 request_id=rid,
                 method=method,
@@ -566,6 +592,18 @@ class BinaryCodec:
             return GoAway(last_request_id=rid, code=to_status(code), message=message)
         if ftype == FrameType.SETTINGS:
             return self._decode_settings(rid, buf, pos, end)
+        if ftype == FrameType.STREAM_MESSAGE:
+            return StreamMessage(request_id=rid, body=buf[pos:end])
+        if ftype == FrameType.STREAM_END:
+            # Like CANCEL: the payload is empty, and ignored if it is not.
+            return StreamEnd(request_id=rid)
+        if ftype == FrameType.CREDIT:
+            if end - pos != 4:
+                raise _Malformed(f"payload of {end - pos} bytes (must be 4)")
+            (increment,) = _U32.unpack_from(buf, pos)
+            if not 1 <= increment <= MAX_CREDIT:
+                raise _Malformed(f"credit increment {increment} (must be 1 to {MAX_CREDIT})")
+            return CreditGranted(request_id=rid, increment=increment)
         # An unknown frame type: skipped, so that later versions can add
         # frames an older peer ignores (as HTTP/2 does, RFC 9113 section 4.1).
         return _SKIPPED
@@ -577,6 +615,8 @@ class BinaryCodec:
             raise _Malformed("payload is not a whole number of settings")
         max_frame = 16 * 1024 * 1024
         max_concurrent = 100
+        stream_credit: int | None = None
+        connection_credit = DEFAULT_CONNECTION_CREDIT
         for offset in range(pos, end, _SETTING.size):
             ident, value = _SETTING.unpack_from(buf, offset)
             if ident == SETTING_MAX_FRAME_SIZE:
@@ -589,7 +629,19 @@ class BinaryCodec:
                 if value < 1:
                     raise _Malformed("max concurrent requests must be at least 1")
                 max_concurrent = value
-        return Settings(max_frame_size=max_frame, max_concurrent=max_concurrent)
+            elif ident in (SETTING_STREAM_CREDIT, SETTING_CONNECTION_CREDIT):
+                if value > MAX_CREDIT:
+                    raise _Malformed(f"credit setting {value} above the maximum {MAX_CREDIT}")
+                if ident == SETTING_STREAM_CREDIT:
+                    stream_credit = value
+                else:
+                    connection_credit = value
+        return Settings(
+            max_frame_size=max_frame,
+            max_concurrent=max_concurrent,
+            stream_credit=stream_credit,
+            connection_credit=connection_credit,
+        )
 
     # -- sending -------------------------------------------------------------
 
@@ -599,7 +651,9 @@ class BinaryCodec:
 
         :param event: a :class:`Request`, :class:`Response`,
             :class:`ErrorResponse`, :class:`Cancel`, :class:`Ping`,
-            :class:`Pong`, :class:`GoAway` or :class:`Settings`.
+            :class:`Pong`, :class:`GoAway`, :class:`Settings`,
+            :class:`StreamRequest`, :class:`StreamMessage`,
+            :class:`StreamEnd` or :class:`CreditGranted`.
         :returns: the frame's bytes.
         :raises LocalProtocolError: if the event cannot be encoded (a field
             too long, a number out of its field's range, text that is not
@@ -649,7 +703,7 @@ class BinaryCodec:
         :raises LocalProtocolError: as :meth:`encode`.
         """
         try:
-            return self._encode_request(request_id, method, body, metadata, deadline_ms)
+            return self._encode_request(request_id, method, body, metadata, deadline_ms, 0)
         except (struct.error, UnicodeEncodeError) as e:
             raise LocalProtocolError(f"cannot encode Request: {e}") from None
 
@@ -660,15 +714,17 @@ class BinaryCodec:
         body: bytes,
         metadata: Metadata,
         deadline_ms: int | None,
+        flags: int,
     ) -> bytes:
         if not method:
             raise LocalProtocolError("empty method name")
         name = _text(method, "method name")
         if deadline_ms is None and not metadata:
             return (
-                _HEADER.pack(len(name) + len(body), FrameType.REQUEST, 0, request_id) + name + body
+                _HEADER.pack(len(name) + len(body), FrameType.REQUEST, flags, request_id)
+                + name
+                + body
             )
-        flags = 0
         parts = [name]
         if deadline_ms is not None:
             if not 0 <= deadline_ms <= 0xFFFF_FFFF:
@@ -688,7 +744,35 @@ class BinaryCodec:
             return self.encode_response(event.request_id, event.body, event.metadata)
         if isinstance(event, Request):
             return self._encode_request(
-                event.request_id, event.method, event.body, event.metadata, event.deadline_ms
+                event.request_id, event.method, event.body, event.metadata, event.deadline_ms, 0
+            )
+        if isinstance(event, StreamMessage):
+            return _HEADER.pack(len(event.body), FrameType.STREAM_MESSAGE, 0, event.request_id) + (
+                event.body
+            )
+        if isinstance(event, StreamRequest):
+            flags = (FLAG_CLIENT_STREAM if event.client_stream else 0) | (
+                FLAG_SERVER_STREAM if event.server_stream else 0
+            )
+            if not flags:
+                raise LocalProtocolError("a StreamRequest streams one way or both")
+            return self._encode_request(
+                event.request_id,
+                event.method,
+                event.body,
+                event.metadata,
+                event.deadline_ms,
+                flags,
+            )
+        if isinstance(event, StreamEnd):
+            return _HEADER.pack(0, FrameType.STREAM_END, 0, event.request_id)
+        if isinstance(event, CreditGranted):
+            if not 1 <= event.increment <= MAX_CREDIT:
+                raise LocalProtocolError(
+                    f"credit increment {event.increment} (must be 1 to {MAX_CREDIT})"
+                )
+            return _HEADER.pack(4, FrameType.CREDIT, 0, event.request_id) + _U32.pack(
+                event.increment
             )
         if isinstance(event, ErrorResponse):
             payload = (
@@ -710,6 +794,18 @@ class BinaryCodec:
             payload = _SETTING.pack(SETTING_MAX_FRAME_SIZE, event.max_frame_size) + _SETTING.pack(
                 SETTING_MAX_CONCURRENT, event.max_concurrent
             )
+            for credit in (event.stream_credit, event.connection_credit):
+                if credit is not None and not 0 <= credit <= MAX_CREDIT:
+                    raise LocalProtocolError(f"credit setting {credit} (must be 0 to {MAX_CREDIT})")
+            # The streaming settings only when they say something, so that a
+            # side without streaming sends the SETTINGS it always sent.
+            if event.stream_credit is not None:
+                payload += _SETTING.pack(SETTING_STREAM_CREDIT, event.stream_credit)
+            if (
+                event.stream_credit is not None
+                or event.connection_credit != DEFAULT_CONNECTION_CREDIT
+            ):
+                payload += _SETTING.pack(SETTING_CONNECTION_CREDIT, event.connection_credit)
             return _HEADER.pack(len(payload), FrameType.SETTINGS, 0, 0) + payload
         raise LocalProtocolError(f"{type(event).__name__} is not sent on the wire")
 

@@ -40,6 +40,18 @@ or timed out) and treats an answer to an id it never sent as a violation.
 Requests a server receives after it sent GOAWAY are answered with
 UNAVAILABLE, marked retry-safe, and never reach the application.
 
+Streaming calls (binary format, both sides' SETTINGS carrying
+STREAM_CREDIT): a client opens one with :meth:`Connection.start_stream`; the
+call has a :class:`~twisted_reqresp._core.streams.CallStream` in
+``_streams`` while it is open, that is while its id is in ``in_flight``.
+Ending the call (the final answer, CANCEL, a server's refusal) drops it.
+A stream frame for a call without one is judged by the id alone: never
+sent (a violation), open but not streaming that way (a violation), or
+ended (dropped; a message's connection credit goes straight back).  While
+a client has streaming calls open, its inline RESPONSE shortcut is off, so
+that the general path ends the call's stream too; unary traffic on a
+connection without streams costs nothing more than it did.
+
 Answer order: a wire format that is not ``multiplexed`` (the line format)
 carries no request ids, so a server writes its answers in request order.
 The connection holds an answer that is ready early until every request
@@ -58,7 +70,9 @@ from enum import Enum
 from .contract import IWireCodec, IWireFormat
 from .errors import LocalProtocolError
 from .events import (
+    DEFAULT_CONNECTION_CREDIT,
     Cancel,
+    CreditGranted,
     ErrorResponse,
     Event,
     GoAway,
@@ -72,9 +86,13 @@ from .events import (
     Response,
     Role,
     Settings,
+    StreamEnd,
+    StreamMessage,
+    StreamRequest,
 )
-from .limits import DEFAULT_LIMITS, Limits
+from .limits import DEFAULT_LIMITS, MAX_CREDIT, Limits
 from .status import STATUS_MAX, StatusCode, status_name, utf8_prefix
+from .streams import CallStream, message_cost
 
 __all__ = ["Connection", "ConnectionState"]
 
@@ -136,9 +154,20 @@ _BEFORE_SETTINGS: dict[Role, frozenset[type]] = {
 }
 # How "NAME before SETTINGS" names an event: by its frame type.  A Rejected
 # event is a malformed REQUEST at a server, a malformed answer at a client.
+_STREAM_FRAME_NAMES: dict[type, str] = {
+    StreamRequest: "REQUEST",
+    StreamMessage: "STREAM_MESSAGE",
+    StreamEnd: "STREAM_END",
+    CreditGranted: "CREDIT",
+}
 _FRAME_NAMES: dict[Role, dict[type, str]] = {
-    Role.SERVER: {Rejected: "REQUEST", GoAway: "GOAWAY"},
-    Role.CLIENT: {ErrorResponse: "ERROR", Rejected: "RESPONSE or ERROR", GoAway: "GOAWAY"},
+    Role.SERVER: {Rejected: "REQUEST", GoAway: "GOAWAY", **_STREAM_FRAME_NAMES},
+    Role.CLIENT: {
+        ErrorResponse: "ERROR",
+        Rejected: "RESPONSE or ERROR",
+        GoAway: "GOAWAY",
+        **_STREAM_FRAME_NAMES,
+    },
 }
 
 # (our role, type of the received event) -> name of the method that handles
@@ -147,6 +176,10 @@ _INBOUND: dict[tuple[Role, type], str] = {
     (Role.SERVER, PrefaceReceived): "_on_preface",
     (Role.SERVER, Settings): "_on_settings",
     (Role.SERVER, Request): "_on_request",
+    (Role.SERVER, StreamRequest): "_on_request",
+    (Role.SERVER, StreamMessage): "_on_stream_message",
+    (Role.SERVER, StreamEnd): "_on_stream_end",
+    (Role.SERVER, CreditGranted): "_on_credit",
     (Role.SERVER, Rejected): "_on_request",
     (Role.SERVER, Cancel): "_on_cancel",
     (Role.SERVER, Ping): "_on_ping",
@@ -159,6 +192,8 @@ _INBOUND: dict[tuple[Role, type], str] = {
     (Role.CLIENT, Ping): "_on_ping",
     (Role.CLIENT, Pong): "_on_pass",
     (Role.CLIENT, GoAway): "_on_goaway",
+    (Role.CLIENT, StreamMessage): "_on_stream_message",
+    (Role.CLIENT, CreditGranted): "_on_credit",
 }
 
 
@@ -217,7 +252,30 @@ class Connection:
         self._refusal: ProtocolViolation | None = None
         # Which of next_event's inline checks apply (see there).
         self._request_shortcut = shortcuts and role is Role.SERVER
-        self._response_shortcut = shortcuts and role is Role.CLIENT
+        # The response shortcut is off while streaming calls are open (see
+        # the module docstring); this says whether it may be on at all.
+        self._response_shortcut_allowed = shortcuts and role is Role.CLIENT
+        self._response_shortcut = self._response_shortcut_allowed
+        # -- streaming calls (docs/protocol.md, "Streaming calls") --
+        # The open streaming calls, by request id.
+        self._streams: dict[int, CallStream] = {}
+        # The peer's STREAM_CREDIT from its first SETTINGS (None: it takes no
+        # part in streaming calls); _peer_settled once that SETTINGS is in.
+        self._peer_stream_credit: int | None = None
+        self._peer_settled = False
+        # What this side may send on all calls together (the peer's
+        # CONNECTION_CREDIT and grants, less what was sent), and what the peer
+        # may send to it as this side counts it; a side that offers no
+        # streaming grants nothing.
+        self._send_conn_credit = 0
+        self._receive_conn_credit = (
+            limits.connection_credit if limits.stream_credit is not None else 0
+        )
+        # Bytes of messages received and not yet acknowledged by the
+        # application (what it holds), and consumed bytes not yet granted back
+        # on the connection (batched).
+        self._unacknowledged = 0
+        self._conn_pending = 0
         # A codec may offer encode_response(request_id, body, metadata): the
         # bytes of encode(Response(...)) without making the event, for the
         # server's hot path.
@@ -253,9 +311,15 @@ class Connection:
         return len(self.in_flight) + len(self._held)
 
     def _our_settings(self) -> Settings:
+        limits = self.limits
+        streaming = limits.stream_credit is not None
         return Settings(
-            max_frame_size=self.limits.max_frame_size,
-            max_concurrent=self.limits.max_concurrent,
+            max_frame_size=limits.max_frame_size,
+            max_concurrent=limits.max_concurrent,
+            stream_credit=limits.stream_credit,
+            connection_credit=(
+                limits.connection_credit if streaming else DEFAULT_CONNECTION_CREDIT
+            ),
         )
 
     # -- receiving ----------------------------------------------------------
@@ -366,10 +430,17 @@ class Connection:
         self.peer_settings = event
         if self.state is ConnectionState.AWAIT_SETTINGS:
             self.state = ConnectionState.OPEN
+        if not self._peer_settled:
+            # Only the first SETTINGS counts for streaming (docs/protocol.md,
+            # "SETTINGS"): the credit already spent was counted against it.
+            self._peer_settled = True
+            self._peer_stream_credit = event.stream_credit
+            if event.stream_credit is not None:
+                self._send_conn_credit = event.connection_credit
         return event
 
     def _on_request(self, event: Event) -> Event | None:
-        assert isinstance(event, (Request, Rejected))
+        assert isinstance(event, (Request, StreamRequest, Rejected))
         rid = event.request_id
         if self.state is ConnectionState.AWAIT_SETTINGS:
             return self._protocol_error("REQUEST before SETTINGS")
@@ -388,6 +459,124 @@ class Connection:
         ):
             self.send_error(rid, StatusCode.UNAVAILABLE, "server is shutting down", retry_safe=True)
             return None
+        if isinstance(event, StreamRequest):
+            return self._open_received_stream(event)
+        return event
+
+    def _open_received_stream(self, event: StreamRequest) -> Event | None:
+        """A server's streaming REQUEST: refused here, or its call opened."""
+        rid = event.request_id
+        ours = self.limits.stream_credit
+        if ours is None:
+            self.send_error(
+                rid,
+                StatusCode.UNIMPLEMENTED,
+                "streaming calls are turned off on this server",
+                retry_safe=True,
+            )
+            return None
+        if self._peer_stream_credit is None:
+            self.send_error(
+                rid,
+                StatusCode.INVALID_ARGUMENT,
+                "a streaming REQUEST from a client that did not offer streaming",
+            )
+            return None
+        self._streams[rid] = CallStream(
+            sends=event.server_stream,
+            receives=event.client_stream,
+            send_credit=self._peer_stream_credit,
+            receive_credit=ours,
+        )
+        return event
+
+    # -- streaming calls, received ------------------------------------------------
+
+    def _never_sent(self, rid: int) -> bool:
+        return not 0 < rid <= self.last_request_id
+
+    def _not_toward_us(self, rid: int) -> ProtocolViolation:
+        side = self.role.value
+        return self._protocol_error(
+            f"STREAM_MESSAGE on request {rid}, which does not stream to the {side}"
+        )
+
+    def _on_stream_message(self, event: Event) -> Event | None:
+        assert isinstance(event, StreamMessage)
+        rid = event.request_id
+        cost = message_cost(len(event.body))
+        call = self._streams.get(rid)
+        if call is None:
+            if self._never_sent(rid):
+                return self._protocol_error(
+                    f"STREAM_MESSAGE on request {rid}, which was never sent"
+                )
+            if rid in self.in_flight:
+                return self._not_toward_us(rid)
+            # The call ended: the message crossed its end on the wire.  It still
+            # needed connection credit, which goes straight back.
+            if self._receive_conn_credit <= 0:
+                return self._protocol_error("STREAM_MESSAGE without connection credit")
+            self._out.append(self._codec.encode(CreditGranted(request_id=0, increment=cost)))
+            return None
+        if not call.receives:
+            return self._not_toward_us(rid)
+        if call.received_end:
+            return self._protocol_error(f"STREAM_MESSAGE on request {rid} after its STREAM_END")
+        if call.receive_credit <= 0:
+            return self._protocol_error(f"STREAM_MESSAGE on request {rid} without credit")
+        if self._receive_conn_credit <= 0:
+            return self._protocol_error("STREAM_MESSAGE without connection credit")
+        call.receive_credit -= cost
+        self._receive_conn_credit -= cost
+        self._unacknowledged += cost
+        return event
+
+    def _on_stream_end(self, event: Event) -> Event | None:
+        assert isinstance(event, StreamEnd)
+        rid = event.request_id
+        call = self._streams.get(rid)
+        if call is None:
+            if self._never_sent(rid):
+                return self._protocol_error(f"STREAM_END on request {rid}, which was never sent")
+            if rid in self.in_flight:
+                return self._protocol_error(
+                    f"STREAM_END on request {rid}, which has no client stream"
+                )
+            return None  # the call ended; the STREAM_END crossed its end
+        if not call.receives:
+            return self._protocol_error(f"STREAM_END on request {rid}, which has no client stream")
+        if call.received_end:
+            return self._protocol_error(f"second STREAM_END on request {rid}")
+        call.received_end = True
+        return event
+
+    def _on_credit(self, event: Event) -> Event | None:
+        assert isinstance(event, CreditGranted)
+        rid = event.request_id
+        if rid == 0:
+            credit = self._send_conn_credit + event.increment
+            if credit > MAX_CREDIT:
+                return self._protocol_error(
+                    f"CREDIT takes the connection credit to {credit}, past {MAX_CREDIT}"
+                )
+            self._send_conn_credit = credit
+            return event
+        call = self._streams.get(rid)
+        if call is None or not call.sends:
+            if self._never_sent(rid):
+                return self._protocol_error(f"CREDIT on request {rid}, which was never sent")
+            if rid in self.in_flight:
+                return self._protocol_error(
+                    f"CREDIT on request {rid}, on which the {self.role.value} does not stream"
+                )
+            return None  # the call ended; the grant crossed its end
+        credit = call.send_credit + event.increment
+        if credit > MAX_CREDIT:
+            return self._protocol_error(
+                f"CREDIT takes request {rid}'s credit to {credit}, past {MAX_CREDIT}"
+            )
+        call.send_credit = credit
         return event
 
     def _on_cancel(self, event: Event) -> Event | None:
@@ -400,6 +589,8 @@ class Connection:
         rid = event.request_id
         if rid in self.in_flight:
             self.in_flight.discard(rid)
+            if self._streams:
+                self._end_stream_state(rid)
             if isinstance(event, Rejected):
                 return ErrorResponse(
                     request_id=rid,
@@ -495,6 +686,8 @@ class Connection:
         """
         if request_id in self.in_flight and self.state is not ConnectionState.CLOSED:
             self.in_flight.discard(request_id)
+            if self._streams:
+                self._end_stream_state(request_id)
             self._out.append(self._codec.encode(Cancel(request_id=request_id)))
 
     def _check_awaited(self, request_id: int) -> None:
@@ -505,6 +698,8 @@ class Connection:
         """Queue an encoded answer; the request no longer awaits one."""
         self._check_size(data)
         self.in_flight.discard(request_id)
+        if self._streams:
+            self._end_stream_state(request_id)
         if self.state is ConnectionState.CLOSED:
             return
         if not self._in_order:
@@ -613,6 +808,282 @@ class Connection:
         if self._in_order and request_id in self.in_flight:
             self.send_error(request_id, StatusCode.CANCELLED, "cancelled")
         self.in_flight.discard(request_id)
+        if self._streams:
+            self._end_stream_state(request_id)
+
+    # -- streaming calls, sent -------------------------------------------------
+
+    @property
+    def peer_accepts_streams(self) -> bool | None:
+        """
+        Whether the peer's SETTINGS offered streaming calls (STREAM_CREDIT);
+        ``None`` until its SETTINGS arrive.  A format without SETTINGS (the
+        line format) never offers them: ``False``.
+        """
+        if self._peer_settled:
+            return self._peer_stream_credit is not None
+        return None if self.state is ConnectionState.AWAIT_SETTINGS else False
+
+    def start_stream(
+        self,
+        method: str,
+        body: bytes = b"",
+        metadata: Metadata = (),
+        deadline_ms: int | None = None,
+        *,
+        client_stream: bool,
+        server_stream: bool,
+    ) -> int:
+        """
+        Open a streaming call (client): queue a REQUEST with the
+        CLIENT_STREAM and SERVER_STREAM flags asked for.
+
+        The call then takes :meth:`send_message` and :meth:`end_stream`
+        (client streaming), gives :class:`StreamMessage` events (server
+        streaming), and ends with a :class:`Response` or
+        :class:`ErrorResponse`, or :meth:`send_cancel`.
+
+        :param method: the method name.
+        :param body: the request body, apart from any stream.
+        :param metadata: metadata for the whole call.
+        :param deadline_ms: the deadline for the whole call.
+        :param client_stream: the client sends a stream of messages.
+        :param server_stream: the server sends a stream of messages.
+        :returns: the new call's request id.
+        :raises LocalProtocolError: as :meth:`send_request`; with status
+            ``UNIMPLEMENTED`` if the server or this side did not offer
+            streaming calls, ``FAILED_PRECONDITION`` if the server's SETTINGS
+            have not arrived yet, and nothing is sent.
+        """
+        if self.role is not Role.CLIENT:
+            raise LocalProtocolError("only a client opens streaming calls")
+        if not (client_stream or server_stream):
+            raise LocalProtocolError("a streaming call streams one way or both: use send_request")
+        self._check_open()
+        accepts = self.peer_accepts_streams
+        if accepts is None:
+            raise LocalProtocolError(
+                "the server's SETTINGS have not arrived: streaming support is not known yet",
+                StatusCode.FAILED_PRECONDITION,
+            )
+        if not accepts:
+            raise LocalProtocolError(
+                "the server does not offer streaming calls", StatusCode.UNIMPLEMENTED
+            )
+        ours = self.limits.stream_credit
+        if ours is None:
+            raise LocalProtocolError(
+                "streaming is turned off on this side (Limits.stream_credit)",
+                StatusCode.UNIMPLEMENTED,
+            )
+        if self.peer_goaway is not None:
+            raise LocalProtocolError("the server is going away", StatusCode.UNAVAILABLE)
+        rid = self.last_request_id + 1
+        if rid > MAX_REQUEST_ID:
+            raise LocalProtocolError(
+                "request ids exhausted on this connection; open a new one",
+                StatusCode.UNAVAILABLE,
+            )
+        data = self._codec.encode(
+            StreamRequest(
+                request_id=rid,
+                method=method,
+                client_stream=client_stream,
+                server_stream=server_stream,
+                body=body,
+                metadata=metadata,
+                deadline_ms=deadline_ms,
+            )
+        )
+        self._check_size(data)
+        self.last_request_id = rid
+        self.in_flight.add(rid)
+        assert self._peer_stream_credit is not None
+        self._streams[rid] = CallStream(
+            sends=client_stream,
+            receives=server_stream,
+            send_credit=self._peer_stream_credit,
+            receive_credit=ours,
+        )
+        self._response_shortcut = False
+        self._out.append(data)
+        return rid
+
+    def _end_stream_state(self, request_id: int) -> None:
+        """The call ended: forget its stream (its ungranted credit too)."""
+        if self._streams.pop(request_id, None) is not None and not self._streams:
+            self._response_shortcut = self._response_shortcut_allowed
+
+    def _sending_stream(self, request_id: int, what: str) -> CallStream:
+        self._check_open()
+        call = self._streams.get(request_id)
+        if call is None:
+            raise LocalProtocolError(
+                f"cannot {what}: request {request_id} is not an open streaming call"
+            )
+        if not call.sends:
+            raise LocalProtocolError(
+                f"cannot {what}: the {self.role.value} does not stream on request {request_id}"
+            )
+        if call.sent_end:
+            raise LocalProtocolError(f"cannot {what}: request {request_id}'s stream has ended")
+        return call
+
+    def can_send_message(self, request_id: int) -> bool:
+        """
+        :param request_id: an open streaming call this side streams on.
+        :returns: whether :meth:`send_message` would not be blocked for want
+            of credit: both the call's credit and the connection's are at
+            least 1.  ``False`` for any other id, and once the connection is
+            closed.  When it is ``False`` on an open call, wait for a
+            :class:`CreditGranted` event.
+        """
+        call = self._streams.get(request_id)
+        return (
+            call is not None
+            and self.state is not ConnectionState.CLOSED
+            and call.sends
+            and not call.sent_end
+            and call.send_credit > 0
+            and self._send_conn_credit > 0
+        )
+
+    def send_message(self, request_id: int, body: bytes = b"") -> None:
+        """
+        Send one message on a streaming call: a client on a call it opened
+        with ``client_stream``, a server on one whose request asked for
+        ``server_stream``.  It costs ``10 + len(body)`` bytes of credit, which
+        may leave the credit below zero (docs/protocol.md, "Flow control").
+
+        :param request_id: the call.
+        :param body: the message; possibly empty.
+        :raises LocalProtocolError: if the call is not open or this side does
+            not stream on it, its stream has ended, the message is larger than
+            the peer's maximum frame size (``RESOURCE_EXHAUSTED``), or there is
+            no credit (``RESOURCE_EXHAUSTED``: see :meth:`can_send_message`);
+            nothing is sent then.
+        """
+        call = self._sending_stream(request_id, "send a message")
+        if call.send_credit <= 0 or self._send_conn_credit <= 0:
+            which = "call" if call.send_credit <= 0 else "connection"
+            raise LocalProtocolError(
+                f"no {which} credit to send on request {request_id}: wait for CreditGranted",
+                StatusCode.RESOURCE_EXHAUSTED,
+            )
+        data = self._codec.encode(StreamMessage(request_id=request_id, body=body))
+        self._check_size(data)
+        cost = message_cost(len(body))
+        call.send_credit -= cost
+        self._send_conn_credit -= cost
+        self._out.append(data)
+
+    def end_stream(self, request_id: int) -> None:
+        """
+        End the client's stream on a call it opened with ``client_stream``
+        (client): queue STREAM_END.  The call stays open for the server's
+        messages and final answer.
+
+        :raises LocalProtocolError: if the call is not open, does not stream
+            from the client, or its stream has already ended.
+        """
+        if self.role is not Role.CLIENT:
+            raise LocalProtocolError("a server ends its stream with its final answer")
+        call = self._sending_stream(request_id, "end the stream")
+        self._out.append(self._codec.encode(StreamEnd(request_id=request_id)))
+        call.sent_end = True
+
+    def acknowledge(self, request_id: int, nbytes: int) -> None:
+        """
+        The application is done with messages received on ``request_id``
+        (consumed, or discarded because the call ended): give their credit
+        back.  ``nbytes`` is their cost, ``10 + len(body)`` each.
+
+        Grants go out in batches (docs/protocol.md, "Flow control"): on the
+        call when half its initial credit is owed, on the connection when
+        half of the connection credit is, and at once when the peer's credit
+        would otherwise be 0 or less, so that it never waits on a grant this
+        side holds back.  Credit owed to a call that has ended is not
+        granted; its connection credit is.
+
+        :param request_id: the call the messages came on.
+        :param nbytes: their total cost.
+        :raises LocalProtocolError: if ``nbytes`` is negative or more than
+            this side received and has not acknowledged.
+        """
+        if not 0 <= nbytes <= self._unacknowledged:
+            raise LocalProtocolError(
+                f"cannot acknowledge {nbytes} bytes: {self._unacknowledged} received "
+                "and not yet acknowledged"
+            )
+        if self.state is ConnectionState.CLOSED or not nbytes:
+            return
+        self._unacknowledged -= nbytes
+        grants: list[CreditGranted] = []
+        call = self._streams.get(request_id)
+        if call is not None and call.receives and not call.received_end:
+            call.pending += nbytes
+            initial = self.limits.stream_credit or 0
+            if call.pending * 2 >= initial or call.receive_credit <= 0:
+                grants.append(CreditGranted(request_id=request_id, increment=call.pending))
+                call.receive_credit += call.pending
+                call.pending = 0
+        self._conn_pending += nbytes
+        if (
+            self._conn_pending * 2 >= self.limits.connection_credit
+            or self._receive_conn_credit <= 0
+        ):
+            grants.append(CreditGranted(request_id=0, increment=self._conn_pending))
+            self._receive_conn_credit += self._conn_pending
+            self._conn_pending = 0
+        for grant in grants:
+            self._out.append(self._codec.encode(grant))
+
+    @property
+    def unacknowledged(self) -> int:
+        """
+        Bytes of stream messages received and not yet given back with
+        :meth:`acknowledge`, counted as their cost: what the application
+        holds.  It stays within this side's connection credit plus one frame.
+        """
+        return self._unacknowledged
+
+    def grant_credit(self, request_id: int, increment: int) -> None:
+        """
+        Grant the peer more credit than :meth:`acknowledge` gives back (a
+        larger window for one call, or for the connection).
+
+        :param request_id: an open streaming call on which the peer streams
+            to this side, or 0 for the connection.
+        :param increment: bytes, 1 to 2**31 - 1.
+        :raises LocalProtocolError: if the call is not open or does not
+            stream to this side, or the peer's credit would pass 2**31 - 1,
+            now or once everything received is given back.
+        """
+        self._check_open()
+        if not isinstance(increment, int) or not 1 <= increment <= MAX_CREDIT:
+            raise LocalProtocolError(f"credit increment {increment!r} (must be 1 to {MAX_CREDIT})")
+        # What the peer's credit comes to once everything received is given
+        # back (held by the application, or owed in a batch) must fit too:
+        # acknowledge() would otherwise take it past the most later on.
+        owed = self._unacknowledged
+        if request_id == 0:
+            if self._receive_conn_credit + self._conn_pending + owed + increment > MAX_CREDIT:
+                raise LocalProtocolError(f"the connection credit would pass {MAX_CREDIT}")
+            data = self._codec.encode(CreditGranted(request_id=0, increment=increment))
+            self._receive_conn_credit += increment
+        else:
+            call = self._streams.get(request_id)
+            if call is None or not call.receives or call.received_end:
+                raise LocalProtocolError(
+                    f"request {request_id} is not an open call streaming to the {self.role.value}"
+                )
+            if call.receive_credit + call.pending + owed + increment > MAX_CREDIT:
+                raise LocalProtocolError(
+                    f"the credit of request {request_id} would pass {MAX_CREDIT}"
+                )
+            data = self._codec.encode(CreditGranted(request_id=request_id, increment=increment))
+            call.receive_credit += increment
+        self._out.append(data)
 
     def send_ping(self, payload: bytes) -> None:
         """Queue a PING with an 8-byte payload (binary format only)."""
@@ -644,6 +1115,7 @@ class Connection:
         """
         self._refusal = ProtocolViolation(code=code, message=message)
         self._request_shortcut = self._response_shortcut = False
+        self._response_shortcut_allowed = False
 
     def close_with_error(self, code: int, message: str) -> None:
         """
@@ -656,6 +1128,7 @@ class Connection:
             self.state = ConnectionState.CLOSED
             self.in_flight.clear()
             self._held.clear()
+            self._streams.clear()
 
     def close(self) -> None:
         """Mark the connection closed (the transport is gone): nothing is
@@ -664,6 +1137,7 @@ class Connection:
         self.in_flight.clear()
         self._held.clear()
         self._out.clear()
+        self._streams.clear()
 
     def data_to_send(self) -> bytes:
         """

@@ -20,7 +20,9 @@ from .frozen import fast_init
 from .status import StatusCode
 
 __all__ = [
+    "DEFAULT_CONNECTION_CREDIT",
     "Cancel",
+    "CreditGranted",
     "ErrorResponse",
     "Event",
     "GoAway",
@@ -34,12 +36,19 @@ __all__ = [
     "Response",
     "Role",
     "Settings",
+    "StreamEnd",
+    "StreamMessage",
+    "StreamRequest",
 ]
 
 #: Metadata as it travels: ordered ``(key, value)`` text pairs.  A tuple so
 #: that events stay hashable and comparable; the public API turns mappings
 #: into this and back.
 Metadata = tuple[tuple[str, str], ...]
+
+#: The connection credit a side grants when its SETTINGS offer streaming but
+#: do not say (docs/protocol.md, "SETTINGS"): a protocol constant, 1 MiB.
+DEFAULT_CONNECTION_CREDIT = 1024 * 1024
 
 
 class Role(Enum):
@@ -61,6 +70,13 @@ class Settings:
     max_frame_size: int
     #: How many requests the sender will process at once on this connection.
     max_concurrent: int
+    #: The credit, in bytes, each streaming call starts with for the messages
+    #: the sender receives on it; ``None``: the sender does not take part in
+    #: streaming calls (its SETTINGS lack STREAM_CREDIT).
+    stream_credit: int | None = None
+    #: The sender's initial credit, in bytes, for the messages it receives on
+    #: all streaming calls together.
+    connection_credit: int = DEFAULT_CONNECTION_CREDIT
 
 
 @fast_init
@@ -79,6 +95,74 @@ class Request:
     #: Milliseconds the client will wait for the answer, counted from when
     #: the server reads the request; ``None`` for no deadline.
     deadline_ms: int | None = None
+
+
+@fast_init
+@dataclass(frozen=True, kw_only=True, slots=True)
+class StreamRequest:
+    """
+    A client opens a streaming call to ``method``: a REQUEST frame with the
+    CLIENT_STREAM or SERVER_STREAM flag, or both (docs/protocol.md,
+    "Streaming calls").  Its final answer is a :class:`Response` or an
+    :class:`ErrorResponse`, as for a :class:`Request`.
+    """
+
+    #: The client's id for this call, unique and increasing on a connection.
+    request_id: int
+    #: The method name.
+    method: str
+    #: Whether the client sends a stream of messages, ended by STREAM_END.
+    client_stream: bool
+    #: Whether the server sends a stream of messages before its final answer.
+    server_stream: bool
+    #: The request body, opaque to the wire, apart from any stream.
+    body: bytes = b""
+    #: Metadata pairs for the whole call.
+    metadata: Metadata = ()
+    #: Milliseconds the client will wait for the final answer, counted from
+    #: when the server reads the request; ``None`` for no deadline.
+    deadline_ms: int | None = None
+
+
+@fast_init
+@dataclass(frozen=True, kw_only=True, slots=True)
+class StreamMessage:
+    """
+    One message of a streaming call's stream, from either side.
+
+    It cost the sender ``10 + len(body)`` bytes of credit, its whole frame;
+    the receiving application gives that back with
+    :meth:`~twisted_reqresp.wire.Connection.acknowledge` once it has
+    consumed or discarded the message.
+    """
+
+    #: The id of the streaming call.
+    request_id: int
+    #: The message, opaque to the wire; possibly empty.
+    body: bytes = b""
+
+
+@fast_init
+@dataclass(frozen=True, kw_only=True, slots=True)
+class StreamEnd:
+    """The client sends no more messages on streaming call ``request_id``."""
+
+    #: The id of the streaming call.
+    request_id: int
+
+
+@fast_init
+@dataclass(frozen=True, kw_only=True, slots=True)
+class CreditGranted:
+    """
+    The peer grants credit: this side may send that many more bytes of
+    messages on call ``request_id``, or on the connection when it is 0.
+    """
+
+    #: The id of the streaming call, or 0 for the connection credit.
+    request_id: int
+    #: The bytes of credit added, 1 to 2**31 - 1.
+    increment: int
 
 
 @fast_init
@@ -206,6 +290,10 @@ Event = (
     | Ping
     | Pong
     | GoAway
+    | StreamRequest
+    | StreamMessage
+    | StreamEnd
+    | CreditGranted
     | PrefaceReceived
     | Rejected
     | ProtocolViolation

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-__all__ = ["DEFAULT_LIMITS", "Limits"]
+__all__ = ["DEFAULT_LIMITS", "MAX_CREDIT", "Limits"]
 
 _MIB = 1024 * 1024
 
@@ -60,6 +60,22 @@ class Limits:
     #: The most metadata entries in one frame.  64 keeps a frame of many tiny
     #: entries from costing many small objects.
     max_metadata_entries: int = 64
+
+    #: Bytes of credit each streaming call starts with for the messages this
+    #: side receives on it (the STREAM_CREDIT setting); ``None`` turns
+    #: streaming calls off, and this side's SETTINGS do not offer them.  The
+    #: messages of one call this side holds unconsumed stay within this plus
+    #: one frame (docs/protocol.md, "Flow control").  Off by default until
+    #: the server and client protocols serve streams; 65,536 (HTTP/2's
+    #: initial stream window, RFC 9113 section 6.9.2) is a good value.
+    stream_credit: int | None = None
+
+    #: Bytes of credit for the messages this side receives on all streaming
+    #: calls together (the CONNECTION_CREDIT setting): what the messages held
+    #: unconsumed by all calls of one connection stay within, plus one frame,
+    #: so that many calls cannot add up to more.  1 MiB, the protocol's
+    #: default: sixteen stalled calls at 64 KiB before the others wait.
+    connection_credit: int = 1024 * 1024
 
     # -- enforced by the Twisted adapters ---------------------------------------
 
@@ -146,6 +162,19 @@ class Limits:
             raise ValueError("max_frame_size must be at least 1024 (docs/protocol.md)")
         if self.max_concurrent > 0xFFFF_FFFF:
             raise ValueError("max_concurrent must fit in 32 bits")
+        if self.stream_credit is not None:
+            _credit("stream_credit", self.stream_credit)
+        _credit("connection_credit", self.connection_credit)
+
+
+#: The most credit a streaming sender may hold (docs/protocol.md, "Flow
+#: control"): credits are signed 32-bit numbers, as HTTP/2's windows.
+MAX_CREDIT = 0x7FFF_FFFF
+
+
+def _credit(name: str, value: object) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_CREDIT:
+        raise ValueError(f"{name} must be an integer from 0 to {MAX_CREDIT}, not {value!r}")
 
 
 def _positive_int(name: str, value: object) -> None:
