@@ -320,8 +320,15 @@ class Backend:
 
     def check_health(self, *, probe: bool) -> None:
         protocol = self.protocol
+        if probe and protocol is not None and self.health_call is not None:
+            # A periodic check is in flight: it was asked before the
+            # ejection, so its answer cannot stand for the probe, and
+            # waiting for it would leave the probe to nobody (the backend
+            # out for good).  Cancel it and ask afresh.
+            self.cancel_health_call()
         if protocol is None or self.health_call is not None:
             if probe:
+                # Asked after its next handshake.
                 self.probe_due = True
             return
         # Bounded by the interval, so checks never pile up on a stuck server.
@@ -354,6 +361,9 @@ class Backend:
         if self.health_timer is not None:
             self.health_timer.cancel()
             self.health_timer = None
+        self.cancel_health_call()
+
+    def cancel_health_call(self) -> None:
         call, self.health_call = self.health_call, None
         if call is not None:
             call.cancel()
