@@ -10,6 +10,8 @@ from test_channel import ChannelTestCase
 
 from twisted_reqresp import (
     Backoff,
+    ConnectionClosed,
+    Limits,
     StatusCode,
     StatusError,
 )
@@ -47,3 +49,47 @@ class ProbeTests(ChannelTestCase):
         self.net.advance(0)
         self.assertEqual(channel.backends[0].state, "ready")
         self.assertEqual(self.successResultOf(self.call(channel, "echo", b"x")).body, b"x")
+
+
+class CloseTests(ChannelTestCase):
+    """close() leaves no timer behind and no call unanswered."""
+
+    def test_failure_after_close_leaves_no_ejection_timer(self) -> None:
+        """A call that fails while the channel closes ejects nothing: no timer outlives close()."""
+        (a,) = self.servers("a")
+        channel = self.channel([a], retry=None, failure_threshold=1)
+        d = self.call(channel, "wait")
+        closing = channel.close()
+        self.net.pump()
+        a.waiting[0].errback(StatusError(StatusCode.UNAVAILABLE, "a is failing"))
+        self.net.pump()
+        self.failureResultOf(d, StatusError)
+        self.successResultOf(closing)
+        self.assertEqual(self.net.clock.getDelayedCalls(), [])
+
+    def test_retry_safe_failure_while_closing_fails_at_once(self) -> None:
+        """A queued call lost while the channel closes fails before close() fires, no timer left."""
+        a = self.net.server("a", limits=Limits(max_concurrent=1))
+        channel = self.channel([a])
+        first = self.call(channel, "wait")
+        queued = self.call(channel, "echo", b"q")  # queued behind a's MAX_CONCURRENT of 1
+        self.assertEqual(channel.backends[0].outstanding, 2)
+        closing = channel.close()
+        self.net.pump()
+        a.drop()
+        self.net.pump()
+        self.failureResultOf(first, ConnectionClosed)
+        error = self.failureResultOf(queued, ConnectionClosed).value
+        self.assertTrue(error.retry_safe)
+        self.successResultOf(closing)
+        self.assertEqual(self.net.clock.getDelayedCalls(), [])
+
+    def test_close_twice(self) -> None:
+        """close() twice gives two Deferreds that both fire once the connections are closed."""
+        (a,) = self.servers("a")
+        channel = self.channel([a])
+        first, second = channel.close(), channel.close()
+        self.net.pump()
+        self.successResultOf(first)
+        self.successResultOf(second)
+        self.successResultOf(channel.close())

@@ -276,6 +276,10 @@ class Backend:
             self.eject()
 
     def eject(self) -> None:
+        if self.retiring:
+            # Failures of its last calls (or a probe cancelled by retire())
+            # would start a timer that outlives the backend.
+            return
         channel = self.channel
         self.ejected = True
         self.ejections_in_a_row += 1

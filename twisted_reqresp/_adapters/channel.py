@@ -574,7 +574,7 @@ class Channel(Service):
             if call.attempts >= retry.max_attempts:
                 self._finish(call, failure)
             else:
-                call.timer = self.clock.callLater(0, self._attempt, call)
+                self._attempt_later(call, 0)
             return
         self.budget.record_failure()
         delay = retry.next_delay(
@@ -587,7 +587,15 @@ class Channel(Service):
             self.stats.retries_throttled += 1
             self._finish(call, failure)
             return
-        call.timer = self.clock.callLater(delay, self._attempt, call)
+        self._attempt_later(call, delay)
+
+    def _attempt_later(self, call: _ChannelCall, delay: float) -> None:
+        if self._closing:
+            # No backend is left for it: fail it now ("the channel is
+            # closed"), not from a timer that close()'s Deferred would not wait for.
+            self._attempt(call)
+        else:
+            call.timer = self.clock.callLater(delay, self._attempt, call)
 
     def _finish(self, call: _ChannelCall, failure: Failure) -> None:
         self._calls.discard(call)
