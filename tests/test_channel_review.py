@@ -10,8 +10,10 @@ from test_channel import ChannelTestCase
 
 from twisted_reqresp import (
     Backoff,
+    Channel,
     ConnectionClosed,
     Limits,
+    RetryBudget,
     StatusCode,
     StatusError,
 )
@@ -92,4 +94,52 @@ class CloseTests(ChannelTestCase):
         self.net.pump()
         self.successResultOf(first)
         self.successResultOf(second)
+        self.successResultOf(channel.close())
+
+
+class OptionTests(ChannelTestCase):
+    """Every option refuses a bad value when the channel is made, naming the option."""
+
+    def bad(self, exception: type[Exception], option: str, value: object) -> None:
+        error = self.assertRaises(
+            exception, Channel, None, [], clock=self.net.clock, **{option: value}
+        )
+        self.assertIn(option, str(error))
+
+    def test_reconnect_must_be_a_backoff(self) -> None:
+        """reconnect=5 (seconds, not a Backoff) is a TypeError naming reconnect."""
+        self.bad(TypeError, "reconnect", 5)
+
+    def test_ejection_time_must_be_a_backoff(self) -> None:
+        """ejection_time=30 is a TypeError naming ejection_time."""
+        self.bad(TypeError, "ejection_time", 30)
+
+    def test_retry_must_be_a_policy(self) -> None:
+        """retry=3 is a TypeError naming retry."""
+        self.bad(TypeError, "retry", 3)
+
+    def test_budget_must_be_a_budget(self) -> None:
+        """budget=10 is a TypeError naming budget."""
+        self.bad(TypeError, "budget", 10)
+
+    def test_timeout_checked_when_made(self) -> None:
+        """A channel timeout of 0, below 0, infinite or not a number is refused when made."""
+        for value in (0, -1, float("inf"), float("nan"), "5", True):
+            self.bad(ValueError, "timeout", value)
+        for value in (0.001, 1, 2.5):
+            channel = Channel(None, [], clock=self.net.clock, timeout=value)
+            self.successResultOf(channel.close())
+
+    def test_wait_for_ready_must_be_a_bool(self) -> None:
+        """wait_for_ready="no" (truthy) is a TypeError naming wait_for_ready."""
+        self.bad(TypeError, "wait_for_ready", "no")
+
+    def test_random_must_be_callable(self) -> None:
+        """random=0.5 is a TypeError naming random."""
+        self.bad(TypeError, "random", 0.5)
+
+    def test_none_where_allowed(self) -> None:
+        """retry=None and budget=None are accepted: never retry, and a new budget."""
+        channel = Channel(None, [], clock=self.net.clock, retry=None, budget=None)
+        self.assertIsInstance(channel.budget, RetryBudget)
         self.successResultOf(channel.close())

@@ -217,9 +217,12 @@ class Channel(Service):
         W3C trace context by default; ``()``: none).
     :param random: a function returning floats in ``[0, 1)``, for the
         jitter and the choice of backends.
-    :raises TypeError: if one of ``interceptors`` is not an interceptor.
+    :raises TypeError: if one of ``interceptors`` is not an interceptor, or
+        an option is not of its type (``retry``, ``budget``, ``reconnect``,
+        ``ejection_time``, ``wait_for_ready``, ``random``).
     :raises ValueError: for an endpoint string that cannot be parsed, or a
-        bad option.
+        bad value (``timeout``, ``max_waiting_calls``,
+        ``health_check_interval``, ``failure_threshold``).
     """
 
     def __init__(
@@ -244,6 +247,16 @@ class Channel(Service):
         propagate_metadata: Collection[str] = PROPAGATED_METADATA,
         random: Callable[[], float] = _random.random,
     ) -> None:
+        # Checked now: a wrong type met later, inside a callback or a
+        # reconnect timer, would leave a call that never fires.
+        _check_type("retry", retry, RetryPolicy, optional=True)
+        _check_type("budget", budget, RetryBudget, optional=True)
+        _check_type("reconnect", reconnect, Backoff)
+        _check_type("ejection_time", ejection_time, Backoff)
+        _check_type("wait_for_ready", wait_for_ready, bool)
+        if not callable(random):
+            raise TypeError(f"random must be a function returning floats, not {random!r}")
+        _check_timeout(timeout)
         _check_count("max_waiting_calls", max_waiting_calls, minimum=0)
         _check_count("failure_threshold", failure_threshold, minimum=1)
         if health_check_interval is not None and not (
@@ -663,6 +676,12 @@ class Channel(Service):
 def _check_count(name: str, value: object, *, minimum: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ValueError(f"{name} must be an int >= {minimum}, not {value!r}")
+
+
+def _check_type(name: str, value: object, kind: type, *, optional: bool = False) -> None:
+    if not (isinstance(value, kind) or (optional and value is None)):
+        what = f"a {kind.__name__} or None" if optional else f"a {kind.__name__}"
+        raise TypeError(f"{name} must be {what}, not {value!r}")
 
 
 def _check_timeout(timeout: object) -> None:
