@@ -143,3 +143,28 @@ class OptionTests(ChannelTestCase):
         channel = Channel(None, [], clock=self.net.clock, retry=None, budget=None)
         self.assertIsInstance(channel.budget, RetryBudget)
         self.successResultOf(channel.close())
+
+
+class GoAwayTests(ChannelTestCase):
+    """A backend that sent GOAWAY comes back even if its server never closes."""
+
+    def test_goaway_then_silence_reconnects(self) -> None:
+        """After a GOAWAY the channel closes the connection once its calls end, and reconnects."""
+        (a,) = self.servers("a")
+        channel = self.channel([a], reconnect=Backoff(initial=1.0, jitter=0.0))
+        pending = self.call(channel, "wait")
+        (link,) = a.live
+        # A server that announces its drain but never closes the connection.
+        link.server_transport.loseConnection = lambda: None  # type: ignore[method-assign]
+        link.server_transport.abortConnection = lambda: None  # type: ignore[method-assign]
+        a.factory.drain()
+        self.net.pump()
+        self.assertEqual(channel.backends[0].state, "draining")
+        a.factory = type(a.factory)(a.router, clock=self.net.clock)  # the restarted server
+        a.answer_waiting()
+        self.net.pump()
+        self.assertEqual(self.successResultOf(pending).body, b"done")
+        self.assertEqual(link.lost, True)  # closed by the client, the call answered
+        self.net.advance(1.0)
+        self.assertEqual(channel.backends[0].state, "ready")
+        self.assertEqual(self.successResultOf(self.call(channel, "echo", b"x")).body, b"x")

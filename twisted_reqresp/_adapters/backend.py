@@ -76,6 +76,16 @@ class BackendInfo:
     last_error: str | None = None
 
 
+class _BackendProtocol(ClientProtocol):
+    """A connection that tells its backend what it read."""
+
+    backend: Backend
+
+    def dataReceived(self, data: bytes) -> None:
+        super().dataReceived(data)
+        self.backend.read(self)
+
+
 class _BackendFactory(ClientFactory):
     """Tells its backend about each connection it builds."""
 
@@ -84,7 +94,9 @@ class _BackendFactory(ClientFactory):
         self.backend = backend
 
     def buildProtocol(self, addr: IAddress | None) -> ClientProtocol:
-        protocol = super().buildProtocol(addr)
+        protocol = _BackendProtocol(wire=self.wire, limits=self.limits, clock=self.clock)
+        protocol.factory = self
+        protocol.backend = self.backend
         self.backend.attach(protocol)
         return protocol
 
@@ -141,6 +153,8 @@ class Backend:
         self.health_timer: IDelayedCall | None = None
         self.eject_timer: IDelayedCall | None = None
         self.health_call: Deferred[Reply] | None = None
+        #: The connection closed because its server sent GOAWAY.
+        self.closing_after_goaway: ClientProtocol | None = None
         factory = _BackendFactory(
             self, wire=channel.wire, limits=channel.limits, clock=channel.clock
         )
@@ -177,6 +191,20 @@ class Backend:
     def send(self, call: Any) -> Deferred[Reply]:
         assert self.protocol is not None
         return send_outgoing(self.protocol, call)
+
+    def read(self, protocol: ClientProtocol) -> None:
+        """The connection read bytes: close it once its server said GOAWAY."""
+        if (
+            protocol is self.protocol
+            and protocol.conn.peer_goaway is not None
+            and protocol is not self.closing_after_goaway
+        ):
+            # It can take no new call again.  Close it once its calls are
+            # answered (ClientProtocol.close waits for them) rather than
+            # wait for the server to: one that never closes would keep the
+            # backend draining, and never reconnected, for good.
+            self.closing_after_goaway = protocol
+            protocol.close()
 
     def handshake_done(self, protocol: ClientProtocol) -> None:
         if protocol is not self.protocol or self.retiring:
