@@ -12,6 +12,7 @@ from twisted_reqresp import (
     Backoff,
     Channel,
     ConnectionClosed,
+    EndpointSet,
     Limits,
     RetryBudget,
     StatusCode,
@@ -168,3 +169,43 @@ class GoAwayTests(ChannelTestCase):
         self.net.advance(1.0)
         self.assertEqual(channel.backends[0].state, "ready")
         self.assertEqual(self.successResultOf(self.call(channel, "echo", b"x")).body, b"x")
+
+
+class EndpointUpdateTests(ChannelTestCase):
+    """A bad endpoint in an update changes nothing and says which endpoint it is."""
+
+    def test_bad_update_changes_nothing(self) -> None:
+        """A bad update() raises ValueError naming the endpoint; set and channels are unchanged."""
+        a, b = self.servers("a", "b")
+        endpoints = EndpointSet([a, b])
+        first = self.channel(endpoints)
+        second = Channel(None, endpoints, clock=self.net.clock, health_check_interval=None)
+        self.net.pump()
+        error = self.assertRaises(ValueError, endpoints.update, [a, "nonsense:x"])
+        self.assertIn("'nonsense:x'", str(error))
+        self.assertEqual(list(endpoints), [a, b])
+        for channel in (first, second):
+            self.assertEqual([i.endpoint for i in channel.backends], [repr(a), repr(b)])
+            self.assertEqual([i.state for i in channel.backends], ["ready", "ready"])
+        endpoints.update([b])  # a good update still works afterwards
+        self.net.pump()
+        for channel in (first, second):
+            self.assertEqual([i.endpoint for i in channel.backends], [repr(b)])
+        closing = second.close()
+        self.net.pump()
+        self.successResultOf(closing)
+
+    def test_bad_endpoint_when_made(self) -> None:
+        """A channel over "tcp:localhost" (no port) is a ValueError naming the endpoint."""
+        error = self.assertRaises(ValueError, Channel, None, ["tcp:localhost"])
+        self.assertIn("'tcp:localhost'", str(error))
+
+    def test_backends_follow_the_set_order(self) -> None:
+        """channel.backends lists the backends in the set's order after an update reorders it."""
+        a, b, c = self.servers("a", "b", "c")
+        endpoints = EndpointSet([a, b])
+        channel = self.channel(endpoints)
+        endpoints.update([c, b, a])
+        self.net.pump()
+        self.assertEqual([i.endpoint for i in channel.backends], [repr(c), repr(b), repr(a)])
+        self.assertEqual(a.attempts, 1)

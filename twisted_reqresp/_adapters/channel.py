@@ -70,6 +70,10 @@ from .propagation import PROPAGATED_METADATA, bind, inherit
 __all__ = ["BackendInfo", "Channel", "ChannelStats", "EndpointSet"]
 
 
+#: How a channel follows its EndpointSet (see EndpointSet._observers).
+_Observer = Callable[[Mapping[object, "str | IStreamClientEndpoint"]], Callable[[], None]]
+
+
 class EndpointSet:
     """
     The backends of a channel, which users may change while it runs.
@@ -83,9 +87,11 @@ class EndpointSet:
     """
 
     def __init__(self, endpoints: Iterable[str | IStreamClientEndpoint] = ()) -> None:
-        self._endpoints: dict[object, str | IStreamClientEndpoint] = {}
-        self._observers: list[Callable[[], None]] = []
-        self._replace(endpoints)
+        #: Each channel's two steps of following an update: the first
+        #: checks the new endpoints (it raises for one it cannot use) and
+        #: returns the second, which applies them and cannot fail.
+        self._observers: list[_Observer] = []
+        self._endpoints = self._parse(endpoints)
 
     def update(self, endpoints: Iterable[str | IStreamClientEndpoint]) -> None:
         """
@@ -94,16 +100,25 @@ class EndpointSet:
         finishes the calls it has, then closes.
 
         :param endpoints: the new endpoints, all of them.
+        :raises ValueError: for an endpoint string that cannot be parsed;
+            then nothing changes, in the set or in any channel over it.
         """
-        self._replace(endpoints)
-        for observer in list(self._observers):
-            observer()
+        new = self._parse(endpoints)
+        # Every channel checks the new set before any follows it, so that a
+        # bad endpoint leaves all of them, and the set, as they were.
+        apply = [observer(new) for observer in list(self._observers)]
+        self._endpoints = new
+        for step in apply:
+            step()
 
-    def _replace(self, endpoints: Iterable[str | IStreamClientEndpoint]) -> None:
+    @staticmethod
+    def _parse(
+        endpoints: Iterable[str | IStreamClientEndpoint],
+    ) -> dict[object, str | IStreamClientEndpoint]:
         if isinstance(endpoints, str):
             # A bare string would be read as a set of one-character endpoints.
             raise TypeError("endpoints must be a collection of endpoints, not one string")
-        self._endpoints = {endpoint: endpoint for endpoint in endpoints}
+        return {endpoint: endpoint for endpoint in endpoints}
 
     def __iter__(self) -> Iterator[str | IStreamClientEndpoint]:
         return iter(list(self._endpoints.values()))
@@ -298,12 +313,8 @@ class Channel(Service):
         self._ready_waiters: list[Deferred[Channel]] = []
         self._closing = False
         self._closed: Deferred[None] | None = None
-        self._endpoints._observers.append(self._sync)
-        try:
-            self._sync()
-        except BaseException:
-            self._endpoints._observers.remove(self._sync)
-            raise
+        self._prepare(self._endpoints._endpoints)()
+        self._endpoints._observers.append(self._prepare)
         self.startService()
 
     # -- the service ------------------------------------------------------------
@@ -323,19 +334,35 @@ class Channel(Service):
 
     # -- backends ---------------------------------------------------------------
 
-    def _sync(self) -> None:
-        """Follow the endpoint set: start new backends, retire removed ones."""
-        if self._closing:
-            return
-        wanted: dict[object, str | IStreamClientEndpoint] = {e: e for e in self._endpoints}
+    def _prepare(self, wanted: Mapping[object, str | IStreamClientEndpoint]) -> Callable[[], None]:
+        """
+        Make the backends of the endpoints in ``wanted`` that are new (which
+        raises for one that cannot be parsed, changing nothing).
+
+        :returns: what follows the set: it starts the new backends and
+            retires the removed ones.
+        """
+        new: dict[object, Backend] = {}
         for key, endpoint in wanted.items():
-            if key not in self._backends:
-                backend = Backend(self, key, endpoint)
-                self._backends[key] = backend
+            if key not in self._backends and key not in new:
+                try:
+                    new[key] = Backend(self, key, endpoint)
+                except (ValueError, TypeError, KeyError) as e:
+                    # clientFromString's own errors do not say which endpoint.
+                    raise ValueError(f"invalid endpoint {endpoint_name(endpoint)!r}: {e}") from e
+
+        def apply() -> None:
+            if self._closing:
+                return
+            backends = {key: self._backends.get(key) or new[key] for key in wanted}
+            for key in [key for key in self._backends if key not in wanted]:
+                self._retire(self._backends.pop(key))
+            self._backends = backends  # in the set's order
+            for backend in new.values():
                 if self.running:
                     backend.start()
-        for key in [key for key in self._backends if key not in wanted]:
-            self._retire(self._backends.pop(key))
+
+        return apply
 
     def _retire(self, backend: Backend) -> None:
         d = backend.retire()
@@ -650,8 +677,8 @@ class Channel(Service):
             self._closing = True
             if self.running:
                 Service.stopService(self)
-            if self._sync in self._endpoints._observers:
-                self._endpoints._observers.remove(self._sync)
+            if self._prepare in self._endpoints._observers:
+                self._endpoints._observers.remove(self._prepare)
             for backend in list(self._backends.values()):
                 self._retire(backend)
             self._backends.clear()
