@@ -6,15 +6,23 @@ surface late, each pinned on the in-memory network of ``channel_net``.
 
 from __future__ import annotations
 
+import random
+from typing import Any
+
+from channel_net import FakeServer
 from test_channel import ChannelTestCase
+from twisted.internet.defer import Deferred
 
 from twisted_reqresp import (
     Backoff,
+    Call,
     Channel,
+    ChannelStats,
     ConnectionClosed,
     EndpointSet,
     Limits,
     RetryBudget,
+    RetryPolicy,
     StatusCode,
     StatusError,
 )
@@ -209,3 +217,100 @@ class EndpointUpdateTests(ChannelTestCase):
         self.net.pump()
         self.assertEqual([i.endpoint for i in channel.backends], [repr(c), repr(b), repr(a)])
         self.assertEqual(a.attempts, 1)
+
+
+class NeverTwiceTests(ChannelTestCase):
+    """
+    Under random crashes, drains, restarts, refusals, failures and cancels,
+    a call of a method not declared idempotent reaches a responder at most
+    once, and every call ends.
+    """
+
+    def run_sequence(self, seed: int) -> None:
+        rng = random.Random(seed)
+        servers = self.servers("a", "b", "c")
+        started: dict[bytes, int] = {}
+        running: list[Deferred[bytes]] = []
+
+        def once(call: Call) -> Deferred[bytes]:
+            if call.method == "once":
+                started[call.body] = started.get(call.body, 0) + 1
+            d: Deferred[bytes] = Deferred()
+            running.append(d)
+            return d
+
+        def add_methods(server: FakeServer) -> None:
+            server.router.add("once", once)
+            server.router.add("again", once)
+
+        for server in servers:
+            add_methods(server)
+        channel = Channel(
+            None,
+            servers,
+            clock=self.net.clock,
+            retry=RetryPolicy(max_attempts=5, idempotent_methods={"again"}),
+            budget=RetryBudget(max_tokens=1000),
+            reconnect=Backoff(initial=0.1, maximum=1.0),
+            failure_threshold=2,
+            ejection_time=Backoff(initial=0.5, maximum=2.0),
+            health_check_interval=1.0,
+            max_waiting_calls=20,
+            random=rng.random,
+        )
+        calls: list[Deferred[Any]] = []
+        for step in range(80):
+            action = rng.randrange(9)
+            server = rng.choice(servers)
+            if action <= 2:
+                method = "once" if action < 2 else "again"
+                timeout = rng.choice([None, 0.5, 3.0])
+                d = channel.call(method, f"{seed}-{step}".encode(), timeout=timeout)
+                d.addErrback(lambda _: None)
+                calls.append(d)
+            elif action == 3 and running:
+                d = running.pop(rng.randrange(len(running)))
+                if not d.called:
+                    if rng.random() < 0.5:
+                        d.callback(b"ok")
+                    else:
+                        d.errback(StatusError(StatusCode.UNAVAILABLE, "it may have run"))
+            elif action == 4:
+                server.drop()
+            elif action == 5:
+                server.factory.drain(grace=rng.choice([0.2, 5.0]))
+                # ... and the restarted server behind the same endpoint.
+                server.factory = type(server.factory)(server.router, clock=self.net.clock)
+            elif action == 6:
+                server.refusing = not server.refusing
+            elif action == 7 and calls:
+                calls[rng.randrange(len(calls))].cancel()
+            self.net.pump()
+            self.net.advance(rng.choice([0, 0.01, 0.1, 0.6]))
+        for server in servers:
+            server.refusing = False
+        for _ in range(40):
+            for d in running:
+                if not d.called:
+                    d.callback(b"ok")
+            running.clear()
+            self.net.advance(0.5)
+        self.assertEqual([d for d in calls if not d.called], [], f"seed {seed}: calls hang")
+        self.assertEqual({k: n for k, n in started.items() if n > 1}, {}, f"seed {seed}")
+        self.stats.append(channel.stats)
+        closing = channel.close()
+        self.net.pump()
+        self.net.advance(10)
+        self.successResultOf(closing)
+        for server in servers:
+            server.drop()
+        self.net.advance(100)
+
+    def test_random_sequences(self) -> None:
+        """Fifty seeded sequences: no non-idempotent call starts twice, and nothing hangs."""
+        self.stats: list[ChannelStats] = []
+        for seed in range(50):
+            self.run_sequence(seed)
+        # The sequences did what they are for: retries, ejections, reconnects.
+        for counter in ("retries", "ejections", "reconnects", "succeeded", "failed"):
+            self.assertGreater(sum(getattr(s, counter) for s in self.stats), 20, counter)
