@@ -11,7 +11,7 @@ from typing import Any
 
 from channel_net import FakeServer
 from test_channel import ChannelTestCase
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import CancelledError, Deferred
 
 from twisted_reqresp import (
     Backoff,
@@ -314,3 +314,42 @@ class NeverTwiceTests(ChannelTestCase):
         # The sequences did what they are for: retries, ejections, reconnects.
         for counter in ("retries", "ejections", "reconnects", "succeeded", "failed"):
             self.assertGreater(sum(getattr(s, counter) for s in self.stats), 20, counter)
+
+
+class WhenReadyTests(ChannelTestCase):
+    """when_ready() Deferreds fire once, and a cancelled one never fires with the channel."""
+
+    def test_cancel_a_sibling_waiter(self) -> None:
+        """A when_ready() callback that cancels another waiter cancels it cleanly."""
+        (a,) = self.servers("a")
+        a.refusing = True
+        channel = self.channel([a], reconnect=Backoff(initial=1.0, jitter=0.0))
+        first, second = channel.when_ready(), channel.when_ready()
+        first.addCallback(lambda _: second.cancel())
+        a.refusing = False
+        self.net.advance(1.0)
+        self.assertIs(self.successResultOf(first), None)
+        self.failureResultOf(second, CancelledError)
+
+    def test_silent_server_is_given_up(self) -> None:
+        """A server that accepts but never sends SETTINGS is given up after preface_timeout."""
+        (a,) = self.servers("a")
+        a.refusing = True
+        channel = self.channel([a], reconnect=Backoff(initial=1.0, jitter=0.0))
+        d = self.call(channel, "echo", b"x", timeout=15.0)
+        a.refusing = False
+        self.net.clock.advance(1.0)  # connects; its greeting is never delivered
+        (link,) = a.live
+        link.client_transport.pauseProducing()
+        self.net.advance(9.99)
+        self.assertEqual(channel.backends[0].state, "connecting")
+        self.net.advance(0.01)  # 10 s: Limits.preface_timeout
+        self.assertEqual(
+            channel.why_not_ready(),
+            f"{a!r}: UNAVAILABLE: connection closed during the handshake: no handshake within 10 s",
+        )
+        # A loss before the handshake counts as a failed attempt: 1.6 s, not 1.
+        self.net.advance(1.59)
+        self.assertNoResult(d)
+        self.net.advance(0.01)  # the next connection is a working one
+        self.assertEqual(self.successResultOf(d).body, b"x")

@@ -153,6 +153,8 @@ class Backend:
         self.health_timer: IDelayedCall | None = None
         self.eject_timer: IDelayedCall | None = None
         self.health_call: Deferred[Reply] | None = None
+        #: Why the connection's handshake failed, if it did.
+        self.handshake_error: str | None = None
         #: The connection closed because its server sent GOAWAY.
         self.closing_after_goaway: ClientProtocol | None = None
         factory = _BackendFactory(
@@ -183,7 +185,10 @@ class Backend:
     def attach(self, protocol: ClientProtocol) -> None:
         self.protocol = protocol
         self.chain = compose_client(self.channel.interceptors, self.send)
-        protocol.when_ready().addCallbacks(self.handshake_done, lambda _: None)
+        self.handshake_error = None
+        protocol.when_ready().addCallbacks(
+            self.handshake_done, self.handshake_failed, errbackArgs=(protocol,)
+        )
         protocol.when_closed().addCallback(self.lost, protocol)
         if self.retiring:
             protocol.close()
@@ -218,6 +223,12 @@ class Backend:
         else:
             self.channel._backend_available()
 
+    def handshake_failed(self, failure: Failure, protocol: ClientProtocol) -> None:
+        if protocol is self.protocol:
+            # Says what went wrong (no SETTINGS in time, a refusing GOAWAY),
+            # where the loss that follows says only "closed cleanly".
+            self.handshake_error = f"{self.name}: {failure.getErrorMessage()}"
+
     def lost(self, _: object, protocol: ClientProtocol) -> None:
         if protocol is not self.protocol:
             return
@@ -228,6 +239,8 @@ class Backend:
         self.cancel_health()
         error = protocol.lost.getErrorMessage() if protocol.lost is not None else "closed"
         self.last_error = f"{self.name}: connection lost ({error})"
+        if not was_ready and self.handshake_error is not None:
+            self.last_error = self.handshake_error
         if not was_ready:
             self.unready_losses += 1
         elif protocol.conn.peer_goaway is None and not self.retiring:

@@ -416,9 +416,15 @@ class Channel(Service):
             return fail(ConnectionClosed("the channel is closed"))
         if self._pick(None) is not None:
             return succeed(self)
-        d: Deferred[Channel] = Deferred(lambda d: self._ready_waiters.remove(d))
+        d: Deferred[Channel] = Deferred(self._forget_ready_waiter)
         self._ready_waiters.append(d)
         return d
+
+    def _forget_ready_waiter(self, d: Deferred[Channel]) -> None:
+        # Not in the list once _backend_available() or close() took it, to
+        # fire it: a sibling's callback may cancel it then.
+        if d in self._ready_waiters:
+            self._ready_waiters.remove(d)
 
     # -- calls -------------------------------------------------------------------
 
