@@ -10,7 +10,7 @@ import random
 from typing import Any
 
 from channel_net import FakeServer
-from test_channel import ChannelTestCase
+from test_channel import ChannelTestCase, fixed
 from twisted.internet.defer import CancelledError, Deferred
 
 from twisted_reqresp import (
@@ -353,3 +353,42 @@ class WhenReadyTests(ChannelTestCase):
         self.assertNoResult(d)
         self.net.advance(0.01)  # the next connection is a working one
         self.assertEqual(self.successResultOf(d).body, b"x")
+
+
+class ChurnTests(ChannelTestCase):
+    """Endpoints removed and added again, many times, leave nothing behind."""
+
+    def test_remove_and_add_again(self) -> None:
+        """A hundred removals and re-additions keep one backend, one connection, no stray timer."""
+        a, b = self.servers("a", "b")
+        endpoints = EndpointSet([a, b])
+        channel = self.channel(endpoints, health_check_interval=1.0)
+        for n in range(100):
+            endpoints.update([b] if n % 2 == 0 else [a, b])
+            self.net.advance(0.3)
+        self.assertEqual([i.endpoint for i in channel.backends], [repr(a), repr(b)])
+        self.assertEqual(len(a.live), 1)
+        self.assertEqual(channel._retiring, [])
+        # A health timer per backend, a liveness timer per end of each connection.
+        self.assertEqual(len(self.net.clock.getDelayedCalls()), len(self.net.links) * 2 + 2)
+        self.assertEqual(self.successResultOf(self.call(channel, "echo", b"x")).body, b"x")
+
+
+class CrossedGoAwayTests(ChannelTestCase):
+    """A request that crossed its server's GOAWAY fails retry-safe at the GOAWAY, as a drain's."""
+
+    def test_crossed_request_resent_at_once_outside_the_budget(self) -> None:
+        """A request crossing the GOAWAY is resent at once, charges no budget, accrues nothing."""
+        a, b = self.servers("a", "b")
+        budget = RetryBudget(max_tokens=2)
+        channel = self.channel([a, b], budget=budget, failure_threshold=1, random=fixed(0.0, 0.0))
+        # The GOAWAY is on its way when the call goes to a: they cross.
+        a.factory.drain()
+        d = channel.call("who")
+        self.net.pump()
+        self.net.advance(0)
+        self.assertEqual(self.successResultOf(d).body, b"b")
+        self.assertEqual((channel.stats.retries, channel.stats.retries_throttled), (1, 0))
+        self.assertEqual(budget.tokens, 2.0)
+        self.assertEqual(channel.stats.ejections, 0)
+        self.assertEqual(channel.backends[0].failures, 0)
