@@ -76,6 +76,16 @@ class BackendInfo:
     last_error: str | None = None
 
 
+class _BackendProtocol(ClientProtocol):
+    """A connection that tells its backend what it read."""
+
+    backend: Backend
+
+    def dataReceived(self, data: bytes) -> None:
+        super().dataReceived(data)
+        self.backend.read(self)
+
+
 class _BackendFactory(ClientFactory):
     """Tells its backend about each connection it builds."""
 
@@ -84,7 +94,9 @@ class _BackendFactory(ClientFactory):
         self.backend = backend
 
     def buildProtocol(self, addr: IAddress | None) -> ClientProtocol:
-        protocol = super().buildProtocol(addr)
+        protocol = _BackendProtocol(wire=self.wire, limits=self.limits, clock=self.clock)
+        protocol.factory = self
+        protocol.backend = self.backend
         self.backend.attach(protocol)
         return protocol
 
@@ -141,6 +153,10 @@ class Backend:
         self.health_timer: IDelayedCall | None = None
         self.eject_timer: IDelayedCall | None = None
         self.health_call: Deferred[Reply] | None = None
+        #: Why the connection's handshake failed, if it did.
+        self.handshake_error: str | None = None
+        #: The connection closed because its server sent GOAWAY.
+        self.closing_after_goaway: ClientProtocol | None = None
         factory = _BackendFactory(
             self, wire=channel.wire, limits=channel.limits, clock=channel.clock
         )
@@ -169,7 +185,10 @@ class Backend:
     def attach(self, protocol: ClientProtocol) -> None:
         self.protocol = protocol
         self.chain = compose_client(self.channel.interceptors, self.send)
-        protocol.when_ready().addCallbacks(self.handshake_done, lambda _: None)
+        self.handshake_error = None
+        protocol.when_ready().addCallbacks(
+            self.handshake_done, self.handshake_failed, errbackArgs=(protocol,)
+        )
         protocol.when_closed().addCallback(self.lost, protocol)
         if self.retiring:
             protocol.close()
@@ -177,6 +196,20 @@ class Backend:
     def send(self, call: Any) -> Deferred[Reply]:
         assert self.protocol is not None
         return send_outgoing(self.protocol, call)
+
+    def read(self, protocol: ClientProtocol) -> None:
+        """The connection read bytes: close it once its server said GOAWAY."""
+        if (
+            protocol is self.protocol
+            and protocol.conn.peer_goaway is not None
+            and protocol is not self.closing_after_goaway
+        ):
+            # It can take no new call again.  Close it once its calls are
+            # answered (ClientProtocol.close waits for them) rather than
+            # wait for the server to: one that never closes would keep the
+            # backend draining, and never reconnected, for good.
+            self.closing_after_goaway = protocol
+            protocol.close()
 
     def handshake_done(self, protocol: ClientProtocol) -> None:
         if protocol is not self.protocol or self.retiring:
@@ -190,6 +223,12 @@ class Backend:
         else:
             self.channel._backend_available()
 
+    def handshake_failed(self, failure: Failure, protocol: ClientProtocol) -> None:
+        if protocol is self.protocol:
+            # Says what went wrong (no SETTINGS in time, a refusing GOAWAY),
+            # where the loss that follows says only "closed cleanly".
+            self.handshake_error = f"{self.name}: {failure.getErrorMessage()}"
+
     def lost(self, _: object, protocol: ClientProtocol) -> None:
         if protocol is not self.protocol:
             return
@@ -200,6 +239,8 @@ class Backend:
         self.cancel_health()
         error = protocol.lost.getErrorMessage() if protocol.lost is not None else "closed"
         self.last_error = f"{self.name}: connection lost ({error})"
+        if not was_ready and self.handshake_error is not None:
+            self.last_error = self.handshake_error
         if not was_ready:
             self.unready_losses += 1
         elif protocol.conn.peer_goaway is None and not self.retiring:
@@ -276,6 +317,10 @@ class Backend:
             self.eject()
 
     def eject(self) -> None:
+        if self.retiring:
+            # Failures of its last calls (or a probe cancelled by retire())
+            # would start a timer that outlives the backend.
+            return
         channel = self.channel
         self.ejected = True
         self.ejections_in_a_row += 1
@@ -320,8 +365,15 @@ class Backend:
 
     def check_health(self, *, probe: bool) -> None:
         protocol = self.protocol
+        if probe and protocol is not None and self.health_call is not None:
+            # A periodic check is in flight: it was asked before the
+            # ejection, so its answer cannot stand for the probe, and
+            # waiting for it would leave the probe to nobody (the backend
+            # out for good).  Cancel it and ask afresh.
+            self.cancel_health_call()
         if protocol is None or self.health_call is not None:
             if probe:
+                # Asked after its next handshake.
                 self.probe_due = True
             return
         # Bounded by the interval, so checks never pile up on a stuck server.
@@ -354,6 +406,9 @@ class Backend:
         if self.health_timer is not None:
             self.health_timer.cancel()
             self.health_timer = None
+        self.cancel_health_call()
+
+    def cancel_health_call(self) -> None:
         call, self.health_call = self.health_call, None
         if call is not None:
             call.cancel()

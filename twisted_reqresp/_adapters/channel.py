@@ -70,6 +70,10 @@ from .propagation import PROPAGATED_METADATA, bind, inherit
 __all__ = ["BackendInfo", "Channel", "ChannelStats", "EndpointSet"]
 
 
+#: How a channel follows its EndpointSet (see EndpointSet._observers).
+_Observer = Callable[[Mapping[object, "str | IStreamClientEndpoint"]], Callable[[], None]]
+
+
 class EndpointSet:
     """
     The backends of a channel, which users may change while it runs.
@@ -83,9 +87,11 @@ class EndpointSet:
     """
 
     def __init__(self, endpoints: Iterable[str | IStreamClientEndpoint] = ()) -> None:
-        self._endpoints: dict[object, str | IStreamClientEndpoint] = {}
-        self._observers: list[Callable[[], None]] = []
-        self._replace(endpoints)
+        #: Each channel's two steps of following an update: the first
+        #: checks the new endpoints (it raises for one it cannot use) and
+        #: returns the second, which applies them and cannot fail.
+        self._observers: list[_Observer] = []
+        self._endpoints = self._parse(endpoints)
 
     def update(self, endpoints: Iterable[str | IStreamClientEndpoint]) -> None:
         """
@@ -94,16 +100,25 @@ class EndpointSet:
         finishes the calls it has, then closes.
 
         :param endpoints: the new endpoints, all of them.
+        :raises ValueError: for an endpoint string that cannot be parsed;
+            then nothing changes, in the set or in any channel over it.
         """
-        self._replace(endpoints)
-        for observer in list(self._observers):
-            observer()
+        new = self._parse(endpoints)
+        # Every channel checks the new set before any follows it, so that a
+        # bad endpoint leaves all of them, and the set, as they were.
+        apply = [observer(new) for observer in list(self._observers)]
+        self._endpoints = new
+        for step in apply:
+            step()
 
-    def _replace(self, endpoints: Iterable[str | IStreamClientEndpoint]) -> None:
+    @staticmethod
+    def _parse(
+        endpoints: Iterable[str | IStreamClientEndpoint],
+    ) -> dict[object, str | IStreamClientEndpoint]:
         if isinstance(endpoints, str):
             # A bare string would be read as a set of one-character endpoints.
             raise TypeError("endpoints must be a collection of endpoints, not one string")
-        self._endpoints = {endpoint: endpoint for endpoint in endpoints}
+        return {endpoint: endpoint for endpoint in endpoints}
 
     def __iter__(self) -> Iterator[str | IStreamClientEndpoint]:
         return iter(list(self._endpoints.values()))
@@ -217,9 +232,12 @@ class Channel(Service):
         W3C trace context by default; ``()``: none).
     :param random: a function returning floats in ``[0, 1)``, for the
         jitter and the choice of backends.
-    :raises TypeError: if one of ``interceptors`` is not an interceptor.
+    :raises TypeError: if one of ``interceptors`` is not an interceptor, or
+        an option is not of its type (``retry``, ``budget``, ``reconnect``,
+        ``ejection_time``, ``wait_for_ready``, ``random``).
     :raises ValueError: for an endpoint string that cannot be parsed, or a
-        bad option.
+        bad value (``timeout``, ``max_waiting_calls``,
+        ``health_check_interval``, ``failure_threshold``).
     """
 
     def __init__(
@@ -244,6 +262,16 @@ class Channel(Service):
         propagate_metadata: Collection[str] = PROPAGATED_METADATA,
         random: Callable[[], float] = _random.random,
     ) -> None:
+        # Checked now: a wrong type met later, inside a callback or a
+        # reconnect timer, would leave a call that never fires.
+        _check_type("retry", retry, RetryPolicy, optional=True)
+        _check_type("budget", budget, RetryBudget, optional=True)
+        _check_type("reconnect", reconnect, Backoff)
+        _check_type("ejection_time", ejection_time, Backoff)
+        _check_type("wait_for_ready", wait_for_ready, bool)
+        if not callable(random):
+            raise TypeError(f"random must be a function returning floats, not {random!r}")
+        _check_timeout(timeout)
         _check_count("max_waiting_calls", max_waiting_calls, minimum=0)
         _check_count("failure_threshold", failure_threshold, minimum=1)
         if health_check_interval is not None and not (
@@ -285,12 +313,8 @@ class Channel(Service):
         self._ready_waiters: list[Deferred[Channel]] = []
         self._closing = False
         self._closed: Deferred[None] | None = None
-        self._endpoints._observers.append(self._sync)
-        try:
-            self._sync()
-        except BaseException:
-            self._endpoints._observers.remove(self._sync)
-            raise
+        self._prepare(self._endpoints._endpoints)()
+        self._endpoints._observers.append(self._prepare)
         self.startService()
 
     # -- the service ------------------------------------------------------------
@@ -310,19 +334,35 @@ class Channel(Service):
 
     # -- backends ---------------------------------------------------------------
 
-    def _sync(self) -> None:
-        """Follow the endpoint set: start new backends, retire removed ones."""
-        if self._closing:
-            return
-        wanted: dict[object, str | IStreamClientEndpoint] = {e: e for e in self._endpoints}
+    def _prepare(self, wanted: Mapping[object, str | IStreamClientEndpoint]) -> Callable[[], None]:
+        """
+        Make the backends of the endpoints in ``wanted`` that are new (which
+        raises for one that cannot be parsed, changing nothing).
+
+        :returns: what follows the set: it starts the new backends and
+            retires the removed ones.
+        """
+        new: dict[object, Backend] = {}
         for key, endpoint in wanted.items():
-            if key not in self._backends:
-                backend = Backend(self, key, endpoint)
-                self._backends[key] = backend
+            if key not in self._backends and key not in new:
+                try:
+                    new[key] = Backend(self, key, endpoint)
+                except (ValueError, TypeError, KeyError) as e:
+                    # clientFromString's own errors do not say which endpoint.
+                    raise ValueError(f"invalid endpoint {endpoint_name(endpoint)!r}: {e}") from e
+
+        def apply() -> None:
+            if self._closing:
+                return
+            backends = {key: self._backends.get(key) or new[key] for key in wanted}
+            for key in [key for key in self._backends if key not in wanted]:
+                self._retire(self._backends.pop(key))
+            self._backends = backends  # in the set's order
+            for backend in new.values():
                 if self.running:
                     backend.start()
-        for key in [key for key in self._backends if key not in wanted]:
-            self._retire(self._backends.pop(key))
+
+        return apply
 
     def _retire(self, backend: Backend) -> None:
         d = backend.retire()
@@ -376,9 +416,15 @@ class Channel(Service):
             return fail(ConnectionClosed("the channel is closed"))
         if self._pick(None) is not None:
             return succeed(self)
-        d: Deferred[Channel] = Deferred(lambda d: self._ready_waiters.remove(d))
+        d: Deferred[Channel] = Deferred(self._forget_ready_waiter)
         self._ready_waiters.append(d)
         return d
+
+    def _forget_ready_waiter(self, d: Deferred[Channel]) -> None:
+        # Not in the list once _backend_available() or close() took it, to
+        # fire it: a sibling's callback may cancel it then.
+        if d in self._ready_waiters:
+            self._ready_waiters.remove(d)
 
     # -- calls -------------------------------------------------------------------
 
@@ -574,7 +620,7 @@ class Channel(Service):
             if call.attempts >= retry.max_attempts:
                 self._finish(call, failure)
             else:
-                call.timer = self.clock.callLater(0, self._attempt, call)
+                self._attempt_later(call, 0)
             return
         self.budget.record_failure()
         delay = retry.next_delay(
@@ -587,7 +633,15 @@ class Channel(Service):
             self.stats.retries_throttled += 1
             self._finish(call, failure)
             return
-        call.timer = self.clock.callLater(delay, self._attempt, call)
+        self._attempt_later(call, delay)
+
+    def _attempt_later(self, call: _ChannelCall, delay: float) -> None:
+        if self._closing:
+            # No backend is left for it: fail it now ("the channel is
+            # closed"), not from a timer that close()'s Deferred would not wait for.
+            self._attempt(call)
+        else:
+            call.timer = self.clock.callLater(delay, self._attempt, call)
 
     def _finish(self, call: _ChannelCall, failure: Failure) -> None:
         self._calls.discard(call)
@@ -629,8 +683,8 @@ class Channel(Service):
             self._closing = True
             if self.running:
                 Service.stopService(self)
-            if self._sync in self._endpoints._observers:
-                self._endpoints._observers.remove(self._sync)
+            if self._prepare in self._endpoints._observers:
+                self._endpoints._observers.remove(self._prepare)
             for backend in list(self._backends.values()):
                 self._retire(backend)
             self._backends.clear()
@@ -655,6 +709,12 @@ class Channel(Service):
 def _check_count(name: str, value: object, *, minimum: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ValueError(f"{name} must be an int >= {minimum}, not {value!r}")
+
+
+def _check_type(name: str, value: object, kind: type, *, optional: bool = False) -> None:
+    if not (isinstance(value, kind) or (optional and value is None)):
+        what = f"a {kind.__name__} or None" if optional else f"a {kind.__name__}"
+        raise TypeError(f"{name} must be {what}, not {value!r}")
 
 
 def _check_timeout(timeout: object) -> None:
