@@ -1066,7 +1066,8 @@ def run(
         try:
             channel = channel_factory(reactor, endpoints, timeout=timeout)
         except (ValueError, TypeError, KeyError) as e:
-            raise CommandError(f"invalid endpoint in {endpoints!r}: {e}", EXIT_USAGE) from e
+            # The channel's message names the endpoint at fault.
+            raise CommandError(str(e), EXIT_USAGE) from e
         try:
             code = yield run_channel(reactor, channel, args, body, out=out)
         finally:
