@@ -787,3 +787,45 @@ class BackendCountersTests(ChannelTestCase):
         self.assertIsNotNone(info.last_error)
         self.assertIn("<FakeServer a>", str(info.last_error))
         self.assertEqual(channel.why_not_ready(), info.last_error)
+
+
+class LogTests(ChannelTestCase):
+    """Each retry is logged (debug) and each backend state change too (info)."""
+
+    def test_retry_logged(self) -> None:
+        """A retry logs the method, the attempt that failed, the backend and the error."""
+        from twisted.logger import LogLevel, capturedLogs
+
+        a, b = self.servers("a", "b")
+        channel = self.channel([a, b], random=fixed(0.0, 0.0))
+        a.factory.drain()
+        with capturedLogs() as events:
+            d = channel.call("who")
+            self.net.pump()
+            self.net.advance(0)
+        self.assertEqual(self.successResultOf(d).body, b"b")
+        retries = [e for e in events if e.get("log_format", "").startswith("retrying")]
+        self.assertEqual(len(retries), 1)
+        event = retries[0]
+        self.assertEqual(event["log_level"], LogLevel.debug)
+        self.assertEqual(event["log_namespace"], "twisted_reqresp.channel")
+        self.assertEqual((event["method"], event["attempt"]), ("who", 1))
+        self.assertEqual(event["backend"], "<FakeServer a>")
+
+    def test_ejection_and_probe_logged(self) -> None:
+        """Ejection and the probe that brings a backend back are logged at info."""
+        from twisted.logger import LogLevel, capturedLogs, formatEvent
+
+        a, b = self.servers("a", "b")
+        channel = self.channel(
+            [a, b],
+            failure_threshold=1,
+            ejection_time=Backoff(initial=1.0, jitter=0.0),
+            random=fixed(0.0, 0.0),
+        )
+        with capturedLogs() as events:
+            self.failureResultOf(self.call(channel, "fail"), StatusError)
+            self.net.advance(1.0)
+        texts = [formatEvent(e) for e in events if e["log_level"] == LogLevel.info]
+        self.assertIn("backend <FakeServer a> ejected for 1 s after 1 failures in a row", texts)
+        self.assertIn("backend <FakeServer a> passed its probe: back in", texts)

@@ -18,6 +18,7 @@ from twisted.internet.interfaces import (
     IProtocolFactory,
     IStreamClientEndpoint,
 )
+from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -45,6 +46,8 @@ _ACCRUED = frozenset({StatusCode.UNAVAILABLE, StatusCode.INTERNAL, StatusCode.UN
 #: methods: it answers, so it is up.
 _NO_HEALTH_METHOD = frozenset({StatusCode.NOT_FOUND, StatusCode.UNIMPLEMENTED})
 _HEALTH = "reqresp.health"
+
+_log = Logger(namespace="twisted_reqresp.channel")
 
 
 def endpoint_name(endpoint: str | IStreamClientEndpoint) -> str:
@@ -217,6 +220,7 @@ class Backend:
         self.ready = True
         self.unready_losses = 0
         self.unhealthy = False
+        _log.info("backend {backend} connected", backend=self.name)
         self.schedule_health_check()
         if self.probe_due:
             self.probe()
@@ -241,6 +245,8 @@ class Backend:
         self.last_error = f"{self.name}: connection lost ({error})"
         if not was_ready and self.handshake_error is not None:
             self.last_error = self.handshake_error
+        if was_ready and not self.retiring:
+            _log.info("backend {backend} lost: {why}", backend=self.name, why=self.last_error)
         if not was_ready:
             self.unready_losses += 1
         elif protocol.conn.peer_goaway is None and not self.retiring:
@@ -326,6 +332,12 @@ class Backend:
         self.ejections_in_a_row += 1
         channel.stats.ejections += 1
         delay = channel.ejection_time.delay(self.ejections_in_a_row, channel.random)
+        _log.info(
+            "backend {backend} ejected for {delay:.3g} s after {failures} failures in a row",
+            backend=self.name,
+            delay=delay,
+            failures=self.failures,
+        )
         self.eject_timer = channel.clock.callLater(delay, self.ejection_over)
 
     def ejection_over(self) -> None:
@@ -342,6 +354,7 @@ class Backend:
 
     def probe_result(self, up: bool) -> None:
         if up:
+            _log.info("backend {backend} passed its probe: back in", backend=self.name)
             self.ejected = False
             self.failures = 0
             self.channel._backend_available()
@@ -398,6 +411,14 @@ class Backend:
         elif serving is not None:
             was = self.unhealthy
             self.unhealthy = not serving
+            if was != self.unhealthy:
+                _log.info(
+                    "backend {backend} health: {status}",
+                    backend=self.name,
+                    status=result.body.decode("ascii", "replace")
+                    if isinstance(result, Reply)
+                    else "SERVING",
+                )
             if was and serving:
                 self.channel._backend_available()
         self.schedule_health_check()

@@ -45,6 +45,7 @@ from twisted.internet.interfaces import (
     IReactorTime,
     IStreamClientEndpoint,
 )
+from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from .._core.binary import BinaryFormat
@@ -68,6 +69,8 @@ from .interceptors import compose_client
 from .propagation import PROPAGATED_METADATA, bind, inherit
 
 __all__ = ["BackendInfo", "Channel", "ChannelStats", "EndpointSet"]
+
+_log = Logger(namespace="twisted_reqresp.channel")
 
 
 #: How a channel follows its EndpointSet (see EndpointSet._observers).
@@ -620,7 +623,7 @@ class Channel(Service):
             if call.attempts >= retry.max_attempts:
                 self._finish(call, failure)
             else:
-                self._attempt_later(call, 0)
+                self._attempt_later(call, 0, backend, error)
             return
         self.budget.record_failure()
         delay = retry.next_delay(
@@ -633,9 +636,21 @@ class Channel(Service):
             self.stats.retries_throttled += 1
             self._finish(call, failure)
             return
-        self._attempt_later(call, delay)
+        self._attempt_later(call, delay, backend, error)
 
-    def _attempt_later(self, call: _ChannelCall, delay: float) -> None:
+    def _attempt_later(
+        self, call: _ChannelCall, delay: float, backend: Backend, error: BaseException
+    ) -> None:
+        # Debug, not info: the channel's counters say how many; this says
+        # which call and why, for whoever is chasing one.
+        _log.debug(
+            "retrying {method!r} in {delay:.3g} s (attempt {attempt} failed on {backend}: {error})",
+            method=call.method,
+            delay=delay,
+            attempt=call.attempts,
+            backend=backend.name,
+            error=error,
+        )
         if self._closing:
             # No backend is left for it: fail it now ("the channel is
             # closed"), not from a timer that close()'s Deferred would not wait for.
