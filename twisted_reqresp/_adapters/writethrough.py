@@ -15,8 +15,13 @@ bytes cannot overtake bytes it still holds.  Whatever ``send()`` does not
 take, or any error, goes through ``transport.write()`` as usual, and Twisted
 carries on from there.  The check reads two attributes of Twisted's
 ``FileDescriptor`` (``dataBuffer``/``offset`` are public, ``_tempDataLen``
-is not); if a Twisted version or another reactor lacks them, the shortcut
-is simply never taken.
+is not) and ``TLS`` (set by ``startTLS``); if a Twisted version or another
+reactor lacks them, the shortcut is simply never taken.  So that this never
+happens unnoticed, or worse, that a changed meaning sends bytes ahead of
+ones Twisted still holds, ``tests/test_writethrough.py`` pins each
+attribute and its meaning over a real TCP connection (and after
+``startTLS``), and fails naming the attribute when a Twisted release
+changes it.
 """
 
 from __future__ import annotations

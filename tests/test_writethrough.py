@@ -1,0 +1,155 @@
+"""
+The write-through shortcut (``_adapters/writethrough.py``) against a real
+loopback TCP connection: it reads private attributes of Twisted's
+``FileDescriptor`` (``_tempDataLen``, and ``dataBuffer``/``offset``/``TLS``),
+so these tests pin what it relies on and fail loudly, naming the
+attribute, when a Twisted release changes them, instead of the shortcut
+silently turning itself off (or, worse, sending bytes ahead of ones Twisted
+still holds).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet import reactor as _reactor
+from twisted.internet import tcp
+from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.internet.protocol import Factory, Protocol
+from twisted.trial.unittest import TestCase
+
+from twisted_reqresp._adapters.writethrough import write_through
+
+reactor: Any = _reactor
+
+
+class _Collect(Protocol):
+    """Collects what it receives; fires ``done`` once ``expected`` bytes came."""
+
+    def __init__(self, expected: int) -> None:
+        self.expected = expected
+        self.chunks: list[bytes] = []
+        self.received = 0
+        self.done: Deferred[bytes] = Deferred()
+
+    def dataReceived(self, data: bytes) -> None:
+        self.chunks.append(data)
+        self.received += len(data)
+        if self.received >= self.expected and not self.done.called:
+            self.done.callback(b"".join(self.chunks))
+
+
+class WriteThroughTests(TestCase):
+    """write_through over a real TCP connection on loopback."""
+
+    timeout = 30
+
+    @inlineCallbacks
+    def connected(self, expected: int) -> Any:
+        """:returns: (the server side's transport, the client protocol collecting)."""
+        server_side: Deferred[Any] = Deferred()
+
+        class Server(Protocol):
+            def connectionMade(self) -> None:
+                server_side.callback(self.transport)
+
+        port = reactor.listenTCP(0, Factory.forProtocol(Server), interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        collector = _Collect(expected)
+        from twisted.internet.endpoints import TCP4ClientEndpoint
+        from twisted.internet.protocol import Factory as F
+
+        endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port)
+        client = yield endpoint.connect(F.forProtocol(lambda: collector))
+        self.addCleanup(client.transport.loseConnection)
+        transport = yield server_side
+        self.addCleanup(transport.abortConnection)
+        return transport, collector
+
+    @inlineCallbacks
+    def test_pinned_attributes(self) -> Any:
+        """A plain TCP transport has every attribute the shortcut reads, of the type it reads."""
+        transport, _ = yield self.connected(0)
+        self.assertIsInstance(transport, tcp.Connection)
+        for name, kind in (
+            ("_tempDataLen", int),
+            ("dataBuffer", bytes),
+            ("offset", int),
+            ("connected", int),
+            ("disconnecting", int),
+        ):
+            self.assertTrue(
+                hasattr(transport, name), f"Twisted's tcp.Connection no longer has {name!r}"
+            )
+            self.assertIsInstance(getattr(transport, name), kind, name)
+        self.assertIs(transport.TLS, False, "tcp.Connection.TLS is no longer False")
+        self.assertIsNot(
+            write_through(transport),
+            transport.write,
+            "the shortcut is not taken on a plain TCP connection: see writethrough.py",
+        )
+
+    @inlineCallbacks
+    def test_queued_bytes_are_seen(self) -> Any:
+        """Bytes transport.write queued show in _tempDataLen or dataBuffer, where sends look."""
+        transport, _ = yield self.connected(0)
+        transport.write(b"abc")
+        queued = transport._tempDataLen + len(transport.dataBuffer) - transport.offset
+        self.assertEqual(queued, 3, "Twisted no longer counts queued bytes where we look")
+
+    @inlineCallbacks
+    def test_never_reorders(self) -> Any:
+        """Bytes sent through the shortcut never overtake bytes Twisted still holds."""
+        big = bytes(range(256)) * (32 * 1024)  # 8 MiB: more than the socket takes at once
+        tail = [f"<{i}>".encode() for i in range(50)]
+        expected = big + b"".join(tail)
+        transport, collector = yield self.connected(len(expected))
+        send = write_through(transport)
+        send(big[:1000])  # straight to the socket
+        transport.write(big[1000:])  # queued by Twisted
+        for chunk in tail:
+            send(chunk)  # must queue behind it, not go to the socket
+        received = yield collector.done
+        self.assertEqual(len(received), len(expected))
+        self.assertTrue(received == expected, "bytes were reordered")
+
+    @inlineCallbacks
+    def test_not_taken_after_starttls(self) -> Any:
+        """After startTLS the transport says TLS, and nothing goes to the socket in clear."""
+        from e2e import Certificates
+        from twisted.internet import ssl
+
+        certs = Certificates()
+        self.addCleanup(certs.remove)
+        transport, _ = yield self.connected(0)
+        send = write_through(transport)  # made while the connection was plain
+        options = ssl.PrivateCertificate.loadPEM(
+            certs.key_file.read_text() + certs.cert_file.read_text()
+        ).options()
+        transport.startTLS(options)
+        self.assertIs(transport.TLS, True, "startTLS no longer sets transport.TLS")
+        real = transport.socket
+        spy = _SocketSpy(real)
+        transport.socket = spy
+        try:
+            send(b"secret")
+        finally:
+            transport.socket = real
+        self.assertEqual(spy.sent, [], "cleartext sent to a TLS connection's socket")
+        self.assertEqual(write_through(transport), transport.write)
+
+
+class _SocketSpy:
+    """A socket that records send() calls and passes everything else on."""
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+        self.sent: list[bytes] = []
+
+    def send(self, data: bytes) -> int:
+        self.sent.append(data)
+        result: int = self.real.send(data)
+        return result
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
