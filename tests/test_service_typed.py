@@ -59,7 +59,7 @@ from twisted_reqresp.service import (
     MethodKind,
     Service,
     TypedCodec,
-    Unary,
+    UnaryMethod,
     UnaryStub,
     server_stream,
     unary,
@@ -106,7 +106,7 @@ class DeclarationTests(SynchronousTestCase):
 
     def test_class_attribute_is_the_declaration(self) -> None:
         """On the class a method is its declaration; on a stub it is a bound callable."""
-        self.assertIsInstance(Calculator.add, Unary)
+        self.assertIsInstance(Calculator.add, UnaryMethod)
         self.assertIs(Calculator.add.request, AddRequest)
         self.assertEqual(Calculator.add.errors, {Overflow: 1001})
         stub = Calculator(connected_pair(router).client)

@@ -42,15 +42,15 @@ need the ``msgspec`` extra.  See ``docs/guide.md``, "Typed services".
 """
 
 from ._adapters.services import (
-    BidiStream,
+    BidiStreamMethod,
     Caller,
-    ClientStream,
+    ClientStreamMethod,
     Implementation,
     Method,
     MethodKind,
-    ServerStream,
+    ServerStreamMethod,
     Service,
-    Unary,
+    UnaryMethod,
     UnaryStub,
     bidi_stream,
     client_stream,
@@ -60,16 +60,16 @@ from ._adapters.services import (
 from ._adapters.typed import TypedCodec
 
 __all__ = [
-    "BidiStream",
+    "BidiStreamMethod",
     "Caller",
-    "ClientStream",
+    "ClientStreamMethod",
     "Implementation",
     "Method",
     "MethodKind",
-    "ServerStream",
+    "ServerStreamMethod",
     "Service",
     "TypedCodec",
-    "Unary",
+    "UnaryMethod",
     "UnaryStub",
     "bidi_stream",
     "client_stream",

@@ -9,7 +9,7 @@ from twisted.internet.defer import Deferred, succeed
 from typed_contract import AddRequest, AddResponse, Calculator, Empty
 
 from twisted_reqresp import Call, Channel, Client, Reply, Router
-from twisted_reqresp.service import Implementation, Unary
+from twisted_reqresp.service import Implementation, UnaryMethod
 
 
 @Calculator.add.implement
@@ -32,7 +32,7 @@ def ping(request: Empty, call: Call) -> Reply:
     return Reply(body=Empty(), metadata={"k": "v"})
 
 
-declaration: Unary[AddRequest, AddResponse] = Calculator.add
+declaration: UnaryMethod[AddRequest, AddResponse] = Calculator.add
 implementation: Implementation[AddRequest, AddResponse] = add
 
 

@@ -33,15 +33,15 @@ from .streams import StreamingCall
 from .typed import ENCODINGS, TypedCodec, check_type, is_struct, json_schema
 
 __all__ = [
-    "BidiStream",
+    "BidiStreamMethod",
     "Caller",
-    "ClientStream",
+    "ClientStreamMethod",
     "Implementation",
     "Method",
     "MethodKind",
-    "ServerStream",
+    "ServerStreamMethod",
     "Service",
-    "Unary",
+    "UnaryMethod",
     "UnaryStub",
     "bidi_stream",
     "client_stream",
@@ -194,7 +194,7 @@ class Method(Generic[ReqT, RespT]):
         )
 
 
-class Unary(Method[ReqT, RespT]):
+class UnaryMethod(Method[ReqT, RespT]):
     """A unary method: one request, one response."""
 
     kind = MethodKind.UNARY
@@ -261,7 +261,7 @@ class _Streaming(Method[ReqT, RespT]):
     ) -> Implementation[ReqT, RespT]:
         """
         Declare ``function`` the implementation of this streaming method
-        (see :meth:`Unary.implement`).  It is called with the decoded request
+        (see :meth:`UnaryMethod.implement`).  It is called with the decoded request
         (``None`` for a client-streaming or bidirectional method, whose
         requests are the messages of ``call.stream``) and the
         :class:`~twisted_reqresp.Call`.  A server-streaming or bidirectional
@@ -272,19 +272,19 @@ class _Streaming(Method[ReqT, RespT]):
         return Implementation(self, function)
 
 
-class ServerStream(_Streaming[ReqT, RespT]):
+class ServerStreamMethod(_Streaming[ReqT, RespT]):
     """A server-streaming method: one request, a stream of responses."""
 
     kind = MethodKind.SERVER_STREAM
 
 
-class ClientStream(_Streaming[ReqT, RespT]):
+class ClientStreamMethod(_Streaming[ReqT, RespT]):
     """A client-streaming method: a stream of requests, one response."""
 
     kind = MethodKind.CLIENT_STREAM
 
 
-class BidiStream(_Streaming[ReqT, RespT]):
+class BidiStreamMethod(_Streaming[ReqT, RespT]):
     """A bidirectional streaming method: requests and responses both streamed."""
 
     kind = MethodKind.BIDI_STREAM
@@ -384,7 +384,7 @@ def unary(
     *,
     errors: Mapping[type[Exception], int] | None = None,
     doc: str = "",
-) -> Unary[ReqT, RespT]:
+) -> UnaryMethod[ReqT, RespT]:
     """
     Declare a unary method in a :class:`Service` class body.
 
@@ -400,7 +400,7 @@ def unary(
     :raises TypeError: for an error that is not an exception class, a status
         that cannot be declared, or two errors with one status.
     """
-    return Unary(request, response, errors=errors, doc=doc)
+    return UnaryMethod(request, response, errors=errors, doc=doc)
 
 
 def server_stream(
@@ -409,12 +409,12 @@ def server_stream(
     *,
     errors: Mapping[type[Exception], int] | None = None,
     doc: str = "",
-) -> ServerStream[ReqT, RespT]:
+) -> ServerStreamMethod[ReqT, RespT]:
     """
     Declare a server-streaming method (one request, a stream of
     ``response`` messages); see :func:`unary`.
     """
-    return ServerStream(request, response, errors=errors, doc=doc)
+    return ServerStreamMethod(request, response, errors=errors, doc=doc)
 
 
 def client_stream(
@@ -423,12 +423,12 @@ def client_stream(
     *,
     errors: Mapping[type[Exception], int] | None = None,
     doc: str = "",
-) -> ClientStream[ReqT, RespT]:
+) -> ClientStreamMethod[ReqT, RespT]:
     """
     Declare a client-streaming method (a stream of ``request`` messages,
     one response); see :func:`server_stream`.
     """
-    return ClientStream(request, response, errors=errors, doc=doc)
+    return ClientStreamMethod(request, response, errors=errors, doc=doc)
 
 
 def bidi_stream(
@@ -437,11 +437,11 @@ def bidi_stream(
     *,
     errors: Mapping[type[Exception], int] | None = None,
     doc: str = "",
-) -> BidiStream[ReqT, RespT]:
+) -> BidiStreamMethod[ReqT, RespT]:
     """
     Declare a bidirectional streaming method; see :func:`server_stream`.
     """
-    return BidiStream(request, response, errors=errors, doc=doc)
+    return BidiStreamMethod(request, response, errors=errors, doc=doc)
 
 
 class UnaryStub(Generic[ReqT, RespT]):
@@ -452,7 +452,7 @@ class UnaryStub(Generic[ReqT, RespT]):
     :param channel: what it calls through.
     """
 
-    def __init__(self, method: Unary[ReqT, RespT], channel: Caller) -> None:
+    def __init__(self, method: UnaryMethod[ReqT, RespT], channel: Caller) -> None:
         self.method = method
         self._channel = channel
 
@@ -506,7 +506,7 @@ def _body(reply: Reply) -> Any:
 class Implementation(Generic[ReqT, RespT]):
     """
     A function declared to implement a unary method (see
-    :meth:`Unary.implement`); calling it calls the function.
+    :meth:`UnaryMethod.implement`); calling it calls the function.
 
     :ivar method: the declaration it implements.
     :ivar function: the function.
@@ -612,7 +612,7 @@ class Service:
         Every unary method needs exactly one implementation; the streaming
         methods need none yet, and are answered UNIMPLEMENTED.
 
-        :param implementations: what :meth:`Unary.implement` returned, one
+        :param implementations: what :meth:`UnaryMethod.implement` returned, one
             per unary method, in any order.
         :param router: a router to add the methods to (a new one if
             omitted), so one router can serve several services.
@@ -648,7 +648,7 @@ class Service:
         router = router if router is not None else Router()
         for declared in cls.declarations():
             schemas = declared.schemas()
-            if isinstance(declared, Unary):
+            if isinstance(declared, UnaryMethod):
                 function = given[declared.name].function
                 router._add(
                     declared.full_name,
