@@ -64,6 +64,10 @@ nitpick_ignore_regex = [
     # A typed service's type variables, its answer alias, and the private
     # base of the three streaming declarations.
     (r"py:.*", r"(twisted_reqresp\._adapters\.services\.)?(ReqT|RespT|Answer|_Streaming)"),
+    # The private base through which ServerStream and StreamingCall share
+    # their reading and writing methods (documented on each of them), and
+    # the reader and writer in their constructors' signatures.
+    (r"py:class", r"(twisted_reqresp\._adapters\.streams\.)?(_Streams|MessageReader|MessageWriter)"),
     # ServerMetrics's registry and resource: prometheus_client publishes no
     # Sphinx inventory, and the resource is what resource() returns.
     (r"py:class", r"(prometheus_client\.)?CollectorRegistry"),

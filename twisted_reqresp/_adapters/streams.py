@@ -15,7 +15,7 @@ server and the client share every rule:
   ``async for``, or as an ``IConsumer`` we produce for (``deliver_to``).
 - :class:`MessageWriter`, the messages we stream to the peer.  A message
   goes to the wire while the call and the connection have credit; past
-  that it waits in a buffer.  When the buffer reaches :data:`WRITE_BUFFER`
+  that it waits in a buffer.  When the buffer reaches ``WRITE_BUFFER`` (64 KiB)
   bytes, a registered producer is paused (a push producer) or no longer
   pulled (a pull producer, such as ``FileSender``), and ``send()`` /
   ``writable()`` wait until it is below again; what waits is sent, in
@@ -527,7 +527,7 @@ class _Streams:
         """
         Stream one message (bytes as they are, whatever the codec); never
         waits.  Past the credit it waits in a buffer, and past
-        :data:`WRITE_BUFFER` bytes there a registered producer is paused.
+        ``WRITE_BUFFER`` (64 KiB) bytes there a registered producer is paused.
 
         :raises RuntimeError: if this side does not stream on the call.
         :raises StatusError: ``RESOURCE_EXHAUSTED`` for a message larger
@@ -565,7 +565,7 @@ class _Streams:
     def registerProducer(self, producer: Any, streaming: bool) -> None:
         """
         ``IConsumer.registerProducer``: a push producer (``streaming``
-        true) is paused while :data:`WRITE_BUFFER` bytes wait for credit; a
+        true) is paused while ``WRITE_BUFFER`` (64 KiB) bytes wait for credit; a
         pull producer (``FileSender``) is asked for more while they do not.
         It is stopped when the call ends.
         """
