@@ -176,6 +176,24 @@ class MessageReader:
         if self._delivery is not None:
             self._delivery.deliver()
 
+    def release(self) -> None:
+        """
+        The call is over, and what it holds stays readable: give the credit
+        of every message held back now, not when (if ever) it is taken.
+
+        A caller that wants only a call's result never reads its messages;
+        holding their credit until then would let ended calls use up the
+        connection credit and stall every streaming call on the connection
+        (HTTP/2 implementations return a closed stream's unconsumed window
+        for the same reason).  What the reader still holds is then the
+        application's to keep or drop: at most one call's credit plus one
+        frame.
+        """
+        cost = sum(message_cost(len(body)) for body in self._buffer)
+        acknowledge, self._acknowledge = self._acknowledge, _ignore
+        if cost:
+            acknowledge(cost)
+
     def _wake_at_end(self) -> None:
         waiters, self._waiters = self._waiters, deque()
         for waiter in waiters:
@@ -765,6 +783,7 @@ class StreamingCall(_Streams):
         error = outcome if isinstance(outcome, Failure) else None
         if self._reader is not None:
             self._reader.finish(error)
+            self._reader.release()
         if self._writer is not None:
             why = error.value if error is not None else None
             self._writer.fail(
