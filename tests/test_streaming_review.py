@@ -81,3 +81,62 @@ class UnreadAfterTheEndTests(SynchronousTestCase):
         pair.pump()
         self.assertEqual(self.successResultOf(last.read()), b"y" * 1000)
         last.cancel()
+
+
+def _held_by_server(open_call: Any) -> tuple[int, int, int]:
+    """
+    Open calls with ``open_call()`` until the server stops reading; measure
+    what the server's protocol allocated for them (tracemalloc, server-side
+    modules only: the raw client is the sans-IO core alone).
+
+    :returns: the calls parked, the server's count of parked bytes, and the
+        bytes the adapters hold.
+    """
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.take_snapshot()
+        server = open_call(None)
+        n = 0
+        while server.lifecycle.reading and n < 5000:
+            open_call(server)
+            n += 1
+        gc.collect()
+        after = tracemalloc.take_snapshot()
+    finally:
+        tracemalloc.stop()
+    only = [tracemalloc.Filter(True, "*twisted_reqresp/_adapters/*")]
+    grown = after.filter_traces(only).compare_to(before.filter_traces(only), "filename")
+    return len(server.parked), server._parked_bytes, sum(diff.size_diff for diff in grown)
+
+
+class ParkedStreamsTests(SynchronousTestCase):
+    """max_parked_bytes bounds what parked streaming calls hold, not only their requests' bytes."""
+
+    def test_parked_streams_counted_at_what_they_hold(self) -> None:
+        """Streaming calls parked up to max_parked_bytes hold no more than it (measured)."""
+        limits = Limits(max_concurrent=1, max_parked_bytes=256 * 1024)
+        router = Router()
+        router.add("hang", lambda call: Deferred(), kind="client_stream")
+        router.add("unary", lambda call: Deferred())
+        for streaming in (False, True):
+            raw: list[RawClient] = []
+
+            def open_call(server: Any, streaming: bool = streaming) -> Any:
+                if server is None:
+                    raw.append(RawClient(ServerFactory(router, limits=limits, clock=Clock())))
+                    return raw[0].server
+                if streaming:
+                    raw[0].conn.start_stream(
+                        "hang", b"", (), None, client_stream=True, server_stream=False
+                    )
+                else:
+                    raw[0].conn.send_request("unary", b"")
+                raw[0].send()
+                return None
+
+            with self.subTest(streaming=streaming):
+                parked, counted, held = _held_by_server(open_call)
+                self.assertGreater(parked, 50)
+                self.assertLessEqual(counted, limits.max_parked_bytes + 4096)
+                self.assertLessEqual(held, limits.max_parked_bytes * 1.25, f"{parked} parked")
