@@ -140,3 +140,60 @@ class ParkedStreamsTests(SynchronousTestCase):
                 self.assertGreater(parked, 50)
                 self.assertLessEqual(counted, limits.max_parked_bytes + 4096)
                 self.assertLessEqual(held, limits.max_parked_bytes * 1.25, f"{parked} parked")
+
+
+class SiblingCancelTests(SynchronousTestCase):
+    """A waiter cancelled by a sibling waiter's callback is cancelled cleanly, never fired twice."""
+
+    def test_read_cancelled_by_a_sibling_at_the_end(self) -> None:
+        """At the end of the stream, a read cancelled by an earlier read's callback fails Cancelled."""
+        pair = connected_pair(burst_router(0, 0))
+        call = pair.client.stream("burst")
+        first, second = call.read(), call.read()
+        first.addCallback(lambda _: second.cancel())
+        pair.pump()
+        self.assertIsNone(self.successResultOf(first))
+        self.failureResultOf(second).trap(Exception)
+        self.assertTrue(self.successResultOf(call.result()))
+
+    def test_result_cancelled_by_a_sibling(self) -> None:
+        """A result() Deferred cancelled by another result()'s callback does not fire again."""
+        pair = connected_pair(burst_router(1, 1))
+        call = pair.client.stream("burst")
+        first, second = call.result(), call.result()
+        first.addCallback(lambda _: second.cancel())
+        pair.pump()
+        self.successResultOf(first)
+        self.failureResultOf(second).trap(Exception)
+        self.assertEqual(self.successResultOf(call.read()), b"x")
+
+    def test_writable_cancelled_by_a_sibling(self) -> None:
+        """When room comes, a writer cancelled by a sibling's callback fails Cancelled, cleanly."""
+        seen: list[Call] = []
+        router = Router()
+
+        @router.method("hang", kind="server_stream")
+        def hang(call: Call) -> Deferred[bytes]:
+            seen.append(call)
+            return Deferred()
+
+        pair = connected_pair(router)
+        call = pair.client.stream("hang")
+        pair.pump()
+        stream = seen[0].stream
+        for _ in range(200):
+            stream.write(b"z" * 1000)  # past the client's credit and the writer's bound
+        first, second = stream.writable(), stream.writable()
+        self.assertNoResult(first)
+        first.addCallback(lambda _: second.cancel())
+        collected: list[Any] = []
+
+        async def drain() -> None:
+            async for message in call:
+                collected.append(message)
+
+        Deferred.fromCoroutine(drain())
+        pair.pump()
+        self.successResultOf(first)
+        self.failureResultOf(second).trap(Exception)
+        self.assertEqual(len(collected), 200)

@@ -197,6 +197,8 @@ class MessageReader:
     def _wake_at_end(self) -> None:
         waiters, self._waiters = self._waiters, deque()
         for waiter in waiters:
+            if waiter.called:
+                continue  # cancelled by an earlier waiter's callback
             if self._error is None:
                 waiter.callback(_END)
             else:
@@ -793,6 +795,8 @@ class StreamingCall(_Streams):
             )
         waiters, self._waiters = self._waiters, []
         for waiter in waiters:
+            if waiter.called:
+                continue  # cancelled by an earlier waiter's callback
             if error is None:
                 waiter.callback(outcome)
             else:
