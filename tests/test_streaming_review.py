@@ -12,9 +12,10 @@ from typing import Any
 
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
+from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from twisted_reqresp import Call, Limits, Router, ServerFactory
+from twisted_reqresp import Call, Limits, RemoteError, Router, ServerFactory, StatusCode
 from twisted_reqresp.testing import connected_pair
 
 from helpers import RawClient
@@ -197,3 +198,48 @@ class SiblingCancelTests(SynchronousTestCase):
         self.successResultOf(first)
         self.failureResultOf(second).trap(Exception)
         self.assertEqual(len(collected), 200)
+
+
+async def swallow(call: Any) -> None:
+    """Read every message of ``call``, dropping them."""
+    async for _ in call:
+        pass
+
+
+class ExcessStreamsTests(SynchronousTestCase):
+    """Streaming calls past max_parked_bytes are refused; the server never stops reading for them."""
+
+    def test_parked_streams_do_not_stall_the_running_ones(self) -> None:
+        """A client opening far more streams than the server runs still gets every call answered."""
+        limits = Limits(max_concurrent=1, max_parked_bytes=16 * 1024)
+        pair = connected_pair(burst_router(200, 1000), limits=limits)
+        first = pair.client.stream("burst")
+        received = []
+
+        async def drain() -> None:
+            async for message in first:
+                received.append(message)
+
+        draining = Deferred.fromCoroutine(drain())
+        more = [pair.client.stream("burst") for _ in range(200)]
+        results = [call.result() for call in more]
+        for call in more:
+            Deferred.fromCoroutine(swallow(call)).addErrback(lambda _: None)
+        pair.pump()
+        self.successResultOf(draining)
+        self.assertEqual(len(received), 200)
+        refused = 0
+        for result in results:
+            if result.called and isinstance(result.result, Failure):
+                error = result.result.value
+                self.assertIsInstance(error, RemoteError)
+                self.assertEqual(error.code, StatusCode.RESOURCE_EXHAUSTED)
+                self.assertTrue(error.retry_safe)
+                self.assertIn("max_parked_bytes", error.message)
+                result.addErrback(lambda _: None)
+                refused += 1
+            else:
+                self.successResultOf(result)
+        self.assertGreater(refused, 0)
+        self.assertLess(refused, 200)
+        self.assertTrue(pair.server.lifecycle.reading)

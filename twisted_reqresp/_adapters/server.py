@@ -598,6 +598,22 @@ class ServerProtocol(Protocol):
             )
             return
         conn = self.conn
+        starts = not self.parked and conn.unanswered <= limit
+        if not starts and self._parked_bytes + _parked_size(event) > self._limits.max_parked_bytes:
+            # Refused, not parked past the bound: pausing the reading would
+            # hold back the CREDIT frames the running streams need to
+            # finish, and so the slots the parked calls wait for (h2 refuses
+            # excess streams with REFUSED_STREAM for the same reason).
+            # Never started, so safe to retry.
+            self._send_error(
+                rid,
+                StatusCode.RESOURCE_EXHAUSTED,
+                f"too many calls waiting on this connection: {limit} run at once "
+                f"(max_concurrent) and the rest wait up to max_parked_bytes "
+                f"({self._limits.max_parked_bytes}); retry once some have finished",
+                retry_safe=True,
+            )
+            return
         reader = writer = None
         if event.client_stream:
 
@@ -620,7 +636,7 @@ class ServerProtocol(Protocol):
                 lambda: conn.peer_settings.max_frame_size,
             )
         self.streams[rid] = _StreamCall(rid, ServerStream(kind, reader, writer))
-        if not self.parked and conn.unanswered <= limit:
+        if starts:
             self._start(event, now)
         else:
             self._park(event, now)
