@@ -10,15 +10,14 @@ import tracemalloc
 from collections.abc import AsyncIterator
 from typing import Any
 
-from twisted.internet.defer import Deferred
+from helpers import RawClient
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from twisted_reqresp import Call, Limits, RemoteError, Router, ServerFactory, StatusCode
 from twisted_reqresp.testing import connected_pair
-
-from helpers import RawClient
 
 
 def burst_router(messages: int, size: int) -> Router:
@@ -38,7 +37,7 @@ class UnreadAfterTheEndTests(SynchronousTestCase):
     """A client's messages left unread when the call ends do not hold the connection's credit."""
 
     def test_result_only_callers_do_not_stall_the_connection(self) -> None:
-        """Forty calls whose caller awaits only result() all finish: none holds connection credit."""
+        """Forty result()-only callers all finish: none holds connection credit."""
         pair = connected_pair(burst_router(50, 1000))
         for n in range(40):
             call = pair.client.stream("burst")
@@ -123,7 +122,7 @@ class ParkedStreamsTests(SynchronousTestCase):
         for streaming in (False, True):
             raw: list[RawClient] = []
 
-            def open_call(server: Any, streaming: bool = streaming) -> Any:
+            def open_call(server: Any, streaming: bool = streaming, raw: list[Any] = raw) -> Any:
                 if server is None:
                     raw.append(RawClient(ServerFactory(router, limits=limits, clock=Clock())))
                     return raw[0].server
@@ -147,14 +146,14 @@ class SiblingCancelTests(SynchronousTestCase):
     """A waiter cancelled by a sibling waiter's callback is cancelled cleanly, never fired twice."""
 
     def test_read_cancelled_by_a_sibling_at_the_end(self) -> None:
-        """At the end of the stream, a read cancelled by an earlier read's callback fails Cancelled."""
+        """At the end, a read cancelled by an earlier read's callback fails CancelledError."""
         pair = connected_pair(burst_router(0, 0))
         call = pair.client.stream("burst")
         first, second = call.read(), call.read()
         first.addCallback(lambda _: second.cancel())
         pair.pump()
         self.assertIsNone(self.successResultOf(first))
-        self.failureResultOf(second).trap(Exception)
+        self.failureResultOf(second, CancelledError)
         self.assertTrue(self.successResultOf(call.result()))
 
     def test_result_cancelled_by_a_sibling(self) -> None:
@@ -165,7 +164,7 @@ class SiblingCancelTests(SynchronousTestCase):
         first.addCallback(lambda _: second.cancel())
         pair.pump()
         self.successResultOf(first)
-        self.failureResultOf(second).trap(Exception)
+        self.failureResultOf(second, CancelledError)
         self.assertEqual(self.successResultOf(call.read()), b"x")
 
     def test_writable_cancelled_by_a_sibling(self) -> None:
@@ -196,7 +195,7 @@ class SiblingCancelTests(SynchronousTestCase):
         Deferred.fromCoroutine(drain())
         pair.pump()
         self.successResultOf(first)
-        self.failureResultOf(second).trap(Exception)
+        self.failureResultOf(second, CancelledError)
         self.assertEqual(len(collected), 200)
 
 
@@ -207,7 +206,7 @@ async def swallow(call: Any) -> None:
 
 
 class ExcessStreamsTests(SynchronousTestCase):
-    """Streaming calls past max_parked_bytes are refused; the server never stops reading for them."""
+    """Streams past max_parked_bytes are refused: the server never stops reading for them."""
 
     def test_parked_streams_do_not_stall_the_running_ones(self) -> None:
         """A client opening far more streams than the server runs still gets every call answered."""
