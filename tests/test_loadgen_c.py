@@ -155,6 +155,15 @@ class BuildTests(SynchronousTestCase):
         self.assertIn("build-essential", str(caught.exception))
         self.assertIn("--loadgen python", str(caught.exception))
 
+    def test_missing_compiler_fails_under_ci(self) -> None:
+        """Under CI=true a missing compiler fails the test, naming .ci/run; outside, it skips."""
+        with mock.patch.dict(os.environ, {"PATH": "/nonexistent", "CC": "", "CI": "true"}):
+            with self.assertRaises(AssertionError) as caught:
+                executable()
+        self.assertIn(".ci/run installs one", str(caught.exception))
+        with mock.patch.dict(os.environ, {"PATH": "/nonexistent", "CC": "", "CI": ""}):
+            self.assertRaises(SkipTest, executable)
+
     def test_usage_error(self) -> None:
         """An unknown protocol is a usage error (exit 1) naming the four it speaks."""
         import subprocess
