@@ -15,10 +15,14 @@ stop every process and thread they start.
 
 from __future__ import annotations
 
+import atexit
 import importlib
+import json
 import os
+import shutil
 import socket
 import struct
+import subprocess
 import sys
 import tempfile
 import threading
@@ -63,7 +67,9 @@ def executable() -> Path:
             )
         raise SkipTest("no C compiler (apt-get install build-essential)")
     if not _built:
-        _built.append(cloadgen.build(directory=Path(tempfile.mkdtemp(prefix="reqresp-loadgen-"))))
+        where = tempfile.mkdtemp(prefix="reqresp-loadgen-")
+        atexit.register(shutil.rmtree, where, True)
+        _built.append(cloadgen.build(directory=Path(where)))
     return _built[0]
 
 
@@ -123,6 +129,26 @@ class FakeServer:
         return self.result
 
 
+def report_against(
+    script: Callable[[socket.socket], Any], kind: str, window: int = 1
+) -> dict[str, Any]:
+    """
+    Run the generator (8-byte bodies, no warm-up, 5 s at most) against a
+    :class:`FakeServer` running ``script``.
+
+    :returns: the generator's JSON report, whether the run was fatal or not.
+    """
+    server = FakeServer(script)
+    done = subprocess.run(
+        [str(executable()), kind, str(server.port), "--window", str(window), "--size", "8",
+         "--warmup", "0", "--duration", "5", "--stall-timeout", "5"],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    server.join()
+    report: dict[str, Any] = json.loads(done.stdout)
+    return report
+
+
 class BuildTests(SynchronousTestCase):
     """Building the generator, and not being able to."""
 
@@ -166,8 +192,6 @@ class BuildTests(SynchronousTestCase):
 
     def test_usage_error(self) -> None:
         """An unknown protocol is a usage error (exit 1) naming the four it speaks."""
-        import subprocess
-
         done = subprocess.run(
             [str(executable()), "http", "1"], capture_output=True, text=True, timeout=30
         )
@@ -308,17 +332,7 @@ class BinaryPeerTests(SynchronousTestCase):
 
     def _report(self, script: Callable[[socket.socket], Any], window: int = 1) -> Any:
         """:returns: the generator's JSON report, fatal or not."""
-        import json
-        import subprocess
-
-        server = FakeServer(script)
-        done = subprocess.run(
-            [str(executable()), "binary", str(server.port), "--window", str(window),
-             "--size", "8", "--warmup", "0", "--duration", "5", "--stall-timeout", "5"],
-            capture_output=True, text=True, timeout=30,
-        )  # fmt: skip
-        server.join()
-        return json.loads(done.stdout)
+        return report_against(script, "binary", window)
 
     def test_settings_parsed_generically(self) -> None:
         """STREAM_CREDIT, CONNECTION_CREDIT and unknown SETTINGS ids are skipped, in any order."""
@@ -395,3 +409,92 @@ class BinaryPeerTests(SynchronousTestCase):
         report = self._report(_echo_server(_settings((2, 3)), requests=4), window=4)
         self.assertEqual(report["fatal"], "--window 4 exceeds the server's MAX_CONCURRENT 3")
         self.assertEqual(report["requests"], 0)
+
+
+def _read_request(sock: socket.socket, kind: str) -> bytes | None:
+    """:returns: the next request's id (AMP's ``_ask``) or its bytes; None at the end."""
+    if kind == "line":
+        data = b""
+        while not data.endswith(b"\n"):
+            chunk = sock.recv(1)
+            if not chunk:
+                return None
+            data += chunk
+        return data
+    if kind == "ceiling":
+        head = _read_exactly(sock, 4)
+        if len(head) < 4:
+            return None
+        return head + _read_exactly(sock, struct.unpack(">I", head)[0])
+    ask = None
+    while True:
+        klen = _read_exactly(sock, 2)
+        if len(klen) < 2:
+            return None
+        if klen == b"\0\0":
+            return ask
+        key = _read_exactly(sock, struct.unpack(">H", klen)[0])
+        value = _read_exactly(sock, struct.unpack(">H", _read_exactly(sock, 2))[0])
+        if key == b"_ask":
+            ask = value
+
+
+def _amp_box(**values: bytes) -> bytes:
+    return (
+        b"".join(
+            struct.pack(">H", len(k)) + k.encode() + struct.pack(">H", len(v)) + v
+            for k, v in values.items()
+        )
+        + b"\0\0"
+    )
+
+
+class InOrderPeerTests(SynchronousTestCase):
+    """line, ceiling and AMP peers: a wrong answer counts as one error and the run goes on."""
+
+    def _count(self, kind: str, answer: Callable[[int, bytes], bytes]) -> dict[str, Any]:
+        """:returns: the report of a run whose 6 answers are ``answer(n, request)``, n from 1."""
+
+        def script(sock: socket.socket) -> None:
+            for n in range(1, 7):
+                request = _read_request(sock, kind)
+                assert request is not None, "the generator stopped early"
+                sock.sendall(answer(n, request))
+            sock.shutdown(socket.SHUT_WR)
+            while sock.recv(65536):
+                pass
+
+        report = report_against(script, kind)
+        self.assertEqual(report["fatal"], "the server closed a connection")
+        return report
+
+    def test_line(self) -> None:
+        """An ERR line is one error; a blank line is no answer at all."""
+
+        def answer(n: int, request: bytes) -> bytes:
+            self.assertEqual(request, b"echo xxxxxxxx\n")
+            return {2: b"ERR NOT_FOUND nope\r\n", 3: b"  \r\nOK xxxxxxxx\r\n"}.get(
+                n, b"OK xxxxxxxx\r\n"
+            )
+
+        report = self._count("line", answer)
+        self.assertEqual((report["requests"], report["errors"]), (6, 1))
+        self.assertEqual(report["first_error"], "line answer ERR NOT_FOUND nope\\x0d\\x0a")
+
+    def test_ceiling(self) -> None:
+        """A frame that is not the echo of the request is one error."""
+        report = self._count("ceiling", lambda n, req: b"\0\0\0\x02no" if n == 4 else req)
+        self.assertEqual((report["requests"], report["errors"]), (6, 1))
+        self.assertEqual(report["first_error"], "an answer of 2 bytes, not the echo of the 8 sent")
+
+    def test_amp(self) -> None:
+        """An _error box is one error, matched to its request by _ask like an answer."""
+
+        def answer(n: int, ask: bytes) -> bytes:
+            if n == 5:
+                return _amp_box(_error=ask, _error_code=b"UNKNOWN", _error_description=b"nope")
+            return _amp_box(_answer=ask, body=b"xxxxxxxx")
+
+        report = self._count("amp", answer)
+        self.assertEqual((report["requests"], report["errors"]), (6, 1))
+        self.assertEqual(report["first_error"], "AMP _error: nope")
