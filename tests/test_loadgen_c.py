@@ -498,3 +498,46 @@ class InOrderPeerTests(SynchronousTestCase):
         report = self._count("amp", answer)
         self.assertEqual((report["requests"], report["errors"]), (6, 1))
         self.assertEqual(report["first_error"], "AMP _error: nope")
+
+
+class RunScriptTests(SynchronousTestCase):
+    """``benchmarks/run.py --loadgen``: the one command that makes the table."""
+
+    def _run_py(
+        self, *args: str, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, str(BENCHMARKS / "run.py"), *args],
+            capture_output=True, text=True, timeout=120, env=env,
+        )  # fmt: skip
+
+    def test_c_generator_table(self) -> None:
+        """--loadgen c fills the table (p99.9, server CPU per answer, the generator's CPU)."""
+        executable()
+        with tempfile.TemporaryDirectory() as where:
+            out = Path(where) / "out.json"
+            env = dict(os.environ, REQRESP_LOADGEN_CACHE=where)
+            done = self._run_py(
+                "--loadgen", "c", "--servers", "binary,ceiling", "--cases", "1x64",
+                "--repeat", "1", "--warmup", "0.1", "--duration", "0.3", "--json", str(out),
+                env=env,
+            )  # fmt: skip
+            self.assertEqual(done.returncode, 0, done.stderr)
+            data = json.loads(out.read_text())
+        self.assertIn("Load generator: c (loadgen.c", done.stdout)
+        self.assertIn("p99.9 ms", done.stdout)
+        self.assertIn("ceiling cpu/ours", done.stdout)
+        self.assertTrue(data["settings"]["loadgen"].startswith("c (loadgen.c"))
+        for kind in ("binary", "ceiling"):
+            (run,) = data["results"]["1x64"][kind]
+            self.assertEqual((run["generator"], run["errors"]), ("c", 0))
+            self.assertGreater(run["requests"], 0)
+            self.assertIsNotNone(run["server_us_per_req"])
+
+    def test_c_generator_without_compiler(self) -> None:
+        """--loadgen c without a compiler stops before starting a server, saying what to do."""
+        env = dict(os.environ, PATH="/nonexistent", CC="")
+        done = self._run_py("--loadgen", "c", "--cases", "1x1", env=env)
+        self.assertEqual(done.returncode, 1)
+        self.assertIn("--loadgen c: no C compiler found", done.stderr)
+        self.assertIn("build-essential", done.stderr)
