@@ -6,10 +6,13 @@ Twisted echo (the ceiling), with a raw-socket load generator.
     python benchmarks/run.py --quick         # 1 repetition of 0.25 s + 1 s
     python benchmarks/run.py --cases 1x64 --servers binary,ceiling --json out.json
     python benchmarks/run.py --cases 1x64 --servers binary --profile /tmp/prof
+    python benchmarks/run.py --loadgen python   # the generator in this process
 
 Each server runs in its own process pinned to the first CPU this process may
-use; this process, the load generator, pins itself to the second.  See
-``benchmarks/README.md`` for the method.
+use; the load generator is pinned to the second: by default the compiled
+one (``loadgen.c``, built on demand) when a C compiler exists, else the
+Python one (``_loadgen.py``) in this process.  See ``benchmarks/README.md``
+for the method.
 """
 
 from __future__ import annotations
@@ -23,6 +26,14 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _cloadgen import (
+    BuildFailed,
+    CompilerMissing,
+    build,
+    compiler_version,
+    find_compiler,
+    run_load_c,
+)
 from _common import (
     ALL_SERVERS,
     LABELS,
@@ -82,6 +93,11 @@ def main(argv: list[str] | None = None) -> int:
         "--profile", default=None, metavar="DIR",
         help="run the servers under cProfile; write DIR/<server>.prof and print the top entries",
     )  # fmt: skip
+    parser.add_argument(
+        "--loadgen", choices=("auto", "c", "python"), default="auto",
+        help="the load generator: c (loadgen.c, built with cc -O2), python (_loadgen.py, in "
+        "this process) or auto (default: c when a C compiler exists, else python)",
+    )  # fmt: skip
     parser.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")
     parser.add_argument(
         "--nodelay", action="store_true",
@@ -101,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     if repeat < 1 or duration <= 0 or warmup < 0:
         raise SystemExit("--repeat must be >= 1, --duration > 0, --warmup >= 0")
 
+    loadgen, executable = choose_loadgen(args.loadgen)
     server_cpu, load_cpu = (None, None) if args.no_pin else cpus()
     raise_nofile()
     profile_dir = Path(args.profile) if args.profile else None
@@ -136,11 +153,17 @@ def main(argv: list[str] | None = None) -> int:
                 body = b"x" * size
                 for kind in kinds:
                     server = servers[kind]
-                    result = run_load(
-                        kind, server.port, conns, window, body, warmup, duration,
-                        server_pid=server.pid,
-                    )  # fmt: skip
-                    summary = result.summary()
+                    if executable is not None:
+                        summary = run_load_c(
+                            kind, server.port, conns, window, size, warmup, duration,
+                            server_pid=server.pid, cpu=load_cpu if pinned else None,
+                            executable=executable,
+                        )  # fmt: skip
+                    else:
+                        summary = run_load(
+                            kind, server.port, conns, window, body, warmup, duration,
+                            server_pid=server.pid,
+                        ).summary()  # fmt: skip
                     results[case][kind].append(summary)
                     print(
                         f"rep {rep + 1}/{repeat} {case:<11} {LABELS[kind]:<14} "
@@ -164,7 +187,9 @@ def main(argv: list[str] | None = None) -> int:
     for server in servers.values():
         server.cleanup_log()
 
-    report = render(results, cases, kinds, repeat, duration, warmup, pinned, server_cpu, load_cpu)
+    report = render(
+        results, cases, kinds, repeat, duration, warmup, pinned, server_cpu, load_cpu, loadgen
+    )
     if skipped:
         report += "\n" + "\n".join(f"skipped {k}: {why}" for k, why in skipped.items()) + "\n"
     print(report)
@@ -184,6 +209,8 @@ def main(argv: list[str] | None = None) -> int:
                 "load_cpu": load_cpu,
                 "profiled": profile_dir is not None,
                 "nodelay": args.nodelay,
+                "loadgen": loadgen,
+                "compiler": compiler_version() if executable is not None else None,
             },
             "cases": {case: describe(case) for case in cases},
             "skipped": skipped,
@@ -194,6 +221,29 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {args.json}", file=sys.stderr)
     bad = sum(r["errors"] for c in results.values() for k in c.values() for r in k)
     return 1 if bad else 0
+
+
+def choose_loadgen(wanted: str) -> tuple[str, Any]:
+    """
+    :param wanted: ``c``, ``python`` or ``auto``.
+    :returns: the generator's description for the report, and the built C
+        generator or None for the Python one.
+    :raises SystemExit: if ``c`` was asked for and cannot be built.
+    """
+    if wanted == "python":
+        return "python (_loadgen.py, in the harness)", None
+    if wanted == "auto" and find_compiler() is None:
+        print(
+            "no C compiler found: using the Python load generator (_loadgen.py); "
+            "install one (Debian: apt-get install build-essential) for loadgen.c",
+            file=sys.stderr,
+        )
+        return "python (_loadgen.py, in the harness; no C compiler)", None
+    try:
+        executable = build()
+    except (CompilerMissing, BuildFailed) as e:
+        raise SystemExit(f"--loadgen {wanted}: {e}") from None
+    return f"c (loadgen.c, {compiler_version()})", executable
 
 
 def summarise(
@@ -209,7 +259,9 @@ def summarise(
                 for metric in (
                     "rps",
                     "p50_ms",
+                    "p90_ms",
                     "p99_ms",
+                    "p999_ms",
                     "gen_cpu_pct",
                     "server_cpu_pct",
                     "server_us_per_req",
@@ -225,6 +277,13 @@ def summarise(
                     ratios[name] = ours / per[other]["rps"]["median"]
         if "line" in per and "amp" in per:
             ratios["line/AMP"] = per["line"]["rps"]["median"] / per["amp"]["rps"]["median"]
+        # Server CPU per answer, as the multiple of ours: steadier than
+        # req/s when other jobs share the machine.
+        if "binary" in per:
+            ours_us = per["binary"]["server_us_per_req"]["median"]
+            for other, name in (("amp", "AMP cpu/ours"), ("ceiling", "ceiling cpu/ours")):
+                if other in per and ours_us:
+                    ratios[name] = per[other]["server_us_per_req"]["median"] / ours_us
         per["ratios"] = ratios
         out[case] = per
     return out
@@ -240,6 +299,7 @@ def render(
     pinned: bool,
     server_cpu: int | None,
     load_cpu: int | None,
+    loadgen: str = "python",
 ) -> str:
     summary = summarise(results, cases, kinds)
     where = (
@@ -251,8 +311,9 @@ def render(
         "",
         f"Median [min-max] of {repeat} run(s) of {duration:g} s after {warmup:g} s of warm-up; "
         f"{where}.",
-        "req/s: answers per second; p50/p99: per-request latency; srv/gen CPU: share of one "
-        "core used by the server / the load generator over the measured window;",
+        f"Load generator: {loadgen}.",
+        "req/s: answers per second; p50/p99/p99.9: per-request latency; srv/gen CPU: share of "
+        "one core used by the server / the load generator over the measured window;",
         "srv us/req: server CPU microseconds per answer (steadier than req/s on a busy machine);",
         "others: the most CPU that other processes used during any of the runs (100% = one "
         "core): when it is high, distrust the row.",
@@ -269,6 +330,7 @@ def render(
                     fmt_spread(s["rps"]),
                     fmt_spread(s["p50_ms"], 3),
                     fmt_spread(s["p99_ms"], 3),
+                    fmt_num(s["p999_ms"]["median"], 3),
                     fmt_num(s["server_cpu_pct"]["median"]) + "%",
                     fmt_num(s["server_us_per_req"]["median"], 1),
                     fmt_num(s["gen_cpu_pct"]["median"]) + "%",
@@ -276,14 +338,18 @@ def render(
                 ]
             )
         header = [
-            "server", "req/s", "p50 ms", "p99 ms", "srv CPU", "srv us/req", "gen CPU", "others",
+            "server", "req/s", "p50 ms", "p99 ms", "p99.9 ms", "srv CPU", "srv us/req",
+            "gen CPU", "others",
         ]  # fmt: skip
         lines.append(table(rows, header))
         lines.append("")
-    names = ["ours/AMP", "ours/ceiling", "line/AMP"]
+    names = ["ours/AMP", "ours/ceiling", "line/AMP", "AMP cpu/ours", "ceiling cpu/ours"]
     present = [n for n in names if any(n in summary[c]["ratios"] for c in cases)]
     if present:
-        lines.append("Throughput ratios (medians):")
+        lines.append(
+            "Ratios of the medians: throughput (x/y: req/s of x over y), and server CPU per "
+            "answer (x cpu/ours: x's srv us/req over ours; above 1, ours costs less):"
+        )
         rows = [
             [case] + [_ratio(summary[case]["ratios"].get(n)) for n in present] for case in cases
         ]
@@ -298,6 +364,13 @@ def render(
             )
             + " of its core; below 100% it is not what limits the rate."
         )
+    busiest = max(
+        (summary[case][kind]["gen_cpu_pct"]["max"], case, kind) for case in cases for kind in kinds
+    )
+    lines.append(
+        f"The generator's busiest run used {fmt_num(busiest[0])}% of its core "
+        f"({busiest[1]}, {LABELS[busiest[2]]})."
+    )
     return "\n".join(lines) + "\n"
 
 
