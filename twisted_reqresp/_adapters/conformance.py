@@ -688,7 +688,7 @@ class WireFormatConformanceMixin(_TestCase):
         if not self.carries_streams:
             return
         client = self._codec(Role.CLIENT)
-        frames = [
+        frames: list[Event] = [
             StreamMessage(request_id=9, body=b"stray"),
             StreamEnd(request_id=9),
             CreditGranted(request_id=9, increment=5),
