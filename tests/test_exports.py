@@ -51,9 +51,11 @@ PUBLIC = {
         "ServerFactory",
         "ServerMetrics",
         "ServerStats",
+        "ServerStream",
         "ServingStatus",
         "StatusCode",
         "StatusError",
+        "StreamingCall",
         "connect",
     ],
     "twisted_reqresp.interfaces": [

@@ -549,18 +549,15 @@ class StreamingDeclarationTests(SynchronousTestCase):
             self.assertEqual(error.code, StatusCode.UNIMPLEMENTED)
             self.assertIn(f"a {kind} method: streaming calls are not implemented", error.message)
 
-    def test_server_answers_unimplemented(self) -> None:
-        """A call to a streaming method is answered UNIMPLEMENTED and the connection stays open."""
+    def test_unary_call_to_streaming_method(self) -> None:
+        """A unary call to a streaming method is answered INVALID_ARGUMENT; the connection stays."""
         pair = connected_pair(router)
         d = pair.client.call("calc.count", b'{"n": 3}')
         ok = pair.client.call("calc.ping")
         pair.pump()
         error = _status(self, d)
-        self.assertEqual(error.code, StatusCode.UNIMPLEMENTED)
-        self.assertEqual(
-            error.message,
-            "calc.count is a server_stream method: streaming calls are not implemented yet",
-        )
+        self.assertEqual(error.code, StatusCode.INVALID_ARGUMENT)
+        self.assertEqual(error.message, "method 'calc.count' is server_stream; called as unary")
         self.successResultOf(ok)
 
 

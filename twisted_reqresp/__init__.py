@@ -22,6 +22,7 @@ from ._adapters.metrics import ServerMetrics
 from ._adapters.router import Router
 from ._adapters.server import ServerFactory
 from ._adapters.stats import ServerStats
+from ._adapters.streams import ServerStream, StreamingCall
 from ._core.auto import AutoFormat
 from ._core.binary import BinaryFormat
 from ._core.call import Call, ConnectionInfo, OutgoingCall, Reply
@@ -86,8 +87,10 @@ __all__ = [
     "ServerFactory",
     "ServerMetrics",
     "ServerStats",
+    "ServerStream",
     "ServingStatus",
     "StatusCode",
     "StatusError",
+    "StreamingCall",
     "connect",
 ]

@@ -12,6 +12,7 @@ from twisted.internet.defer import Deferred, fail
 from twisted.internet.endpoints import clientFromString
 from twisted.internet.interfaces import IAddress, IReactorTime, IStreamClientEndpoint
 from twisted.internet.protocol import Factory
+from twisted.python.failure import Failure
 
 from .._core.binary import BinaryFormat
 from .._core.call import Call, OutgoingCall, Reply, metadata_pairs
@@ -23,6 +24,7 @@ from ..interfaces import IClientInterceptor, ICodec
 from .client_protocol import ClientProtocol
 from .interceptors import ClientChain, compose_client, interceptor_function
 from .propagation import PROPAGATED_METADATA, bind, inherit
+from .streams import StreamingCall
 from .tls import require_tls_support
 
 __all__ = [
@@ -162,6 +164,58 @@ class Client:
         if parent is not None:
             bind(parent, d)
         return d
+
+    def stream(
+        self,
+        method: str,
+        body: Any = _NO_BODY,
+        *,
+        kind: str = "server_stream",
+        codec: ICodec | None = None,
+        timeout: float | None = None,
+        metadata: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
+        parent: Call | None = None,
+    ) -> StreamingCall:
+        """
+        Open a streaming call to ``method`` (``docs/guide.md``, "Streaming
+        calls").
+
+        Never raises: a call that cannot be made is returned failed (its
+        reads and :meth:`~twisted_reqresp.StreamingCall.result` fail).  The
+        client interceptors do not see streaming calls.
+
+        :param method: the method name.
+        :param body: the request body, apart from any stream, encoded with
+            ``codec``; omitted, an empty body.
+        :param kind: ``"server_stream"`` (the server streams messages),
+            ``"client_stream"`` (the client does) or ``"bidi_stream"``.
+        :param codec: encodes the body and the client's messages
+            (:meth:`~twisted_reqresp.StreamingCall.send`), decodes the
+            server's messages and the final answer (the client's by
+            default).
+        :param timeout: seconds the whole call may take (the client's
+            default if omitted); it travels as the deadline, and when it
+            passes the call fails with
+            :class:`~twisted_reqresp.DeadlineExceeded` and CANCEL is sent.
+        :param metadata: key/value text pairs sent with the request.
+        :param parent: as for :meth:`call`: the call is cancelled when the
+            server gives up on the parent.
+        :returns: the :class:`~twisted_reqresp.StreamingCall`.
+        """
+        codec = codec if codec is not None else self.codec
+        timeout = timeout if timeout is not None else self.timeout
+        try:
+            data = encode_body(body, codec)
+            if parent is not None:
+                timeout, metadata = inherit(parent, timeout, metadata, self.propagate_metadata)
+        except Exception:
+            return StreamingCall.failed(kind, Failure())
+        call = self.protocol.stream(
+            method, data, kind=kind, codec=codec, metadata=metadata, timeout=timeout
+        )
+        if parent is not None and not call.done:
+            call._on_done.append(parent.on_cancel(call.cancel))
+        return call
 
     def _send(self, call: OutgoingCall) -> Deferred[Reply]:
         """The innermost step of the interceptor chain: send the call."""

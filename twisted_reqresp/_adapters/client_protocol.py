@@ -37,12 +37,25 @@ from .._core.errors import (
     RemoteError,
     StatusError,
 )
-from .._core.events import ErrorResponse, GoAway, Metadata, Pong, ProtocolViolation, Response, Role
+from .._core.events import (
+    CreditGranted,
+    ErrorResponse,
+    GoAway,
+    Metadata,
+    Pong,
+    ProtocolViolation,
+    Response,
+    Role,
+    StreamMessage,
+)
 from .._core.events import Settings as SettingsEvent
 from .._core.limits import Limits
 from .._core.status import StatusCode, status_name
+from ..codecs import BYTES
+from ..interfaces import ICodec
 from .lifecycle import TransportLifecycle
 from .liveness import Liveness
+from .streams import MessageReader, MessageWriter, StreamingCall, stream_flags
 from .tls import client_hint
 
 __all__ = ["ClientProtocol"]
@@ -98,6 +111,8 @@ class ClientProtocol(Protocol):
         self.clock = clock
         #: Calls waiting for an answer, by request id.
         self.pending: dict[int, Deferred[Reply]] = {}
+        #: Open streaming calls, by request id.
+        self.streams: dict[int, StreamingCall] = {}
         #: Calls waiting for the server to read again, or for one of the
         #: server's MAX_CONCURRENT slots.
         self.queued: deque[_Queued] = deque()
@@ -114,7 +129,7 @@ class ClientProtocol(Protocol):
         self.liveness = Liveness(
             clock,
             limits,
-            busy=lambda: bool(self.pending),
+            busy=lambda: bool(self.pending or self.streams),
             can_ping=lambda: self.conn.keepalive,
             reading=lambda: self.lifecycle.reading,
             send_ping=self._keepalive_ping,
@@ -179,11 +194,23 @@ class ClientProtocol(Protocol):
                 if d is not None and not d.called:
                     metadata = dict(event.metadata) if event.metadata else _NO_METADATA
                     d.callback(Reply(body=event.body, metadata=metadata))
+                elif d is None and self.streams:
+                    self._stream_done(event.request_id, event)
             elif kind is ErrorResponse:
                 assert isinstance(event, ErrorResponse)
                 d = pending.pop(event.request_id, None)
                 if d is not None:
                     _fail(d, _remote_error(event))
+                elif self.streams:
+                    self._stream_done(event.request_id, event)
+            elif kind is StreamMessage:
+                assert isinstance(event, StreamMessage)
+                call = self.streams.get(event.request_id)
+                if call is not None and call._reader is not None:
+                    call._reader.feed(event.body)
+            elif kind is CreditGranted:
+                assert isinstance(event, CreditGranted)
+                self._credit(event.request_id)
             elif kind is SettingsEvent:
                 self._fire_ready()
             elif kind is Pong:
@@ -257,6 +284,11 @@ class ClientProtocol(Protocol):
         for rid, d in sorted(pending.items()):
             safe = goaway is not None and rid > goaway.last_request_id
             _fail(d, self._closed_error("connection lost before the answer", retry_safe=safe))
+        streams, self.streams = self.streams, {}
+        for rid, call in sorted(streams.items()):
+            safe = goaway is not None and rid > goaway.last_request_id
+            error = self._closed_error("connection lost before the call ended", retry_safe=safe)
+            call._finish(Failure(error))
         self._fail_queued(lambda: self._closed_error("connection lost", retry_safe=True))
         pings, self._pings = self._pings, {}
         for ping, _ in pings.values():
@@ -301,6 +333,13 @@ class ClientProtocol(Protocol):
                     continue  # an earlier errback cancelled it
                 self.conn.send_cancel(rid)
                 _fail(d, ConnectionClosed(why, retry_safe=True))
+        # Streaming calls it accepted go on (it lets them finish).
+        for rid in sorted(self.streams):
+            if rid > event.last_request_id:
+                call = self.streams.pop(rid, None)
+                if call is not None:
+                    self.conn.send_cancel(rid)
+                    call._finish(Failure(ConnectionClosed(why, retry_safe=True)))
         self._fail_queued(lambda: ConnectionClosed(why, retry_safe=True))
 
     def _fail_queued(self, error: Any) -> None:
@@ -371,7 +410,7 @@ class ClientProtocol(Protocol):
         MAX_CONCURRENT slots is free."""
         return (
             not self.lifecycle.write_blocked
-            and len(self.pending) < self.conn.peer_settings.max_concurrent
+            and len(self.pending) + len(self.streams) < self.conn.peer_settings.max_concurrent
         )
 
     def _enqueue(
@@ -441,6 +480,123 @@ class ClientProtocol(Protocol):
             # anything sent after it.
             self._release_queue()
 
+    # -- streaming calls ------------------------------------------------------------
+
+    def stream(
+        self,
+        method: str,
+        body: bytes = b"",
+        *,
+        kind: str = "server_stream",
+        codec: ICodec = BYTES,
+        metadata: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
+        timeout: float | None = None,
+    ) -> StreamingCall:
+        """
+        Open a streaming call.  See :meth:`twisted_reqresp.Client.stream`;
+        never raises: a call that cannot be sent is returned failed.
+
+        Unlike unary calls, a streaming call is never queued: the server
+        parks it if it is past its MAX_CONCURRENT.
+        """
+        try:
+            client_streams, server_streams = stream_flags(kind)
+            _check_call(method, body, timeout)
+            pairs = metadata_pairs(metadata)
+        except Exception:
+            return StreamingCall.failed(kind, Failure())
+        if self._closing or self.lost is not None or self.lifecycle.closing:
+            return StreamingCall.failed(
+                kind, Failure(self._closed_error("the connection is closed", retry_safe=True))
+            )
+        goaway = self.conn.peer_goaway
+        if goaway is not None:
+            return StreamingCall.failed(
+                kind, Failure(ConnectionClosed(_going_away(goaway), retry_safe=True))
+            )
+        conn = self.conn
+        try:
+            rid = conn.start_stream(
+                method,
+                body,
+                pairs,
+                _deadline_ms(timeout) if timeout is not None else None,
+                client_stream=client_streams,
+                server_stream=server_streams,
+            )
+        except LocalProtocolError as e:
+            return StreamingCall.failed(kind, Failure(_local_error(e)))
+        except Exception:
+            return StreamingCall.failed(kind, Failure())
+        call = StreamingCall(kind, codec)
+        call.request_id = rid
+        if server_streams:
+
+            def acknowledge(nbytes: int) -> None:
+                conn.acknowledge(rid, nbytes)
+                self._flush()
+
+            call._reader = MessageReader(
+                acknowledge, codec.decode if codec is not BYTES else _identity
+            )
+        if client_streams:
+
+            def send(data: bytes) -> None:
+                conn.send_message(rid, data)
+                self._flush()
+
+            def end() -> None:
+                if rid in self.streams:
+                    conn.end_stream(rid)
+                    self._flush()
+
+            call._writer = MessageWriter(
+                lambda: conn.can_send_message(rid),
+                send,
+                lambda: conn.peer_settings.max_frame_size,
+            )
+            call._ender = end
+        timer: Any = None
+
+        def give_up(error: BaseException) -> None:
+            if self.streams.pop(rid, None) is not None:
+                conn.send_cancel(rid)
+                self._flush()
+            call._finish(Failure(error))
+
+        call._canceller = give_up
+        if timeout is not None:
+            timer = self.clock.callLater(
+                timeout, call._give_up, DeadlineExceeded(f"no answer within {timeout:g} s")
+            )
+            call._on_done.append(lambda: timer.cancel() if timer.active() else None)
+        call._on_done.append(self._maybe_finish_close)
+        self.streams[rid] = call
+        self._flush()
+        return call
+
+    def _stream_done(self, rid: int, event: Response | ErrorResponse) -> None:
+        """A streaming call's final status arrived."""
+        call = self.streams.pop(rid, None)
+        if call is None:
+            return
+        if isinstance(event, Response):
+            metadata = dict(event.metadata) if event.metadata else _NO_METADATA
+            call._finish(Reply(body=event.body, metadata=metadata))
+        else:
+            call._finish(Failure(_remote_error(event)))
+
+    def _credit(self, rid: int) -> None:
+        """Credit arrived: the writers it concerns send what waits."""
+        if rid == 0:
+            calls = list(self.streams.values())
+        else:
+            one = self.streams.get(rid)
+            calls = [one] if one is not None else []
+        for call in calls:
+            if call._writer is not None:
+                call._writer.pump()
+
     def ping(self) -> Deferred[float]:
         """
         Send a PING.
@@ -495,8 +651,12 @@ class ClientProtocol(Protocol):
             self.lifecycle.abort()
 
     def _maybe_finish_close(self) -> None:
-        if self._closing and not self.pending and not self.queued:
+        if self._closing and not self.pending and not self.queued and not self.streams:
             self.lifecycle.close()
+
+
+def _identity(data: bytes) -> bytes:
+    return data
 
 
 def _going_away(goaway: GoAway) -> str:

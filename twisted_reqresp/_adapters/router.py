@@ -66,6 +66,7 @@ class Router:
         *,
         codec: ICodec = BYTES,
         errors: Mapping[type[BaseException], int] | None = None,
+        kind: str = "unary",
     ) -> None:
         """
         Register ``function`` as method ``name``.
@@ -78,11 +79,20 @@ class Router:
             but a ``KeyError``'s key without quotes, and the type's name if
             that is empty), like AMP's declared errors.  Anything else undeclared is logged
             and answered INTERNAL.
+        :param kind: ``"unary"``, or a streaming call (``docs/guide.md``,
+            "Streaming calls"): ``"server_stream"``, ``"client_stream"`` or
+            ``"bidi_stream"``.  A streaming method reads and writes
+            ``call.stream``, whose messages ``codec`` decodes and encodes;
+            for ``server_stream`` and ``bidi_stream`` ``function`` may be an
+            async generator function, each value it yields streamed with
+            flow control, its end an OK final status with an empty body.
+            A call of another kind is answered INVALID_ARGUMENT without
+            running ``function``.
         :raises ValueError: if ``name`` is empty, contains whitespace, starts
-            with ``reqresp.`` (reserved for the server's built-in methods), or
-            is already registered.
+            with ``reqresp.`` (reserved for the server's built-in methods),
+            is already registered, or ``kind`` is not one of these.
         """
-        self._add(name, function, codec=codec, errors=errors or {})
+        self._add(name, function, codec=codec, errors=errors or {}, kind=kind)
 
     def _add(
         self,
@@ -108,6 +118,15 @@ class Router:
             )
         if name in self._methods:
             raise ValueError(f"method {name!r} is already registered")
+        if kind not in _KINDS:
+            raise ValueError(f"kind must be one of {', '.join(_KINDS)}, not {kind!r}")
+        if inspect.isasyncgenfunction(function):
+            if kind not in ("server_stream", "bidi_stream"):
+                raise ValueError(
+                    f"method {name!r}: an async generator streams the server's messages, "
+                    f"so its kind is server_stream or bidi_stream, not {kind}"
+                )
+            function = _streamed(function)
         declared = tuple((error, int(code)) for error, code in errors.items())
         self._methods[name] = _Method(function, codec, declared, kind, doc, schemas)
 
@@ -117,6 +136,7 @@ class Router:
         *,
         codec: ICodec = BYTES,
         errors: Mapping[type[BaseException], int] | None = None,
+        kind: str = "unary",
     ) -> Callable[[_F], _F]:
         """
         A decorator that registers a function; see :meth:`add`.
@@ -126,7 +146,7 @@ class Router:
         """
 
         def register(function: _F) -> _F:
-            self.add(name or function.__name__, function, codec=codec, errors=errors)
+            self.add(name or function.__name__, function, codec=codec, errors=errors, kind=kind)
             return function
 
         return register
@@ -179,6 +199,21 @@ class Router:
         if entry is None:
             raise StatusError(StatusCode.NOT_FOUND, f"unknown method {call.method!r}")
         codec = entry.codec
+        stream = call.stream
+        if stream is not None or entry.kind != "unary":
+            called = "unary" if stream is None else stream.kind
+            if called != entry.kind:
+                if call._line:
+                    raise StatusError(
+                        StatusCode.UNIMPLEMENTED,
+                        f"method {call.method!r} streams: use the binary format",
+                    )
+                raise StatusError(
+                    StatusCode.INVALID_ARGUMENT,
+                    f"method {call.method!r} is {entry.kind}; called as {called}",
+                )
+            if codec is not BYTES:
+                stream.use_codec(codec)
         if codec is not BYTES:
             try:
                 call = call.with_body(codec.decode(call.body))
@@ -203,7 +238,39 @@ class Router:
         return _encode(result, codec)
 
 
+_KINDS = ("unary", "server_stream", "client_stream", "bidi_stream")
+
+#: What a streamed async generator's end answers: an empty body, whatever
+#: the codec (no value to encode).
+_EMPTY_END: Any = object()
+
+
+def _streamed(function: Callable[[Call], Any]) -> Callable[[Call], Any]:
+    """
+    An async generator function as a streaming responder: each value it
+    yields is sent on ``call.stream`` with flow control (encoded by the
+    method's codec), and its end is the final status.
+    """
+
+    async def respond(call: Call) -> Any:
+        messages = function(call)
+        try:
+            async for value in messages:
+                await call.stream.send(value)
+        finally:
+            # Cancelled or failed mid-stream: run the generator's own
+            # finally blocks now, not when it is collected.
+            await messages.aclose()
+        return _EMPTY_END
+
+    respond.__wrapped__ = function  # type: ignore[attr-defined]
+    respond.__doc__ = function.__doc__
+    return respond
+
+
 def _encode(result: Any, codec: ICodec) -> Any:
+    if result is _EMPTY_END:
+        return b""
     if isinstance(result, Reply):
         return Reply(body=codec.encode(result.body), metadata=result.metadata)
     return codec.encode(result)

@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.interfaces import (
     IAddress,
     IHalfCloseableProtocol,
@@ -35,10 +35,22 @@ from .._core.binary import BinaryFormat
 from .._core.call import Call, Cancellation, ConnectionInfo, Reply, metadata_pairs
 from .._core.connection import Connection, ConnectionState
 from .._core.contract import IWireFormat
-from .._core.errors import LocalProtocolError, StatusError
-from .._core.events import Cancel, Metadata, ProtocolViolation, Rejected, Request, Role
+from .._core.errors import ConnectionClosed, DeadlineExceeded, LocalProtocolError, StatusError
+from .._core.events import (
+    Cancel,
+    CreditGranted,
+    Metadata,
+    ProtocolViolation,
+    Rejected,
+    Request,
+    Role,
+    StreamEnd,
+    StreamMessage,
+    StreamRequest,
+)
 from .._core.limits import DEFAULT_LIMITS, Limits
 from .._core.status import StatusCode, status_name
+from .._core.streams import message_cost
 from ..codecs import BYTES
 from ..interfaces import IResponder, IResponderFactory, IServerInterceptor
 from .builtins import ANSWERED_WHILE_DRAINING, RESERVED_PREFIX, Builtins, HealthStatus
@@ -47,6 +59,7 @@ from .interceptors import compose_server, error_status, interceptor_function
 from .lifecycle import TransportLifecycle
 from .liveness import Liveness
 from .stats import ServerStats
+from .streams import MessageReader, MessageWriter, ServerStream, kind_of
 from .tls import failure_text, peer_certificate
 
 __all__ = ["ServerFactory", "ServerProtocol", "SharedResponder"]
@@ -86,7 +99,7 @@ class SharedResponder:
 _PARKED_OVERHEAD = 128
 
 
-def _parked_size(request: Request) -> int:
+def _parked_size(request: Request | StreamRequest) -> int:
     size = _PARKED_OVERHEAD + len(request.body) + len(request.method)
     for key, value in request.metadata:
         size += len(key) + len(value)
@@ -102,6 +115,19 @@ def _behind_proxy_header(transport: object) -> bool:
     ``tests/test_e2e_proxy.py`` fails if that ever changes.
     """
     return type(transport).__module__.startswith("twisted.protocols.haproxy")
+
+
+class _StreamCall:
+    """The server's side of one open streaming call: its stream, its
+    deadline timer, and its final status while messages still wait for
+    credit."""
+
+    __slots__ = ("request_id", "stream", "timer")
+
+    def __init__(self, request_id: int, stream: ServerStream) -> None:
+        self.request_id = request_id
+        self.stream = stream
+        self.timer: Any = None
 
 
 @implementer(IHalfCloseableProtocol, IHandshakeListener)
@@ -135,6 +161,13 @@ class ServerProtocol(Protocol):
       ``call.on_cancel``) and then cancels the responder's Deferred
       (``_adapters/giveup.py``).  A request the responder answered is never
       given up.
+    - A streaming call (``docs/protocol.md``, "Streaming calls") is a
+      request with a :class:`~twisted_reqresp.ServerStream` attached
+      (``call.stream``): it counts against ``max_concurrent`` and may be
+      parked like any request, until its final status is sent, which waits
+      for the messages the responder wrote; its deadline covers its whole
+      life.  Its messages are acknowledged as the responder takes them,
+      and every one left unread when the call ends.
     - Over TLS the peer is identified (its verified certificate read, the
       per-peer limit applied, the responder made, the greeting sent) once
       the TLS handshake completes, not at ``connectionMade``.
@@ -192,7 +225,9 @@ class ServerProtocol(Protocol):
         self._cancellations: dict[int, Cancellation] = {}
         #: Requests read but not started (past ``max_concurrent``), in
         #: arrival order, with when each arrived.
-        self.parked: dict[int, tuple[Request, float]] = {}
+        self.parked: dict[int, tuple[Request | StreamRequest, float]] = {}
+        #: The open streaming calls (parked ones too), by request id.
+        self.streams: dict[int, _StreamCall] = {}
         self._parked_bytes = 0
         self._stats = factory.stats
         #: The factory's built-in methods, or ``None`` when they are off.
@@ -315,6 +350,7 @@ class ServerProtocol(Protocol):
         self.parked.clear()
         self._parked_bytes = 0
         self._give_up_all()
+        self._end_streams(ConnectionClosed("the connection was lost"))
         running, self.running = self.running, {}
         for deferred in running.values():
             deferred.cancel()
@@ -409,11 +445,14 @@ class ServerProtocol(Protocol):
             )
         self._give_up_all()
         running, self.running = self.running, {}
-        for rid in running:
+        # Streaming calls whose responder returned still wait for credit to
+        # send their last messages: they did not finish either.
+        for rid in sorted({*running, *self.streams}):
             if rid in conn.in_flight:
                 self._send_error(
                     rid, StatusCode.UNAVAILABLE, "server stopped before the request finished"
                 )
+        self._end_streams(CancelledError("the server stopped before the call finished"))
         for deferred in running.values():
             deferred.cancel()  # its answer is no longer owed: dropped
         self._close()
@@ -496,6 +535,23 @@ class ServerProtocol(Protocol):
                     self._start(event, now)
                 else:
                     self._park(event, now)
+            elif kind is StreamMessage:
+                assert isinstance(event, StreamMessage)
+                self._stream_message(event)
+            elif kind is CreditGranted:
+                assert isinstance(event, CreditGranted)
+                self._credit(event)
+            elif kind is StreamEnd:
+                assert isinstance(event, StreamEnd)
+                live.last_message = now
+                entry = self.streams.get(event.request_id)
+                if entry is not None and entry.stream._reader is not None:
+                    entry.stream._reader.finish()
+            elif kind is StreamRequest:
+                assert isinstance(event, StreamRequest)
+                live.last_message = now
+                self._stats.requests_total += 1
+                self._stream_request(event, now, limit)
             elif kind is Cancel:
                 assert isinstance(event, Cancel)
                 live.last_message = now
@@ -520,7 +576,96 @@ class ServerProtocol(Protocol):
                 live.handshake_done()
         return True
 
-    def _park(self, request: Request, now: float) -> None:
+    def _stream_request(self, event: StreamRequest, now: float, limit: int) -> None:
+        """A streaming call opened: make its stream, then start or park it."""
+        rid = event.request_id
+        kind = kind_of(event.client_stream, event.server_stream)
+        if self._builtins is not None and event.method.startswith(RESERVED_PREFIX):
+            self._send_error(
+                rid,
+                StatusCode.INVALID_ARGUMENT,
+                f"method {event.method!r} is unary; called as {kind}",
+            )
+            return
+        conn = self.conn
+        reader = writer = None
+        if event.client_stream:
+
+            def acknowledge(nbytes: int) -> None:
+                conn.acknowledge(rid, nbytes)
+                if not self._processing:
+                    self._flush()
+
+            reader = MessageReader(acknowledge, _identity)
+        if event.server_stream:
+
+            def send(data: bytes) -> None:
+                conn.send_message(rid, data)
+                if not self._processing:
+                    self._flush()
+
+            writer = MessageWriter(
+                lambda: conn.can_send_message(rid),
+                send,
+                lambda: conn.peer_settings.max_frame_size,
+            )
+        self.streams[rid] = _StreamCall(rid, ServerStream(kind, reader, writer))
+        if not self.parked and conn.unanswered <= limit:
+            self._start(event, now)
+        else:
+            self._park(event, now)
+
+    def _stream_message(self, event: StreamMessage) -> None:
+        entry = self.streams.get(event.request_id)
+        reader = entry.stream._reader if entry is not None else None
+        if reader is not None:
+            reader.feed(event.body)
+        else:  # the core yields messages only on open calls that read: not reached
+            self.conn.acknowledge(event.request_id, message_cost(len(event.body)))
+
+    def _credit(self, event: CreditGranted) -> None:
+        """Credit arrived: let the writers it concerns send what waits."""
+        if event.request_id == 0:
+            entries = list(self.streams.values())
+        else:
+            one = self.streams.get(event.request_id)
+            entries = [one] if one is not None else []
+        for entry in entries:
+            writer = entry.stream._writer
+            if writer is not None:
+                writer.pump()
+
+    def _end_stream(self, rid: int, why: BaseException) -> None:
+        """A streaming call is over: stop its timer, fail its readers and
+        writers with ``why``, and give back the credit of unread messages."""
+        entry = self.streams.pop(rid, None)
+        if entry is None:
+            return
+        if entry.timer is not None and entry.timer.active():
+            entry.timer.cancel()
+        stream = entry.stream
+        if stream._writer is not None:
+            stream._writer.fail(why)
+        if stream._reader is not None:
+            stream._reader.discard(Failure(why))
+
+    def _end_streams(self, why: BaseException) -> None:
+        for rid in list(self.streams):
+            self._end_stream(rid, why)
+
+    def _stream_deadline(self, rid: int) -> None:
+        """A streaming call's deadline passed, whatever it was doing."""
+        cancellation = self._cancellations.pop(rid, None)
+        if cancellation is not None:
+            tell_cancelled(cancellation)
+        self._send_error(rid, StatusCode.DEADLINE_EXCEEDED, "deadline exceeded")
+        self._end_stream(rid, DeadlineExceeded("the call's deadline passed"))
+        deferred = self.running.pop(rid, None)
+        if deferred is not None:
+            deferred.cancel()
+        self._request_done()
+
+    def _park(self, request: Request | StreamRequest, now: float) -> None:
         self.parked[request.request_id] = (request, now)
         self._parked_bytes += _parked_size(request)
         if self._parked_bytes > self._limits.max_parked_bytes:
@@ -559,7 +704,7 @@ class ServerProtocol(Protocol):
 
     # -- running responders --------------------------------------------------------
 
-    def _start(self, request: Request, received: float) -> None:
+    def _start(self, request: Request | StreamRequest, received: float) -> None:
         rid = request.request_id
         deadline = None
         deadline_ms = request.deadline_ms
@@ -573,7 +718,12 @@ class ServerProtocol(Protocol):
             timeout = deadline - self._clock.seconds()
             if timeout <= 0:
                 self._send_error(rid, StatusCode.DEADLINE_EXCEEDED, "deadline exceeded")
+                self._end_stream(rid, DeadlineExceeded("the call's deadline passed"))
                 return
+        entry = self.streams.get(rid) if type(request) is StreamRequest else None
+        if entry is not None:
+            self._start_stream(request, entry, deadline, timeout)
+            return
         cancellation = Cancellation()
         call = Call(
             method=request.method,
@@ -584,6 +734,7 @@ class ServerProtocol(Protocol):
             deadline=deadline,
             _clock=self._clock,
             _cancellation=cancellation,
+            _line=self.conn.multiplexed is False,
         )
         assert self._respond is not None
         try:
@@ -610,6 +761,76 @@ class ServerProtocol(Protocol):
             errbackArgs=(rid, request.method),
         )
 
+    def _start_stream(
+        self,
+        request: Request | StreamRequest,
+        entry: _StreamCall,
+        deadline: float | None,
+        timeout: float | None,
+    ) -> None:
+        """Run a streaming call's responder; its deadline covers the whole
+        call, not only the responder's Deferred."""
+        rid = request.request_id
+        cancellation = Cancellation()
+        call = Call(
+            method=request.method,
+            body=request.body,
+            metadata=dict(request.metadata) if request.metadata else _NO_METADATA,
+            connection=self.info,  # type: ignore[arg-type]
+            request_id=rid,
+            deadline=deadline,
+            stream=entry.stream,
+            _clock=self._clock,
+            _cancellation=cancellation,
+        )
+        self._cancellations[rid] = cancellation
+        if timeout is not None:
+            entry.timer = self._clock.callLater(timeout, self._stream_deadline, rid)
+        assert self._respond is not None
+        try:
+            result = self._respond(call)
+            if inspect.iscoroutine(result):
+                result = Deferred.fromCoroutine(result)
+        except BaseException:
+            self._failed(Failure(), rid, request.method)
+            return
+        if not isinstance(result, Deferred):
+            self._answer(result, rid, request.method)
+            return
+        self.running[rid] = result
+        result.addCallbacks(
+            self._answer,
+            self._failed,
+            callbackArgs=(rid, request.method),
+            errbackArgs=(rid, request.method),
+        )
+
+    def _after_messages(self, rid: int, send: Callable[[], None]) -> bool:
+        """
+        A streaming call's final status is ready: send it once the messages
+        the responder wrote have gone (they wait for credit).
+
+        :returns: ``False`` if ``rid`` is not a streaming call (send now).
+        """
+        entry = self.streams.get(rid)
+        if entry is None:
+            return False
+        writer = entry.stream._writer
+
+        def final() -> None:
+            if rid not in self.conn.in_flight:
+                return  # given up meanwhile (cancel, deadline, grace)
+            self._cancellations.pop(rid, None)
+            send()
+            self._end_stream(rid, RuntimeError("the call is over: its final status was sent"))
+            self._request_done()
+
+        if writer is None:
+            final()
+        else:
+            writer.close(RuntimeError("the responder has answered: the stream is over"), final)
+        return True
+
     def _answer_builtin(self, request: Request) -> None:
         """
         Answer a call to a reserved method (``_adapters/builtins.py``)
@@ -635,17 +856,20 @@ class ServerProtocol(Protocol):
         if parked is not None:
             # Never started: dropped without running.
             self._parked_bytes -= _parked_size(parked[0])
+            self._end_stream(rid, CancelledError("the client cancelled the call"))
             return
+        # A streaming call whose responder returned may still wait for
+        # credit: it is given up all the same.
+        cancellation = self._cancellations.pop(rid, None)
+        if cancellation is not None:
+            tell_cancelled(cancellation)
+        self._end_stream(rid, CancelledError("the client cancelled the call"))
         deferred = self.running.pop(rid, None)
         if deferred is not None:
-            cancellation = self._cancellations.pop(rid, None)
-            if cancellation is not None:
-                tell_cancelled(cancellation)
             deferred.cancel()
 
     def _answer(self, result: Any, rid: int, method: str) -> None:
         self.running.pop(rid, None)
-        self._cancellations.pop(rid, None)
         conn = self.conn
         if rid not in conn.in_flight:
             return  # cancelled by the client, or the connection is gone
@@ -656,20 +880,25 @@ class ServerProtocol(Protocol):
                 body, metadata = result, ()
             if type(body) is not bytes:
                 body = BYTES.encode(body)
-            self._send_response(rid, body, metadata)
         except Exception:
             self._failed(Failure(), rid, method)
             return
+        if self.streams and self._after_messages(
+            rid, lambda: self._send_response(rid, body, metadata)
+        ):
+            return
+        self._cancellations.pop(rid, None)
+        self._send_response(rid, body, metadata)
         self._request_done()
 
     def _failed(self, failure: Failure, rid: int, method: str) -> None:
         self.running.pop(rid, None)
-        self._cancellations.pop(rid, None)
         if rid not in self.conn.in_flight:
+            self._cancellations.pop(rid, None)
             return None  # cancelled by the client, or the connection is gone
         error = failure.value
         if isinstance(error, StatusError):
-            self._send_error(rid, error.code, error.message, error.retry_safe, error.details)
+            status = (error.code, error.message, error.retry_safe, error.details)
         else:
             code, message = error_status(error)
             if code == StatusCode.INTERNAL:
@@ -680,7 +909,11 @@ class ServerProtocol(Protocol):
                     method=method,
                     request_id=rid,
                 )
-            self._send_error(rid, code, message)
+            status = (code, message, False, b"")
+        if self.streams and self._after_messages(rid, lambda: self._send_error(rid, *status)):
+            return None
+        self._cancellations.pop(rid, None)
+        self._send_error(rid, *status)
         self._request_done()
         return None
 
@@ -713,6 +946,10 @@ class ServerProtocol(Protocol):
         # An answer inside _process is flushed with the whole read's.
         if not self._processing:
             self._process()
+
+
+def _identity(data: bytes) -> bytes:
+    return data
 
 
 class ServerFactory(Factory):

@@ -189,9 +189,15 @@ class Call:
     #: When the caller stops waiting, in the server clock's seconds, or
     #: ``None`` if the request has no deadline.
     deadline: float | None = None
+    #: The call's stream (a :class:`~twisted_reqresp.ServerStream`: read the
+    #: client's messages, write the server's), or ``None`` for a unary call.
+    stream: Any = field(default=None, compare=False)
     _clock: _Clock | None = field(default=None, repr=False, compare=False)
     #: Shared by every copy of this call (see :class:`Cancellation`).
     _cancellation: Cancellation = field(default_factory=Cancellation, repr=False, compare=False)
+    # The call came over the line format, which has no streaming calls (a
+    # router answers a streaming method so: docs/protocol.md).
+    _line: bool = field(default=False, repr=False, compare=False)
 
     @property
     def cancelled(self) -> bool:

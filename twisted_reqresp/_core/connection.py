@@ -301,6 +301,15 @@ class Connection:
         return None if multiplexed is None else not multiplexed
 
     @property
+    def multiplexed(self) -> bool | None:
+        """
+        Whether the format answers out of request order (binary: ``True``;
+        line: ``False``), or ``None`` while an auto-detecting codec has not
+        yet seen which format the peer speaks.
+        """
+        return None if self._in_order is None else not self._in_order
+
+    @property
     def unanswered(self) -> int:
         """
         Requests received and not yet written to the wire (server): running,
