@@ -81,9 +81,7 @@ def stream_flags(kind: str) -> tuple[bool, bool]:
     try:
         return KINDS[kind]
     except (KeyError, TypeError):
-        raise ValueError(
-            f"kind must be one of {', '.join(sorted(KINDS))}, not {kind!r}"
-        ) from None
+        raise ValueError(f"kind must be one of {', '.join(sorted(KINDS))}, not {kind!r}") from None
 
 
 def kind_of(client_stream: bool, server_stream: bool) -> str:

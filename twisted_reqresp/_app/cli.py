@@ -39,7 +39,8 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Generator, Mapping, Sequence
-from typing import Any, BinaryIO, TextIO
+from dataclasses import replace
+from typing import Any, BinaryIO, Protocol, TextIO, runtime_checkable
 
 from twisted.copyright import version as twisted_version
 from twisted.internet import error as ierror
@@ -58,6 +59,7 @@ from twisted.python.failure import Failure
 
 from .._adapters.channel import Channel
 from .._adapters.client import Client, connect
+from .._adapters.streams import StreamingCall
 from .._core.errors import (
     ConnectionClosed,
     DeadlineExceeded,
@@ -65,6 +67,7 @@ from .._core.errors import (
     RemoteError,
     StatusError,
 )
+from .._core.limits import DEFAULT_LIMITS
 from .._core.status import StatusCode, status_name
 from ..codecs import JSON
 from .bench import BenchReport, bench, count_backends, format_report
@@ -78,6 +81,7 @@ __all__ = [
     "EXIT_USAGE",
     "CommandError",
     "build_parser",
+    "connect_client",
     "encode_body",
     "endpoints_from_env",
     "explain",
@@ -109,6 +113,11 @@ EXIT_CONNECTION = 3
 EXIT_TIMEOUT = 4
 #: Interrupted (Ctrl-C): 128 + SIGINT, as shells report it.
 EXIT_INTERRUPTED = 128 + signal.SIGINT
+
+#: What the command's connections accept: the library's defaults, with
+#: streaming calls offered (for ``reqresp stream``), 64 KiB of credit per
+#: call (HTTP/2's initial stream window), if the defaults do not offer them.
+CLIENT_LIMITS = replace(DEFAULT_LIMITS, stream_credit=DEFAULT_LIMITS.stream_credit or 64 * 1024)
 
 #: Where to connect when neither ``--connect`` nor the environment says.
 DEFAULT_ENDPOINT = "tcp:127.0.0.1:9000"
@@ -146,6 +155,22 @@ is refused.
 """
 
 
+@runtime_checkable
+class StreamOpener(Protocol):
+    """What :func:`run_stream` makes its call with: :meth:`Client.stream`'s signature."""
+
+    def stream(
+        self,
+        method: str,
+        body: Any = ...,
+        *,
+        kind: str = ...,
+        timeout: float | None = ...,
+        metadata: Any = ...,
+    ) -> StreamingCall:
+        """Open a streaming call (see :meth:`twisted_reqresp.Client.stream`)."""
+
+
 class CommandError(Exception):
     """
     The command failed: print ``reqresp: <message>`` and exit with ``code``.
@@ -158,6 +183,14 @@ class CommandError(Exception):
         super().__init__(message, code)
         self.message = message
         self.code = code
+
+
+def connect_client(reactor: Any, endpoint: str, *, timeout: float | None) -> Deferred[Client]:
+    """
+    :returns: :func:`twisted_reqresp.connect` to ``endpoint``, with
+        :data:`CLIENT_LIMITS`: how ``reqresp`` connects to one server.
+    """
+    return connect(reactor, endpoint, timeout=timeout, limits=CLIENT_LIMITS)
 
 
 # -- arguments -------------------------------------------------------------------
@@ -751,7 +784,7 @@ def _send_lines(
 
 @inlineCallbacks
 def run_stream(
-    client: Client | Channel,
+    client: StreamOpener,
     method: str,
     body: bytes,
     *,
@@ -771,7 +804,8 @@ def run_stream(
     final answer's body if it is not empty (as ``call`` prints it), and
     ``OK`` to ``err``.
 
-    :param client: a connected client, or a channel (``Channel.stream``).
+    :param client: a connected :class:`~twisted_reqresp.Client`, or
+        anything else with its ``stream`` method.
     :param method: the method name.
     :param body: the request body's bytes.
     :param out: where the messages and the final body go (binary).
@@ -1013,7 +1047,7 @@ def run_bench(
     body: bytes,
     *,
     out: BinaryIO,
-    connector: Callable[..., Deferred[Client]] = connect,
+    connector: Callable[..., Deferred[Client]] = connect_client,
     progress_to: Any = None,
 ) -> Generator[Deferred[Any], Any, int]:
     """
@@ -1026,7 +1060,7 @@ def run_bench(
         ``connect`` and ``timeout``.
     :param body: the request body.
     :param out: where the report goes (binary).
-    :param connector: :func:`twisted_reqresp.connect`, or a stand-in in tests.
+    :param connector: :func:`connect_client`, or a stand-in in tests.
     :param progress_to: a text stream for the live progress line
         (standard error when it is a terminal, else none).
     :returns: a Deferred firing with :data:`EXIT_OK`, or failing with
@@ -1104,7 +1138,7 @@ def new_channel(reactor: Any, endpoints: Sequence[str], *, timeout: float | None
         retry-safe are sent again, nothing else: the command cannot know
         which methods are idempotent), with ``--timeout`` as every call's.
     """
-    return Channel(reactor, list(endpoints), timeout=timeout)
+    return Channel(reactor, list(endpoints), timeout=timeout, limits=CLIENT_LIMITS)
 
 
 @inlineCallbacks
@@ -1177,6 +1211,13 @@ def run_channel(
             clock=reactor,
         )
     elif args.command == "stream":
+        if not isinstance(channel, StreamOpener):
+            # Channel.stream is the streaming API's (docs/guide.md), still to come.
+            raise CommandError(
+                "streaming calls over several servers need Channel.stream, which this "
+                "version lacks: give one --connect",
+                EXIT_USAGE,
+            )
         code = yield _run_stream_command(reactor, channel, args, body, out)
     elif args.command == "methods":
         code = yield run_methods(channel, out=out, timeout=timeout)
@@ -1192,7 +1233,7 @@ def run_channel(
 
 
 def _run_stream_command(
-    reactor: Any, client: Client | Channel, args: argparse.Namespace, body: bytes, out: BinaryIO
+    reactor: Any, client: StreamOpener, args: argparse.Namespace, body: bytes, out: BinaryIO
 ) -> Deferred[int]:
     """``reqresp stream``, with standard input as the client's stream."""
     lines = StdinLines(reactor, sys.stdin.buffer) if args.kind != "server_stream" else None
@@ -1251,7 +1292,7 @@ def run_health_each(
     *,
     out: BinaryIO,
     timeout: float | None = DEFAULT_TIMEOUT,
-    connector: Callable[..., Deferred[Client]] = connect,
+    connector: Callable[..., Deferred[Client]] = connect_client,
 ) -> Generator[Deferred[Any], Any, int]:
     """
     Ask each server for its health at once, each over its own connection
@@ -1355,7 +1396,7 @@ def run(
     args: argparse.Namespace,
     *,
     out: BinaryIO,
-    connector: Callable[..., Deferred[Client]] = connect,
+    connector: Callable[..., Deferred[Client]] = connect_client,
     channel_factory: Callable[..., Channel] = new_channel,
 ) -> Generator[Deferred[Any], Any, int]:
     """
@@ -1369,7 +1410,7 @@ def run(
     :param reactor: the reactor to connect with (also the clock).
     :param args: what :func:`build_parser` parsed.
     :param out: where the command's output goes (binary).
-    :param connector: :func:`twisted_reqresp.connect`, or a stand-in in tests.
+    :param connector: :func:`connect_client`, or a stand-in in tests.
     :param channel_factory: :func:`new_channel`, or a stand-in in tests.
     :returns: a Deferred firing with :data:`EXIT_OK` or failing with
         :class:`CommandError`.

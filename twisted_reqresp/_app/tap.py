@@ -65,7 +65,12 @@ WIRE_FORMATS = ("auto", "binary", "line")
 DEFAULT_PORT = "tcp:9000"
 
 #: The name the logs give the default service.
-DEFAULT_RESPONDER_NAME = "the default service (echo, methods, ping, sleep, stats)"
+DEFAULT_RESPONDER_NAME = "the default service (count, echo, methods, ping, sleep, stats, sum)"
+
+
+#: The streaming credit a ``twistd reqresp`` server offers when
+#: ``--stream-credit`` is not given (``0`` turns streaming calls off).
+STREAM_CREDIT = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -80,15 +85,25 @@ class _LimitOption:
     zero_is_off: bool
     #: The help text, without the default.
     help: str
+    #: The server's default when it differs from :data:`DEFAULT_LIMITS`'s.
+    server_default: int | float | None = None
 
     @property
     def field(self) -> str:
         """The :class:`Limits` field's name."""
         return self.option.replace("-", "_")
 
+    @property
+    def default(self) -> int | float | None:
+        """The value when the option is not given."""
+        if self.server_default is not None:
+            return self.server_default
+        value: int | float | None = getattr(DEFAULT_LIMITS, self.field)
+        return value
+
     def describe(self) -> str:
         """:returns: the help text with the default, and how to turn it off."""
-        default = getattr(DEFAULT_LIMITS, self.field)
+        default = self.default
         if default is None:
             return f"{self.help} [default: off]"
         shown = f"{default:g} s" if self.kind is float else str(default)
@@ -121,6 +136,22 @@ LIMIT_OPTIONS = (
     _LimitOption("grace", float, False, "Seconds a stopping server lets running requests finish."),
     _LimitOption(
         "close-timeout", float, True, "Seconds a close waits for the peer before aborting."
+    ),
+    _LimitOption(
+        "stream-credit",
+        int,
+        True,
+        "Bytes of credit each streaming call starts with for the client's messages.",
+        # The default service has streaming methods (count, sum), so a
+        # server offers streaming calls unless told not to, whatever the
+        # library's default; 64 KiB is HTTP/2's initial stream window.
+        server_default=STREAM_CREDIT,
+    ),
+    _LimitOption(
+        "connection-credit",
+        int,
+        False,
+        "Bytes of credit for the client's messages on all streaming calls of a connection.",
     ),
 )
 
@@ -322,7 +353,7 @@ class Options(usage.Options):
         "server endpoint string, such as tcp:9000, tcp:9000:interface=127.0.0.1, "
         "ssl:9443:privateKey=key.pem, unix:/run/reqresp.sock, haproxy:tcp:9000 or "
         "systemd:domain=INET:index=0. Without --responder, serve the default "
-        "service: echo, methods, ping, sleep and stats."
+        "service: count, echo, methods, ping, sleep, stats and sum."
     )
 
     optFlags: Sequence[Sequence[Any]] = [
@@ -506,6 +537,8 @@ def _parse_limits(options: usage.Options) -> Limits:
     for limit in LIMIT_OPTIONS:
         text = options[limit.option]
         if text is None:
+            if limit.server_default is not None:
+                given[limit.field] = limit.server_default
             continue
         value: int | float | None
         try:
