@@ -786,7 +786,7 @@ def _send_lines(
 def run_stream(
     client: StreamOpener,
     method: str,
-    body: bytes,
+    body: bytes = b"",
     *,
     out: BinaryIO,
     err: TextIO,
@@ -866,6 +866,17 @@ def run_stream(
             if isinstance(failure, Failure) and isinstance(failure.value, CommandError):
                 sending.addErrback(lambda _: None)
                 raise failure.value from e
+        if (
+            isinstance(e, StatusError)
+            and not isinstance(e, RemoteError)
+            and e.code == StatusCode.UNIMPLEMENTED
+        ):
+            # Refused on this side because the server's SETTINGS did not
+            # offer streaming: the server's doing, not the command line's.
+            raise CommandError(
+                f"{e.message} (an older server, or one started with --stream-credit 0)",
+                EXIT_REMOTE,
+            ) from e
         if json_output and isinstance(e, RemoteError) and e.code != StatusCode.DEADLINE_EXCEEDED:
             _write_json(
                 out,
