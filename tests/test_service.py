@@ -25,6 +25,7 @@ from twisted_reqresp import (
 )
 from twisted_reqresp._app import service
 from twisted_reqresp._app.service import MAX_COUNT, MAX_SLEEP, default_factory, default_router
+from twisted_reqresp._core.line import LineFormat
 from twisted_reqresp.codecs import JSON
 from twisted_reqresp.interfaces import IResponder
 from twisted_reqresp.testing import ConnectedPair, connected_pair
@@ -498,3 +499,29 @@ class _Collector:
 
     def write(self, data: bytes) -> None:
         self.into.append(data)
+
+
+class LineFormatTests(SynchronousTestCase):
+    """Over the line format, the streaming methods say to use the binary format."""
+
+    def test_count_and_sum_unimplemented(self) -> None:
+        """count and sum are answered UNIMPLEMENTED naming the binary format; echo still works."""
+        clock = MemoryReactorClock()
+        factory = default_factory(clock=clock, limits=STREAMING, wire=LineFormat())
+        pair = connected_pair(
+            factory.responder_factory, factory=factory, clock=clock, wire=LineFormat()
+        )
+        for method in ("count", "sum"):
+            d = pair.client.call(method, b"3")
+            pair.pump()
+            error = self.failureResultOf(d, RemoteError).value
+            self.assertEqual(
+                (error.code, error.message),
+                (
+                    StatusCode.UNIMPLEMENTED,
+                    f"method '{method}' streams: use the binary format",
+                ),
+            )
+        d = pair.client.call("echo", b"still open")
+        pair.pump()
+        self.assertEqual(self.successResultOf(d).body, b"still open")
