@@ -44,19 +44,37 @@ from twisted_reqresp._core.events import (
     Response,
     Role,
     Settings,
+    StreamEnd,
+    StreamMessage,
+    StreamRequest,
 )
 from twisted_reqresp._core.limits import DEFAULT_LIMITS, Limits
 from twisted_reqresp._core.status import StatusCode
 
 _HEADER = struct.Struct(">IBBI")
 _DEFAULT_SETTINGS = Settings(
-    max_frame_size=DEFAULT_LIMITS.max_frame_size, max_concurrent=DEFAULT_LIMITS.max_concurrent
+    max_frame_size=DEFAULT_LIMITS.max_frame_size,
+    max_concurrent=DEFAULT_LIMITS.max_concurrent,
+    stream_credit=DEFAULT_LIMITS.stream_credit,
 )
 #: What a server Connection may hand to its application, besides the final
 #: ProtocolViolation.
-# A server without streaming (the default limits) still takes CREDIT frames:
-# a grant of connection credit is harmless and handed on.
-_SERVER_EVENTS = (Settings, Request, Rejected, Cancel, Ping, Pong, GoAway, CreditGranted)
+# A server takes CREDIT frames even without streaming: a grant of connection
+# credit is harmless and handed on.  With streaming (the default limits) the
+# stream frames are events too.
+_SERVER_EVENTS = (
+    Settings,
+    Request,
+    Rejected,
+    Cancel,
+    Ping,
+    Pong,
+    GoAway,
+    CreditGranted,
+    StreamRequest,
+    StreamMessage,
+    StreamEnd,
+)
 
 
 def frame(ftype: int, rid: int = 0, payload: bytes = b"", flags: int = 0) -> bytes:
@@ -169,7 +187,8 @@ def _check_server_survives(stream: bytes, cuts: list[int], handshake: bytes) -> 
     else:
         # Whatever the server queued is well-formed frames it may send.
         for answer in decode_frames(sent):
-            assert isinstance(answer, (Settings, ErrorResponse, Pong)), answer
+            # (CREDIT: a message on an ended call gives its connection credit back.)
+            assert isinstance(answer, (Settings, ErrorResponse, Pong, CreditGranted)), answer
 
 
 @given(stream=frame_soup(), data=st.data(), with_settings=st.booleans())
@@ -360,7 +379,8 @@ class ExtensibilityTests(SynchronousTestCase):
                 Request(request_id=1, method="m", body=b"body"),
                 Cancel(request_id=1),
                 Ping(payload=b"12345678"),
-                _DEFAULT_SETTINGS,
+                # An empty SETTINGS frame: the protocol's defaults, no streaming.
+                Settings(max_frame_size=16 * 1024 * 1024, max_concurrent=100),
             ],
         )
         client = open_client()
@@ -687,7 +707,7 @@ class DrainTests(SynchronousTestCase):
         self.assertEqual(
             feed(server, [data]),
             [
-                Settings(max_frame_size=2048, max_concurrent=100),
+                Settings(max_frame_size=2048, max_concurrent=100, stream_credit=65536),
                 Request(request_id=rid, method="early"),
             ],
         )

@@ -739,11 +739,20 @@ class TypedStubTests(ChannelTestCase):
 
     def test_stub_over_channel(self) -> None:
         """Typed calls balance over the channel's backends; declared errors keep their class."""
-        from typed_contract import AddRequest, AddResponse, Calculator, Overflow, add, ping, total
+        from typed_contract import (
+            AddRequest,
+            AddResponse,
+            Calculator,
+            Overflow,
+            add,
+            ping,
+            streams,
+            total,
+        )
 
         a, b = self.servers("a", "b")
         for server in (a, b):
-            Calculator.router(add, total, ping, router=server.router)
+            Calculator.router(add, total, ping, *streams, router=server.router)
         channel = self.channel([a, b])
         calc = Calculator(channel)
         d = calc.add(AddRequest(a=1, b=2))
@@ -753,6 +762,26 @@ class TypedStubTests(ChannelTestCase):
         self.net.pump()
         self.failureResultOf(d, Overflow)
         self.assertEqual(channel.stats.retries, 0)
+
+    def test_stream_over_channel(self) -> None:
+        """A streaming stub goes through the channel to one backend; with none ready it fails."""
+        from typed_contract import Calculator, CountRequest, Number, add, ping, streams, total
+
+        empty = self.channel([])  # made first: closed last, when the clock is clean
+        (a,) = self.servers("a")
+        Calculator.router(add, total, ping, *streams, router=a.router)
+        channel = self.channel([a])
+        call = Calculator(channel).count(CountRequest(n=2))
+        got = [call.read(), call.read(), call.read()]
+        self.net.pump()
+        self.assertEqual(
+            [self.successResultOf(d) for d in got], [Number(value=1), Number(value=2), None]
+        )
+        self.assertEqual((channel.stats.calls, channel.stats.succeeded), (1, 1))
+        refused = empty.stream("calc.count", b"{}")
+        error = self.failureResultOf(refused.result(), ConnectionClosed).value
+        self.assertTrue(error.retry_safe)
+        self.assertEqual(empty.stats.failed, 1)
 
 
 class BackendCountersTests(ChannelTestCase):

@@ -34,7 +34,9 @@ from twisted_reqresp.interfaces import IWireFormat
 
 _HEADER = struct.Struct(">IBBI")
 _SETTINGS = Settings(
-    max_frame_size=DEFAULT_LIMITS.max_frame_size, max_concurrent=DEFAULT_LIMITS.max_concurrent
+    max_frame_size=DEFAULT_LIMITS.max_frame_size,
+    max_concurrent=DEFAULT_LIMITS.max_concurrent,
+    stream_credit=DEFAULT_LIMITS.stream_credit,
 )
 
 

@@ -142,7 +142,7 @@ def test_credits(field: str) -> None:
 
 
 def test_stream_credit_none_turns_streaming_off() -> None:
-    """stream_credit is None by default (streaming off); connection_credit may not be None."""
-    assert DEFAULT_LIMITS.stream_credit is None
+    """stream_credit is 65,536 by default and None turns it off; connection_credit is never None."""
+    assert DEFAULT_LIMITS.stream_credit == 65536
     _accepts("stream_credit", None)
     _rejects("connection_credit", None)

@@ -15,27 +15,33 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 from unittest import mock
 
 import msgspec
+from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SynchronousTestCase
 from typed_contract import (
     LIMIT,
     AddRequest,
     AddResponse,
     Calculator,
+    CountRequest,
     Currency,
     Empty,
     Item,
     NoSuchItem,
+    Number,
     Order,
     OrderTotal,
     Overflow,
     add,
+    count,
     ping,
     router,
+    streams,
     total,
 )
 
@@ -197,11 +203,12 @@ class ImplementationCheckTests(SynchronousTestCase):
     """Service.router checks the implementations against the declaration at start-up."""
 
     def test_missing_method(self) -> None:
-        """A unary method with no implementation is refused, naming it."""
+        """Methods with no implementation, unary or streaming, are refused, naming them."""
         with self.assertRaises(TypeError) as caught:
-            Calculator.router(add, ping)
+            Calculator.router(add, ping, count)
         self.assertEqual(
-            str(caught.exception), "service calc is missing an implementation of calc.total"
+            str(caught.exception),
+            "service calc is missing an implementation of calc.total, calc.sum, calc.echo",
         )
 
     def test_extra_method(self) -> None:
@@ -215,7 +222,7 @@ class ImplementationCheckTests(SynchronousTestCase):
             return AddResponse(total=0)
 
         with self.assertRaises(TypeError) as caught:
-            Calculator.router(add, total, ping, other_add)
+            Calculator.router(add, total, ping, *streams, other_add)
         message = str(caught.exception)
         self.assertIn("implements other.add, which is not a method of service calc", message)
         self.assertIn("its methods: add, total, ping, count, sum, echo", message)
@@ -223,18 +230,18 @@ class ImplementationCheckTests(SynchronousTestCase):
     def test_implemented_twice(self) -> None:
         """Two implementations of one method are refused."""
         with self.assertRaises(TypeError) as caught:
-            Calculator.router(add, total, ping, add)
+            Calculator.router(add, total, ping, *streams, add)
         self.assertEqual(str(caught.exception), "calc.add is implemented twice")
 
     def test_not_an_implementation(self) -> None:
         """A plain function (not declared with .implement) is refused, saying how to declare it."""
         with self.assertRaises(TypeError) as caught:
-            Calculator.router(add, total, ping, print)  # type: ignore[arg-type]
+            Calculator.router(add, total, ping, *streams, print)  # type: ignore[arg-type]
         self.assertIn("@Calculator.METHOD.implement", str(caught.exception))
 
-    def test_streaming_methods_need_no_implementation(self) -> None:
-        """The streaming methods are served UNIMPLEMENTED without an implementation."""
-        served = Calculator.router(add, total, ping)
+    def test_every_method_served(self) -> None:
+        """With every method implemented, the router serves each one under its wire name."""
+        served = Calculator.router(add, total, ping, *streams)
         self.assertEqual(
             served.methods(),
             ["calc.add", "calc.count", "calc.echo", "calc.ping", "calc.sum", "calc.total"],
@@ -244,7 +251,7 @@ class ImplementationCheckTests(SynchronousTestCase):
         """router= adds the service's methods to an existing router, beside its own."""
         existing = Router()
         existing.add("plain", lambda call: b"ok")
-        self.assertIs(Calculator.router(add, total, ping, router=existing), existing)
+        self.assertIs(Calculator.router(add, total, ping, *streams, router=existing), existing)
         self.assertIn("plain", existing.methods())
         self.assertIn("calc.add", existing.methods())
 
@@ -263,7 +270,7 @@ class ImplementationCheckTests(SynchronousTestCase):
             def add(self, request: AddRequest, call: Call) -> AddResponse:
                 return AddResponse(total=request.a + request.b + self.offset)
 
-        served = Calculator.router(Calculator.add.implement(Adder(100).add), total, ping)
+        served = Calculator.router(Calculator.add.implement(Adder(100).add), total, ping, *streams)
         pair = connected_pair(served)
         d = Calculator(pair.client).add(AddRequest(a=1, b=2))
         pair.pump()
@@ -313,7 +320,7 @@ class CallTests(SynchronousTestCase):
             seen.append(call)
             return AddResponse(total=0)
 
-        pair = connected_pair(Calculator.router(spy, total, ping))
+        pair = connected_pair(Calculator.router(spy, total, ping, *streams))
         d = Calculator(pair.client).add(AddRequest(a=1, b=1), timeout=5, metadata={"k": "v"})
         pair.pump()
         self.successResultOf(d)
@@ -349,7 +356,7 @@ class CallTests(SynchronousTestCase):
         def broken(request: AddRequest, call: Call) -> AddResponse:
             raise ZeroDivisionError("secret detail")
 
-        pair = connected_pair(Calculator.router(broken, total, ping))
+        pair = connected_pair(Calculator.router(broken, total, ping, *streams))
         d = Calculator(pair.client).add(AddRequest(a=1, b=2))
         pair.pump()
         error = _status(self, d)
@@ -364,7 +371,7 @@ class CallTests(SynchronousTestCase):
         def refuse(request: AddRequest, call: Call) -> AddResponse:
             raise StatusError(StatusCode.PERMISSION_DENIED, "no")
 
-        pair = connected_pair(Calculator.router(refuse, total, ping))
+        pair = connected_pair(Calculator.router(refuse, total, ping, *streams))
         d = Calculator(pair.client).add(AddRequest(a=1, b=2))
         pair.pump()
         self.assertEqual(_status(self, d).code, StatusCode.PERMISSION_DENIED)
@@ -376,7 +383,7 @@ class CallTests(SynchronousTestCase):
         def wrong(request: AddRequest, call: Call) -> AddResponse:
             return "three"  # type: ignore[return-value]
 
-        pair = connected_pair(Calculator.router(wrong, total, ping))
+        pair = connected_pair(Calculator.router(wrong, total, ping, *streams))
         d = Calculator(pair.client).add(AddRequest(a=1, b=2))
         pair.pump()
         self.assertEqual(_status(self, d).code, StatusCode.INTERNAL)
@@ -538,16 +545,74 @@ class RecursiveTypeTests(SynchronousTestCase):
         self.assertRaises(CodecError, TypedCodec(Node, Node).encode, value)
 
 
-class StreamingDeclarationTests(SynchronousTestCase):
-    """Streaming methods are declared and described, and calling them fails UNIMPLEMENTED."""
+class TypedStreamingTests(SynchronousTestCase):
+    """Typed streaming methods: stubs send and read values of the declared types."""
 
-    def test_stub_call_fails_unimplemented(self) -> None:
-        """A stub's streaming method fails at once with UNIMPLEMENTED saying why."""
-        calc = Calculator(connected_pair(router).client)
-        for method, kind in ((calc.count, "server_stream"), (calc.sum, "client_stream")):
-            error = self.failureResultOf(method(), StatusError).value
-            self.assertEqual(error.code, StatusCode.UNIMPLEMENTED)
-            self.assertIn(f"a {kind} method: streaming calls are not implemented", error.message)
+    def test_server_stream(self) -> None:
+        """A server-streaming stub yields decoded responses; its result carries no value."""
+        pair = connected_pair(router)
+        call = Calculator(pair.client).count(CountRequest(n=3))
+        got: list[Number] = []
+
+        async def read() -> None:
+            async for number in call:
+                got.append(number)
+
+        reading = Deferred.fromCoroutine(read())
+        pair.pump()
+        self.successResultOf(reading)
+        self.assertEqual(got, [Number(value=1), Number(value=2), Number(value=3)])
+        self.assertIsNone(self.successResultOf(call.result()).body)
+
+    def test_client_stream(self) -> None:
+        """A client-streaming stub sends typed requests; the result is the typed response."""
+        pair = connected_pair(router)
+        call = Calculator(pair.client).sum()
+        for value in (1, 2, 3):
+            call.send(Number(value=value))
+        call.end()
+        pair.pump()
+        self.assertEqual(self.successResultOf(call.result()).body, AddResponse(total=6))
+
+    def test_bidi_stream(self) -> None:
+        """A bidirectional stub sends and receives typed messages, interleaved."""
+        pair = connected_pair(router)
+        call = Calculator(pair.client).echo()
+        call.send(Number(value=21))
+        pair.pump()
+        self.assertEqual(self.successResultOf(call.read()), Number(value=42))
+        call.end()
+        pair.pump()
+        self.assertIsNone(self.successResultOf(call.read()))
+
+    def test_declared_error(self) -> None:
+        """A declared error raised mid-stream reaches the stub as its exception class."""
+        pair = connected_pair(router)
+        call = Calculator(pair.client).sum()
+        call.send(Number(value=LIMIT))
+        call.send(Number(value=1))
+        pair.pump()
+        error = self.failureResultOf(call.result(), Overflow).value
+        self.assertEqual(str(error), f"{LIMIT + 1} is more than {LIMIT}")
+
+    def test_message_of_the_wrong_type(self) -> None:
+        """A streamed message not of the declared type ends the call INVALID_ARGUMENT."""
+        pair = connected_pair(router)
+        call = pair.client.stream("calc.sum", kind="client_stream")
+        call.write(b'{"value": "two"}')
+        pair.pump()
+        error = _status(self, call.result())
+        self.assertEqual(error.code, StatusCode.INVALID_ARGUMENT)
+        self.assertEqual(error.message, "stream message: value: expected int, got str")
+        after = Calculator(pair.client).ping(Empty())
+        pair.pump()
+        self.assertEqual(self.successResultOf(after), Empty())
+
+    def test_stub_sends_wrong_type(self) -> None:
+        """A stub refuses to send a value that is not of the declared request type."""
+        pair = connected_pair(router)
+        call = Calculator(pair.client).sum()
+        self.failureResultOf(call.send(AddRequest(a=1, b=2)), CodecError)  # type: ignore[arg-type]
 
     def test_unary_call_to_streaming_method(self) -> None:
         """A unary call to a streaming method is answered INVALID_ARGUMENT; the connection stays."""
@@ -661,12 +726,17 @@ def _length(request: Path_, call: Call) -> Length:
     return Length(squared=sum(p.x * p.x + p.y * p.y for p in request.points))
 
 
+@Geometry.stream.implement
+async def _mirror(request: Point, call: Call) -> AsyncIterator[Point]:
+    yield Point(x=request.y, y=request.x)
+
+
 class MsgspecTests(SynchronousTestCase):
     """msgspec Structs work as request and response types, over MessagePack or JSON."""
 
     def test_msgpack_round_trip(self) -> None:
         """A msgpack service carries Structs and answers the declared type."""
-        pair = connected_pair(Geometry.router(Geometry.length.implement(_length)))
+        pair = connected_pair(Geometry.router(Geometry.length.implement(_length), _mirror))
         d = Geometry(pair.client).length(Path_(points=[Point(x=3, y=4)]))
         pair.pump()
         self.assertEqual(self.successResultOf(d), Length(squared=25))
@@ -676,7 +746,7 @@ class MsgspecTests(SynchronousTestCase):
 
     def test_msgpack_invalid_body(self) -> None:
         """A msgpack body that does not match gets INVALID_ARGUMENT with the field path."""
-        pair = connected_pair(Geometry.router(Geometry.length.implement(_length)))
+        pair = connected_pair(Geometry.router(Geometry.length.implement(_length), _mirror))
         body = msgspec.msgpack.encode({"points": [{"x": 1, "y": 0}, {"x": "1", "y": 0}]})
         d = pair.client.call("geo.length", body)
         pair.pump()
@@ -698,7 +768,8 @@ class MsgspecTests(SynchronousTestCase):
     def test_schema_from_msgspec(self) -> None:
         """reqresp.methods describes Struct types with msgspec's JSON Schema, and msgpack's kind."""
         described = {
-            m.name: m for m in Geometry.router(Geometry.length.implement(_length)).describe()
+            m.name: m
+            for m in Geometry.router(Geometry.length.implement(_length), _mirror).describe()
         }
         self.assertEqual(described["geo.length"].codec, "msgpack")
         self.assertEqual(described["geo.length"].request_schema, msgspec.json.schema(Path_))
@@ -707,7 +778,7 @@ class MsgspecTests(SynchronousTestCase):
     def test_wrong_type_to_encode(self) -> None:
         """The msgspec codec refuses to encode a value that is not of the declared type."""
         d = Geometry(
-            connected_pair(Geometry.router(Geometry.length.implement(_length))).client
+            connected_pair(Geometry.router(Geometry.length.implement(_length), _mirror)).client
         ).length(
             Point(x=1, y=1)  # type: ignore[arg-type]
         )

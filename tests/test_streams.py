@@ -37,6 +37,8 @@ from twisted_reqresp._core.streams import MESSAGE_OVERHEAD, message_cost
 
 #: Streaming on, with credit small enough to count by hand.
 STREAMING = Limits(stream_credit=100, connection_credit=1000)
+#: Streaming turned off (it is on by default).
+NO_STREAMING = Limits(stream_credit=None)
 
 
 def pump(client: Connection, server: Connection) -> tuple[list[Event], list[Event]]:
@@ -84,7 +86,7 @@ class OfferTests(SynchronousTestCase):
     def test_settings_bytes(self) -> None:
         """SETTINGS carry STREAM_CREDIT and CONNECTION_CREDIT only when streaming is on."""
         client = Connection(Role.CLIENT, BinaryFormat(), STREAMING)
-        plain = Connection(Role.CLIENT, BinaryFormat())
+        plain = Connection(Role.CLIENT, BinaryFormat(), NO_STREAMING)
         self.assertEqual(
             client.data_to_send()[10:].hex(),
             "00000018010000000000000101000000" + "000200000064" + "000300000064" + "0004000003e8",
@@ -109,7 +111,7 @@ class OfferTests(SynchronousTestCase):
 
     def test_server_does_not_offer(self) -> None:
         """A server without STREAM_CREDIT: UNIMPLEMENTED locally, the connection untouched."""
-        client, server = pair(server_limits=DEFAULT_LIMITS)
+        client, server = pair(server_limits=NO_STREAMING)
         self.assertIs(client.peer_accepts_streams, False)
         code, message = refusal(
             lambda: client.start_stream("s", client_stream=False, server_stream=True)
@@ -124,7 +126,7 @@ class OfferTests(SynchronousTestCase):
 
     def test_client_does_not_offer(self) -> None:
         """A client whose own SETTINGS lacked STREAM_CREDIT opens no streaming call."""
-        client, _ = pair(client_limits=DEFAULT_LIMITS)
+        client, _ = pair(client_limits=NO_STREAMING)
         self.assertIs(client.peer_accepts_streams, True)
         code, message = refusal(
             lambda: client.start_stream("s", client_stream=True, server_stream=True)

@@ -452,8 +452,16 @@ _PING_PAYLOAD = bytes.fromhex("0000000000000001")
 #: preface is the one step that is not an event.
 EXAMPLE: list[tuple[str, str, Event | None]] = [
     ("client-preface", _C2S, None),
-    ("client-settings", _C2S, Settings(max_frame_size=16 * 1024 * 1024, max_concurrent=100)),
-    ("server-settings", _S2C, Settings(max_frame_size=1024 * 1024, max_concurrent=32)),
+    (
+        "client-settings",
+        _C2S,
+        Settings(max_frame_size=16 * 1024 * 1024, max_concurrent=100, stream_credit=65536),
+    ),
+    (
+        "server-settings",
+        _S2C,
+        Settings(max_frame_size=1024 * 1024, max_concurrent=32, stream_credit=65536),
+    ),
     (
         "request-echo",
         _C2S,

@@ -7,6 +7,7 @@ the ``twistd reqresp --responder typed_contract:router`` end-to-end test.
 from __future__ import annotations
 
 import enum
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -108,7 +109,7 @@ class Calculator(Service, name="calc"):
     total = unary(Order, OrderTotal, errors={NoSuchItem: StatusCode.NOT_FOUND})
     ping = unary(Empty, Empty)
     count = server_stream(CountRequest, Number, doc="Count to n.")
-    sum = client_stream(Number, AddResponse)
+    sum = client_stream(Number, AddResponse, errors={Overflow: 1001})
     echo = bidi_stream(Number, Number)
 
 
@@ -140,5 +141,33 @@ def ping(request: Empty, call: Call) -> Deferred[Reply]:
     return succeed(Reply(body=Empty(), metadata={"pong": "yes"}))
 
 
+@Calculator.count.implement
+async def count(request: CountRequest, call: Call) -> AsyncIterator[Number]:
+    """Count from 1 to n (an async generator: each value streamed with flow control)."""
+    for value in range(1, request.n + 1):
+        yield Number(value=value)
+
+
+@Calculator.sum.implement
+async def sum_(request: None, call: Call) -> AddResponse:
+    """Add the numbers streamed (reading ``call.stream``), up to LIMIT."""
+    result = 0
+    async for number in call.stream:
+        result += number.value
+        if result > LIMIT:
+            raise Overflow(f"{result} is more than {LIMIT}")
+    return AddResponse(total=result)
+
+
+@Calculator.echo.implement
+async def echo(request: None, call: Call) -> AsyncIterator[Number]:
+    """Answer each number with its double, as it comes."""
+    async for number in call.stream:
+        yield Number(value=number.value * 2)
+
+
+#: The streaming implementations, for tests that vary the unary ones.
+streams = (count, sum_, echo)
+
 #: What ``twistd reqresp --responder typed_contract:router`` serves.
-router = Calculator.router(add, total, ping)
+router = Calculator.router(add, total, ping, *streams)

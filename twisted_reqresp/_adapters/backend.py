@@ -211,14 +211,16 @@ class Backend:
     @property
     def outstanding(self) -> int:
         protocol = self.protocol
-        return 0 if protocol is None else len(protocol.pending) + len(protocol.queued)
+        if protocol is None:
+            return 0
+        return len(protocol.pending) + len(protocol.queued) + len(protocol.streams)
 
     @property
     def at_max(self) -> bool:
         protocol = self.protocol
         return (
             protocol is not None
-            and len(protocol.pending) + len(protocol.queued)
+            and len(protocol.pending) + len(protocol.queued) + len(protocol.streams)
             >= protocol.conn.peer_settings.max_concurrent
         )
 

@@ -66,6 +66,7 @@ from .client import (
 )
 from .interceptors import compose_client
 from .propagation import PROPAGATED_METADATA, bind, inherit
+from .streams import StreamingCall
 
 __all__ = ["BackendInfo", "Channel", "ChannelStats", "EndpointSet"]
 
@@ -449,6 +450,66 @@ class Channel(Service):
         if parent is not None:
             bind(parent, d)
         return d
+
+    def stream(
+        self,
+        method: str,
+        body: Any = _NO_BODY,
+        *,
+        kind: str = "server_stream",
+        codec: ICodec | None = None,
+        timeout: float | None = None,
+        metadata: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
+        parent: Call | None = None,
+        result_codec: ICodec | None = None,
+    ) -> StreamingCall:
+        """
+        Open a streaming call (see :meth:`Client.stream
+        <twisted_reqresp.Client.stream>`) on one of the backends, chosen as
+        for :meth:`call` among those ready now.
+
+        A streaming call is never sent again: once its REQUEST is out, its
+        messages may have been consumed, and the channel keeps no copy of
+        them.  It does not wait for a backend either: with none ready it
+        fails at once with :class:`~twisted_reqresp.ConnectionClosed`
+        (retry-safe), and the client interceptors do not see it.
+
+        :returns: the :class:`~twisted_reqresp.StreamingCall`; never raises.
+        """
+        codec = codec if codec is not None else self.codec
+        self.stats.calls += 1
+        timeout = timeout if timeout is not None else self.timeout
+        backend = None if self._closing else self._pick(None)
+        if backend is None:
+            why = "the channel is closed" if self._closing else self.why_not_ready()
+            call = StreamingCall.failed(kind, Failure(ConnectionClosed(why, retry_safe=True)))
+        else:
+            try:
+                data = encode_body(body, codec)
+                if parent is not None:
+                    timeout, metadata = inherit(parent, timeout, metadata, self.propagate_metadata)
+                _check_timeout(timeout)
+            except Exception:
+                call = StreamingCall.failed(kind, Failure())
+            else:
+                backend.calls += 1
+                self.stats.attempts += 1
+                assert backend.protocol is not None
+                call = backend.protocol.stream(
+                    method,
+                    data,
+                    kind=kind,
+                    codec=codec,
+                    result_codec=result_codec,
+                    metadata=metadata,
+                    timeout=timeout,
+                )
+                if parent is not None and not call.done:
+                    call._on_done.append(parent.on_cancel(call.cancel))
+        call._on_done.append(lambda: self._count(call._outcome))
+        if call.done:
+            self._count(call._outcome)
+        return call
 
     def _count(self, result: object) -> object:
         if isinstance(result, Failure):

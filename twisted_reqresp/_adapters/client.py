@@ -175,6 +175,7 @@ class Client:
         timeout: float | None = None,
         metadata: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
         parent: Call | None = None,
+        result_codec: ICodec | None = None,
     ) -> StreamingCall:
         """
         Open a streaming call to ``method`` (``docs/guide.md``, "Streaming
@@ -200,6 +201,8 @@ class Client:
         :param metadata: key/value text pairs sent with the request.
         :param parent: as for :meth:`call`: the call is cancelled when the
             server gives up on the parent.
+        :param result_codec: decodes the final answer's body, if not
+            ``codec`` (a typed stub's server-streaming methods answer no value).
         :returns: the :class:`~twisted_reqresp.StreamingCall`.
         """
         codec = codec if codec is not None else self.codec
@@ -211,7 +214,13 @@ class Client:
         except Exception:
             return StreamingCall.failed(kind, Failure())
         call = self.protocol.stream(
-            method, data, kind=kind, codec=codec, metadata=metadata, timeout=timeout
+            method,
+            data,
+            kind=kind,
+            codec=codec,
+            result_codec=result_codec,
+            metadata=metadata,
+            timeout=timeout,
         )
         if parent is not None and not call.done:
             call._on_done.append(parent.on_cancel(call.cancel))

@@ -489,6 +489,7 @@ class ClientProtocol(Protocol):
         *,
         kind: str = "server_stream",
         codec: ICodec = BYTES,
+        result_codec: ICodec | None = None,
         metadata: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
         timeout: float | None = None,
     ) -> StreamingCall:
@@ -528,7 +529,7 @@ class ClientProtocol(Protocol):
             return StreamingCall.failed(kind, Failure(_local_error(e)))
         except Exception:
             return StreamingCall.failed(kind, Failure())
-        call = StreamingCall(kind, codec)
+        call = StreamingCall(kind, codec, result_codec)
         call.request_id = rid
         if server_streams:
 

@@ -199,6 +199,7 @@ class Router:
         if entry is None:
             raise StatusError(StatusCode.NOT_FOUND, f"unknown method {call.method!r}")
         codec = entry.codec
+        decode = codec is not BYTES
         stream = call.stream
         if stream is not None or entry.kind != "unary":
             called = "unary" if stream is None else stream.kind
@@ -212,9 +213,14 @@ class Router:
                     StatusCode.INVALID_ARGUMENT,
                     f"method {call.method!r} is {entry.kind}; called as {called}",
                 )
-            if codec is not BYTES:
+            if decode:
                 stream.use_codec(codec)
-        if codec is not BYTES:
+                if not call.body and entry.kind in ("client_stream", "bidi_stream"):
+                    # Their requests are the stream's messages: a call with
+                    # no body of its own has no value to decode.
+                    decode = False
+                    call = call.with_body(None)
+        if decode:
             try:
                 call = call.with_body(codec.decode(call.body))
             except CodecError as e:

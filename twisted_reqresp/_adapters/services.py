@@ -5,29 +5,31 @@ them through a stub made from the same class, and mypy checks both.
 
 The declaration is the contract, as AMP's ``Command`` classes are: each
 method's wire name (``service.method``), its kind, its request and response
-types and its declared errors.  Only unary methods can be implemented and
-called for now; the streaming kinds are declared (and listed by
-``reqresp.methods``) so that a contract can name them, and a call to one is
-answered UNIMPLEMENTED until the streaming calls of issue 11 land.
+types and its declared errors.  A streaming method's messages are of its
+declared types: a server-streaming method takes one request and streams
+responses; a client-streaming one takes a stream of requests and answers
+one response; a bidirectional one streams both ways (``docs/guide.md``,
+"Streaming calls").
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+import inspect
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from enum import StrEnum
 from typing import Any, ClassVar, Generic, Protocol, Self, TypeAlias, TypeVar, overload
 
-from twisted.internet.defer import Deferred, fail
+from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from .._core.call import Call, Reply
 from .._core.errors import RemoteError, StatusError
 from .._core.status import APPLICATION_MIN, STATUS_MAX, StatusCode
-from ..codecs import BYTES
 from ..interfaces import ICodec
 from .builtins import RESERVED_PREFIX, doc_of
-from .router import Router
+from .router import _EMPTY_END, Router
+from .streams import StreamingCall
 from .typed import ENCODINGS, TypedCodec, check_type, is_struct, json_schema
 
 __all__ = [
@@ -87,6 +89,20 @@ class Caller(Protocol):
         parent: Call | None = ...,
     ) -> Deferred[Reply]:
         """Call ``method``; see :meth:`twisted_reqresp.Client.call`."""
+
+    def stream(
+        self,
+        method: str,
+        body: Any = ...,
+        *,
+        kind: str = ...,
+        codec: ICodec | None = ...,
+        result_codec: ICodec | None = ...,
+        timeout: float | None = ...,
+        metadata: Mapping[str, str] | Iterable[tuple[str, str]] | None = ...,
+        parent: Call | None = ...,
+    ) -> StreamingCall:
+        """Open a streaming call; see :meth:`twisted_reqresp.Client.stream`."""
 
 
 class Method(Generic[ReqT, RespT]):
@@ -218,46 +234,132 @@ class Unary(Method[ReqT, RespT]):
         return Implementation(self, function)
 
 
+#: What a streaming implementation returns: a server-streaming or
+#: bidirectional one an async generator of responses, or nothing (after
+#: writing to ``call.stream``); a client-streaming one the response, as a
+#: unary one does.
+StreamAnswer: TypeAlias = (
+    "AsyncIterator[RespT] | RespT | Reply | Awaitable[RespT | Reply | None] | None"
+)
+
+
 class _Streaming(Method[ReqT, RespT]):
     @overload
     def __get__(self, instance: None, owner: type[Any]) -> Self: ...
     @overload
-    def __get__(self, instance: Service, owner: type[Any]) -> Callable[..., Deferred[Any]]: ...
-    def __get__(
-        self, instance: Service | None, owner: type[Any]
-    ) -> Self | Callable[..., Deferred[Any]]:
-        """On the class, the declaration; on a stub, a call that fails UNIMPLEMENTED."""
+    def __get__(self, instance: Service, owner: type[Any]) -> StreamStub[ReqT, RespT]: ...
+    def __get__(self, instance: Service | None, owner: type[Any]) -> Self | StreamStub[ReqT, RespT]:
+        """On the class, the declaration; on a stub, the bound method that opens the call."""
         if instance is None:
             return self
-        return self._unimplemented_call
+        stub = StreamStub(self, instance._channel)
+        instance.__dict__[self.name] = stub
+        return stub
 
-    def _unimplemented_call(self, *args: Any, **kwargs: Any) -> Deferred[Any]:
-        return fail(StatusError(StatusCode.UNIMPLEMENTED, self.unimplemented_message()))
-
-    def unimplemented_message(self) -> str:
-        """:returns: why a call to this method fails, for both sides."""
-        return (
-            f"{self.full_name} is a {self.kind.value} method: streaming calls are not "
-            f"implemented yet"
-        )
+    def implement(
+        self, function: Callable[[Any, Call], StreamAnswer[RespT]]
+    ) -> Implementation[ReqT, RespT]:
+        """
+        Declare ``function`` the implementation of this streaming method
+        (see :meth:`Unary.implement`).  It is called with the decoded request
+        (``None`` for a client-streaming or bidirectional method, whose
+        requests are the messages of ``call.stream``) and the
+        :class:`~twisted_reqresp.Call`.  A server-streaming or bidirectional
+        implementation may be an async generator, each response it yields
+        streamed with flow control, or write to ``call.stream`` itself; a
+        client-streaming one returns the response.
+        """
+        return Implementation(self, function)
 
 
 class ServerStream(_Streaming[ReqT, RespT]):
-    """A server-streaming method (declared; calls fail UNIMPLEMENTED for now)."""
+    """A server-streaming method: one request, a stream of responses."""
 
     kind = MethodKind.SERVER_STREAM
 
 
 class ClientStream(_Streaming[ReqT, RespT]):
-    """A client-streaming method (declared; calls fail UNIMPLEMENTED for now)."""
+    """A client-streaming method: a stream of requests, one response."""
 
     kind = MethodKind.CLIENT_STREAM
 
 
 class BidiStream(_Streaming[ReqT, RespT]):
-    """A bidirectional streaming method (declared; calls fail UNIMPLEMENTED for now)."""
+    """A bidirectional streaming method: requests and responses both streamed."""
 
     kind = MethodKind.BIDI_STREAM
+
+
+@implementer(ICodec)
+class _NoValue:
+    """The final answer of a method that streams its responses: no value
+    (``None``), whatever the body encoding."""
+
+    name = "none"
+
+    def encode(self, value: Any) -> bytes:
+        """:returns: no bytes."""
+        return b""
+
+    def decode(self, data: bytes) -> None:
+        """:returns: ``None``."""
+        return None
+
+
+class StreamStub(Generic[ReqT, RespT]):
+    """
+    A streaming method bound to a channel: what ``Calculator(client).count``
+    is.
+
+    :param method: the declaration.
+    :param channel: what it calls through.
+    """
+
+    def __init__(self, method: _Streaming[ReqT, RespT], channel: Caller) -> None:
+        self.method = method
+        self._channel = channel
+
+    def __call__(
+        self,
+        request: ReqT | None = None,
+        /,
+        *,
+        timeout: float | None = None,
+        metadata: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
+        parent: Call | None = None,
+    ) -> StreamingCall:
+        """
+        Open the call.  Never raises: problems fail its reads and ``result()``.
+
+        :param request: a server-streaming method's request, of the declared
+            type; the others take none (their requests are the messages
+            sent with :meth:`~twisted_reqresp.StreamingCall.send`).
+        :returns: the :class:`~twisted_reqresp.StreamingCall`: its messages
+            are responses of the declared type, ``send`` takes requests of
+            it, and ``result()`` fires with a
+            :class:`~twisted_reqresp.Reply` whose body is the response (a
+            client-streaming method) or ``None``.  A declared error fails
+            them with its exception class.
+        """
+        method = self.method
+        streams_responses = method.kind is not MethodKind.CLIENT_STREAM
+        args: tuple[Any, ...] = () if request is None else (request,)
+        call = self._channel.stream(
+            method.full_name,
+            *args,
+            kind=method.kind.value,
+            codec=method.client_codec,
+            result_codec=_NoValue() if streams_responses else None,
+            timeout=timeout,
+            metadata=metadata,
+            parent=parent,
+        )
+        if method.errors:
+            call._translate = method._remote_error
+        return call
+
+    def __repr__(self) -> str:
+        return f"<StreamStub {self.method.full_name} over {self._channel!r}>"
 
 
 def _check_code(code: object, kind: type[Exception]) -> int:
@@ -310,8 +412,7 @@ def server_stream(
 ) -> ServerStream[ReqT, RespT]:
     """
     Declare a server-streaming method (one request, a stream of
-    ``response`` messages); see :func:`unary`.  Calls to it are answered
-    UNIMPLEMENTED until streaming calls are implemented.
+    ``response`` messages); see :func:`unary`.
     """
     return ServerStream(request, response, errors=errors, doc=doc)
 
@@ -411,14 +512,12 @@ class Implementation(Generic[ReqT, RespT]):
     :ivar function: the function.
     """
 
-    def __init__(
-        self, method: Unary[ReqT, RespT], function: Callable[[ReqT, Call], Answer[RespT]]
-    ) -> None:
+    def __init__(self, method: Method[ReqT, RespT], function: Callable[[Any, Call], Any]) -> None:
         self.method = method
         self.function = function
         self.__doc__ = function.__doc__
 
-    def __call__(self, request: ReqT, call: Call) -> Answer[RespT]:
+    def __call__(self, request: ReqT, call: Call) -> Any:
         """Call the function (so that a test can call an implementation directly)."""
         return self.function(request, call)
 
@@ -540,9 +639,7 @@ class Service:
             if method.name in given:
                 raise TypeError(f"{method.full_name} is implemented twice")
             given[method.name] = implementation
-        missing = [
-            m.full_name for m in cls.declarations() if isinstance(m, Unary) and m.name not in given
-        ]
+        missing = [m.full_name for m in cls.declarations() if m.name not in given]
         if missing:
             raise TypeError(
                 f"service {cls.__service_name__} is missing an implementation of "
@@ -563,13 +660,14 @@ class Service:
                     schemas=schemas,
                 )
             elif isinstance(declared, _Streaming):
+                function = given[declared.name].function
                 router._add(
                     declared.full_name,
-                    _unimplemented(declared.unimplemented_message()),
-                    codec=_Undecoded(declared.encoding),
-                    errors={},
+                    _streaming_function(function),
+                    codec=declared.server_codec,
+                    errors=declared.errors,
                     kind=declared.kind.value,
-                    doc=declared.doc,
+                    doc=declared.doc or doc_of(function),
                     schemas=schemas,
                 )
         return router
@@ -586,28 +684,28 @@ def _responder_function(function: Callable[[Any, Call], Any]) -> Callable[[Call]
     return respond
 
 
-@implementer(ICodec)
-class _Undecoded:
-    """
-    The codec of a streaming method until streaming calls land: named as
-    the service's encoding (for ``reqresp.methods``) but decoding nothing,
-    so that any call is answered UNIMPLEMENTED, never INVALID_ARGUMENT.
-    """
+def _streaming_function(function: Callable[[Any, Call], Any]) -> Callable[[Call], Any]:
+    """A streaming implementation as a router function: an async generator
+    stays one (the router streams what it yields); a plain function that
+    returns nothing answers with no value."""
+    if inspect.isasyncgenfunction(function):
 
-    def __init__(self, name: str) -> None:
-        self.name = name
+        async def messages(call: Call) -> AsyncIterator[Any]:
+            async for value in function(call.body, call):
+                yield value
 
-    def encode(self, value: Any) -> bytes:
-        """:returns: ``value`` through the bytes codec (never used: calls fail first)."""
-        return BYTES.encode(value)
+        return messages
 
-    def decode(self, data: bytes) -> bytes:
-        """:returns: ``data`` unchanged."""
-        return data
-
-
-def _unimplemented(message: str) -> Callable[[Call], Any]:
     def respond(call: Call) -> Any:
-        raise StatusError(StatusCode.UNIMPLEMENTED, message)
+        result = function(call.body, call)
+        if inspect.iscoroutine(result):
+            result = Deferred.fromCoroutine(result)
+        if isinstance(result, Deferred):
+            return result.addCallback(_no_value)
+        return _no_value(result)
 
     return respond
+
+
+def _no_value(result: Any) -> Any:
+    return _EMPTY_END if result is None else result

@@ -37,7 +37,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from .._core.call import Reply
-from .._core.errors import StatusError
+from .._core.errors import CodecError, StatusError
 from .._core.status import StatusCode
 from .._core.streams import message_cost
 from ..codecs import BYTES
@@ -617,7 +617,21 @@ class ServerStream(_Streams):
         """
         self._codec = codec
         if self._reader is not None:
-            self._reader.decode = codec.decode if codec is not BYTES else _identity
+            self._reader.decode = _identity if codec is BYTES else _checked(codec)
+
+
+def _checked(codec: ICodec) -> Callable[[bytes], Any]:
+    """A client's message that the method's codec refuses is the caller's
+    fault: it ends the call INVALID_ARGUMENT (if the responder lets the
+    error through), as a body that does not decode does."""
+
+    def decode(data: bytes) -> Any:
+        try:
+            return codec.decode(data)
+        except CodecError as e:
+            raise StatusError(StatusCode.INVALID_ARGUMENT, f"stream message: {e}") from e
+
+    return decode
 
 
 def _identity(data: bytes) -> bytes:
@@ -640,9 +654,14 @@ class StreamingCall(_Streams):
     Made by the client; users do not make these.
     """
 
-    def __init__(self, kind: str, codec: ICodec = BYTES) -> None:
+    def __init__(
+        self, kind: str, codec: ICodec = BYTES, result_codec: ICodec | None = None
+    ) -> None:
         self.kind = kind
         self._codec = codec
+        self._result_codec = codec if result_codec is None else result_codec
+        # A typed stub's: turns a declared error status into its exception.
+        self._translate: Callable[[Failure], Failure] | None = None
         self._reader = None
         self._writer = None
         #: The call's request id on its connection (0 until it is sent).
@@ -733,11 +752,14 @@ class StreamingCall(_Streams):
         """The call is over: with its final status, or failed."""
         if self._outcome is not None:
             return
-        if isinstance(outcome, Reply) and self._codec is not BYTES:
+        result_codec = self._result_codec
+        if isinstance(outcome, Reply) and result_codec is not BYTES:
             try:
-                outcome = Reply(body=self._codec.decode(outcome.body), metadata=outcome.metadata)
+                outcome = Reply(body=result_codec.decode(outcome.body), metadata=outcome.metadata)
             except Exception:
                 outcome = Failure()
+        if isinstance(outcome, Failure) and self._translate is not None:
+            outcome = self._translate(outcome)
         self._outcome = outcome
         self._canceller = self._ender = None
         error = outcome if isinstance(outcome, Failure) else None

@@ -65,10 +65,12 @@ class Limits:
     #: side receives on it (the STREAM_CREDIT setting); ``None`` turns
     #: streaming calls off, and this side's SETTINGS do not offer them.  The
     #: messages of one call this side holds unconsumed stay within this plus
-    #: one frame (docs/protocol.md, "Flow control").  Off by default until
-    #: the server and client protocols serve streams; 65,536 (HTTP/2's
-    #: initial stream window, RFC 9113 section 6.9.2) is a good value.
-    stream_credit: int | None = None
+    #: one frame (docs/protocol.md, "Flow control").  65,536, HTTP/2's
+    #: initial stream window (RFC 9113 section 6.9.2): enough to keep a
+    #: stream of small messages moving over a fast link, small enough that
+    #: a thousand stalled calls hold 64 MiB (and the connection credit
+    #: bounds them sooner).
+    stream_credit: int | None = 65536
 
     #: Bytes of credit for the messages this side receives on all streaming
     #: calls together (the CONNECTION_CREDIT setting): what the messages held
