@@ -19,14 +19,12 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from twisted_reqresp import Call, Channel, Client, Limits, Router, StatusCode, StatusError
 from twisted_reqresp._app.cli import (
-    CLIENT_LIMITS,
     EXIT_OK,
     EXIT_REMOTE,
     EXIT_TIMEOUT,
     EXIT_USAGE,
     CommandError,
     StdinLines,
-    StreamOpener,
     build_parser,
     run,
     run_stream,
@@ -35,12 +33,13 @@ from twisted_reqresp._app.cli import (
 from twisted_reqresp._app.service import default_factory
 from twisted_reqresp.testing import ConnectedPair, connected_pair
 
-#: The server's limits, as ``twistd reqresp`` sets them.
-STREAMING = Limits(stream_credit=65536)
+#: Both sides' limits: the defaults, which offer streaming calls.
+STREAMING = Limits()
 
 
 def _pair(limits: Limits = STREAMING) -> ConnectedPair:
-    """The default service, with a bidirectional ``shout`` and a ``fail_after`` added."""
+    """The default service, with a bidirectional ``shout`` and a ``fail_after`` added;
+    ``limits`` are the server's."""
     clock = MemoryReactorClock()
     factory = default_factory(clock=clock, limits=limits)
     router: Router = factory.responder_factory.responder  # type: ignore[attr-defined]
@@ -59,7 +58,7 @@ def _pair(limits: Limits = STREAMING) -> ConnectedPair:
         raise StatusError(StatusCode.ABORTED, "gave up after two")
 
     return connected_pair(
-        factory.responder_factory, factory=factory, clock=clock, client_limits=CLIENT_LIMITS
+        factory.responder_factory, factory=factory, clock=clock, client_limits=STREAMING
     )
 
 
@@ -191,7 +190,7 @@ class ServerStreamTests(SynchronousTestCase):
 
     def test_server_without_streams(self) -> None:
         """A server that does not offer streaming calls is the remote-error status, saying why."""
-        pair = _pair(Limits())
+        pair = _pair(Limits(stream_credit=None))
         run_ = _Run(self, pair, method="count", body=b"3")
         error = self.failureResultOf(run_.d, CommandError).value
         self.assertEqual(
@@ -391,18 +390,21 @@ class RunTests(SynchronousTestCase):
         )  # fmt: skip
         self.assertEqual(self.failureResultOf(d, CommandError).value.code, EXIT_USAGE)
 
-    def test_client_limits_offer_streams(self) -> None:
-        """The command's connections offer streaming calls."""
-        self.assertIsNotNone(CLIENT_LIMITS.stream_credit)
-
 
 class SeveralEndpointsTests(SynchronousTestCase):
-    """stream over several --connect goes through the channel's stream, when it has one."""
+    """stream over several --connect goes through Channel.stream, on one server."""
 
-    def test_channel_without_stream(self) -> None:
-        """A Channel without a stream method makes stream a usage error saying so."""
+    def test_stream_over_a_channel(self) -> None:
+        """The messages of one server's stream are printed, then OK; the channel is closed."""
         net = Network()
         servers = {"a": net.server("a"), "b": net.server("b")}
+        for name, server in servers.items():
+
+            async def names(call: Call, name: str = name) -> AsyncIterator[bytes]:
+                for _ in range(3):
+                    yield name.encode()
+
+            server.router.add("names", names, kind="server_stream")
         made: list[Channel] = []
 
         def channel_factory(reactor: Any, endpoints: list[str], *, timeout: Any) -> Channel:
@@ -416,18 +418,15 @@ class SeveralEndpointsTests(SynchronousTestCase):
             made.append(channel)
             return channel
 
+        out = io.BytesIO()
         d = run(
             net.clock,
-            _parse("-c", "a", "-c", "b", "stream", "count", "2"),
-            out=io.BytesIO(),
+            _parse("-c", "a", "-c", "b", "stream", "names"),
+            out=out,
             channel_factory=channel_factory,
         )
         net.pump()
-        if isinstance(made[0], StreamOpener):
-            # Channel.stream has landed: this test's refusal no longer applies.
-            self.fail("Channel.stream exists: test stream over a channel instead")
-        error = self.failureResultOf(d, CommandError).value
-        self.assertEqual(error.code, EXIT_USAGE)
-        self.assertIn("need Channel.stream", error.message)
+        self.assertEqual(self.successResultOf(d), EXIT_OK)
+        self.assertIn(out.getvalue(), (b"a\na\na\n", b"b\nb\nb\n"))
         net.pump()
         self.assertEqual(made[0].backends, ())

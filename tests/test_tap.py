@@ -36,7 +36,6 @@ from twisted_reqresp._adapters.server import SharedResponder
 from twisted_reqresp._app.tap import (
     DEFAULT_RESPONDER_NAME,
     LIMIT_OPTIONS,
-    STREAM_CREDIT,
     ListenError,
     Options,
     ReqRespService,
@@ -166,8 +165,8 @@ class LimitTests(SynchronousTestCase):
     """--max-frame-size, --max-concurrent and --max-line-length set Limits."""
 
     def test_defaults(self) -> None:
-        """Without limit options the defaults apply, streaming calls on (STREAM_CREDIT)."""
-        self.assertEqual(_parse()["limits"], Limits(stream_credit=STREAM_CREDIT))
+        """Without limit options the defaults apply."""
+        self.assertEqual(_parse()["limits"], Limits())
 
     def test_given(self) -> None:
         """Each option sets its field and leaves the others alone."""

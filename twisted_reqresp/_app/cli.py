@@ -39,8 +39,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Generator, Mapping, Sequence
-from dataclasses import replace
-from typing import Any, BinaryIO, Protocol, TextIO, runtime_checkable
+from typing import Any, BinaryIO, TextIO
 
 from twisted.copyright import version as twisted_version
 from twisted.internet import error as ierror
@@ -59,7 +58,6 @@ from twisted.python.failure import Failure
 
 from .._adapters.channel import Channel
 from .._adapters.client import Client, connect
-from .._adapters.streams import StreamingCall
 from .._core.errors import (
     ConnectionClosed,
     DeadlineExceeded,
@@ -67,7 +65,6 @@ from .._core.errors import (
     RemoteError,
     StatusError,
 )
-from .._core.limits import DEFAULT_LIMITS
 from .._core.status import StatusCode, status_name
 from ..codecs import JSON
 from .bench import BenchReport, bench, count_backends, format_report
@@ -81,7 +78,6 @@ __all__ = [
     "EXIT_USAGE",
     "CommandError",
     "build_parser",
-    "connect_client",
     "encode_body",
     "endpoints_from_env",
     "explain",
@@ -113,11 +109,6 @@ EXIT_CONNECTION = 3
 EXIT_TIMEOUT = 4
 #: Interrupted (Ctrl-C): 128 + SIGINT, as shells report it.
 EXIT_INTERRUPTED = 128 + signal.SIGINT
-
-#: What the command's connections accept: the library's defaults, with
-#: streaming calls offered (for ``reqresp stream``), 64 KiB of credit per
-#: call (HTTP/2's initial stream window), if the defaults do not offer them.
-CLIENT_LIMITS = replace(DEFAULT_LIMITS, stream_credit=DEFAULT_LIMITS.stream_credit or 64 * 1024)
 
 #: Where to connect when neither ``--connect`` nor the environment says.
 DEFAULT_ENDPOINT = "tcp:127.0.0.1:9000"
@@ -155,22 +146,6 @@ is refused.
 """
 
 
-@runtime_checkable
-class StreamOpener(Protocol):
-    """What :func:`run_stream` makes its call with: :meth:`Client.stream`'s signature."""
-
-    def stream(
-        self,
-        method: str,
-        body: Any = ...,
-        *,
-        kind: str = ...,
-        timeout: float | None = ...,
-        metadata: Any = ...,
-    ) -> StreamingCall:
-        """Open a streaming call (see :meth:`twisted_reqresp.Client.stream`)."""
-
-
 class CommandError(Exception):
     """
     The command failed: print ``reqresp: <message>`` and exit with ``code``.
@@ -183,14 +158,6 @@ class CommandError(Exception):
         super().__init__(message, code)
         self.message = message
         self.code = code
-
-
-def connect_client(reactor: Any, endpoint: str, *, timeout: float | None) -> Deferred[Client]:
-    """
-    :returns: :func:`twisted_reqresp.connect` to ``endpoint``, with
-        :data:`CLIENT_LIMITS`: how ``reqresp`` connects to one server.
-    """
-    return connect(reactor, endpoint, timeout=timeout, limits=CLIENT_LIMITS)
 
 
 # -- arguments -------------------------------------------------------------------
@@ -784,7 +751,7 @@ def _send_lines(
 
 @inlineCallbacks
 def run_stream(
-    client: StreamOpener,
+    client: Client | Channel,
     method: str,
     body: bytes = b"",
     *,
@@ -804,8 +771,9 @@ def run_stream(
     final answer's body if it is not empty (as ``call`` prints it), and
     ``OK`` to ``err``.
 
-    :param client: a connected :class:`~twisted_reqresp.Client`, or
-        anything else with its ``stream`` method.
+    :param client: a connected client, or a channel (:meth:`Channel.stream
+        <twisted_reqresp.Channel.stream>`: one backend, never retried once
+        sent).
     :param method: the method name.
     :param body: the request body's bytes.
     :param out: where the messages and the final body go (binary).
@@ -1058,7 +1026,7 @@ def run_bench(
     body: bytes,
     *,
     out: BinaryIO,
-    connector: Callable[..., Deferred[Client]] = connect_client,
+    connector: Callable[..., Deferred[Client]] = connect,
     progress_to: Any = None,
 ) -> Generator[Deferred[Any], Any, int]:
     """
@@ -1071,7 +1039,7 @@ def run_bench(
         ``connect`` and ``timeout``.
     :param body: the request body.
     :param out: where the report goes (binary).
-    :param connector: :func:`connect_client`, or a stand-in in tests.
+    :param connector: :func:`twisted_reqresp.connect`, or a stand-in in tests.
     :param progress_to: a text stream for the live progress line
         (standard error when it is a terminal, else none).
     :returns: a Deferred firing with :data:`EXIT_OK`, or failing with
@@ -1149,7 +1117,7 @@ def new_channel(reactor: Any, endpoints: Sequence[str], *, timeout: float | None
         retry-safe are sent again, nothing else: the command cannot know
         which methods are idempotent), with ``--timeout`` as every call's.
     """
-    return Channel(reactor, list(endpoints), timeout=timeout, limits=CLIENT_LIMITS)
+    return Channel(reactor, list(endpoints), timeout=timeout)
 
 
 @inlineCallbacks
@@ -1222,13 +1190,6 @@ def run_channel(
             clock=reactor,
         )
     elif args.command == "stream":
-        if not isinstance(channel, StreamOpener):
-            # Channel.stream is the streaming API's (docs/guide.md), still to come.
-            raise CommandError(
-                "streaming calls over several servers need Channel.stream, which this "
-                "version lacks: give one --connect",
-                EXIT_USAGE,
-            )
         code = yield _run_stream_command(reactor, channel, args, body, out)
     elif args.command == "methods":
         code = yield run_methods(channel, out=out, timeout=timeout)
@@ -1244,7 +1205,7 @@ def run_channel(
 
 
 def _run_stream_command(
-    reactor: Any, client: StreamOpener, args: argparse.Namespace, body: bytes, out: BinaryIO
+    reactor: Any, client: Client | Channel, args: argparse.Namespace, body: bytes, out: BinaryIO
 ) -> Deferred[int]:
     """``reqresp stream``, with standard input as the client's stream."""
     lines = StdinLines(reactor, sys.stdin.buffer) if args.kind != "server_stream" else None
@@ -1303,7 +1264,7 @@ def run_health_each(
     *,
     out: BinaryIO,
     timeout: float | None = DEFAULT_TIMEOUT,
-    connector: Callable[..., Deferred[Client]] = connect_client,
+    connector: Callable[..., Deferred[Client]] = connect,
 ) -> Generator[Deferred[Any], Any, int]:
     """
     Ask each server for its health at once, each over its own connection
@@ -1407,7 +1368,7 @@ def run(
     args: argparse.Namespace,
     *,
     out: BinaryIO,
-    connector: Callable[..., Deferred[Client]] = connect_client,
+    connector: Callable[..., Deferred[Client]] = connect,
     channel_factory: Callable[..., Channel] = new_channel,
 ) -> Generator[Deferred[Any], Any, int]:
     """
@@ -1421,7 +1382,7 @@ def run(
     :param reactor: the reactor to connect with (also the clock).
     :param args: what :func:`build_parser` parsed.
     :param out: where the command's output goes (binary).
-    :param connector: :func:`connect_client`, or a stand-in in tests.
+    :param connector: :func:`twisted_reqresp.connect`, or a stand-in in tests.
     :param channel_factory: :func:`new_channel`, or a stand-in in tests.
     :returns: a Deferred firing with :data:`EXIT_OK` or failing with
         :class:`CommandError`.

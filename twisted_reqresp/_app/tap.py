@@ -68,11 +68,6 @@ DEFAULT_PORT = "tcp:9000"
 DEFAULT_RESPONDER_NAME = "the default service (count, echo, methods, ping, sleep, stats, sum)"
 
 
-#: The streaming credit a ``twistd reqresp`` server offers when
-#: ``--stream-credit`` is not given (``0`` turns streaming calls off).
-STREAM_CREDIT = 64 * 1024
-
-
 @dataclass(frozen=True)
 class _LimitOption:
     """One ``--max-*`` / timeout option and the :class:`Limits` field it sets."""
@@ -85,25 +80,15 @@ class _LimitOption:
     zero_is_off: bool
     #: The help text, without the default.
     help: str
-    #: The server's default when it differs from :data:`DEFAULT_LIMITS`'s.
-    server_default: int | float | None = None
 
     @property
     def field(self) -> str:
         """The :class:`Limits` field's name."""
         return self.option.replace("-", "_")
 
-    @property
-    def default(self) -> int | float | None:
-        """The value when the option is not given."""
-        if self.server_default is not None:
-            return self.server_default
-        value: int | float | None = getattr(DEFAULT_LIMITS, self.field)
-        return value
-
     def describe(self) -> str:
         """:returns: the help text with the default, and how to turn it off."""
-        default = self.default
+        default = getattr(DEFAULT_LIMITS, self.field)
         if default is None:
             return f"{self.help} [default: off]"
         shown = f"{default:g} s" if self.kind is float else str(default)
@@ -142,10 +127,6 @@ LIMIT_OPTIONS = (
         int,
         True,
         "Bytes of credit each streaming call starts with for the client's messages.",
-        # The default service has streaming methods (count, sum), so a
-        # server offers streaming calls unless told not to, whatever the
-        # library's default; 64 KiB is HTTP/2's initial stream window.
-        server_default=STREAM_CREDIT,
     ),
     _LimitOption(
         "connection-credit",
@@ -537,8 +518,6 @@ def _parse_limits(options: usage.Options) -> Limits:
     for limit in LIMIT_OPTIONS:
         text = options[limit.option]
         if text is None:
-            if limit.server_default is not None:
-                given[limit.field] = limit.server_default
             continue
         value: int | float | None
         try:
