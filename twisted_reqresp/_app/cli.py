@@ -17,7 +17,7 @@ The ``reqresp`` command: call a server from a shell.
 
 The work is done by functions that take a connected
 :class:`~twisted_reqresp.Client` and a clock (:func:`run_call`,
-:func:`run_methods`, :func:`run_ping`), so tests drive them over
+:func:`run_stream`, :func:`run_methods`, :func:`run_ping`), so tests drive them over
 :func:`twisted_reqresp.testing.connected_pair`; :func:`run_health` too;
 :func:`main` only parses
 arguments, connects, and runs the reactor with
@@ -321,11 +321,12 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
         parents=[common],
         help="make a streaming call: print each message as it arrives, then the status",
         description=(
-            "Call METHOD as a server-streaming call with BODY and print each message as it "
-            "arrives, one per line (JSON compact, anything else as it is), then the final "
-            "answer's body if it has one; the final status (OK, or the error) goes to "
-            "standard error.  With --client-stream or --bidi, standard input is streamed to "
-            "the server, one message per line, and its end ends the client's stream."
+            "Call METHOD as a server-streaming call with BODY and print each message as\n"
+            "it arrives, one per line (JSON compact, anything else as it is), then the\n"
+            "final answer's body if it has one; the final status (OK, or the error)\n"
+            "goes to standard error.  With --client-stream or --bidi, standard input is\n"
+            "streamed to the server, one message per line, and its end ends the\n"
+            "client's stream.  --timeout bounds the whole call."
         ),
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
