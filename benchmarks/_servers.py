@@ -7,8 +7,7 @@ Kinds:
     ours: :class:`twisted_reqresp.ServerFactory` with the binary wire format
     and a :class:`~twisted_reqresp.Router` whose ``echo`` returns
     ``call.body``, the path the default service takes (through the router).
-    With ``--streams``, both sides' streaming credits are on (64 KiB per
-    call) and the router adds ``firehose`` (server streaming: the body is a
+    With ``--streams``, the router adds ``firehose`` (server streaming: the body is a
     size in bytes; messages of that size, for ever, until the client
     cancels) and ``payload`` (unary: answers that many bytes), for
     ``stream.py``.
@@ -115,9 +114,7 @@ def _binary_factory(kind: str, args: argparse.Namespace) -> Factory:
 
         limits = replace(DEFAULT_LIMITS, max_connections=None)
     if args.streams:
-        from dataclasses import replace
-
-        limits = replace(limits, stream_credit=64 * 1024)
+        # Streaming calls are on by default (64 KiB of credit per call).
         payloads: dict[bytes, bytes] = {}
 
         def payload_of(body: bytes) -> bytes:
