@@ -7,6 +7,10 @@ Kinds:
     ours: :class:`twisted_reqresp.ServerFactory` with the binary wire format
     and a :class:`~twisted_reqresp.Router` whose ``echo`` returns
     ``call.body``, the path the default service takes (through the router).
+    With ``--streams``, the router adds ``firehose`` (server streaming: the body is a
+    size in bytes; messages of that size, for ever, until the client
+    cancels) and ``payload`` (unary: answers that many bytes), for
+    ``stream.py``.
 ``line``
     the same factory and router with the line wire format.
 ``amp``
@@ -109,6 +113,24 @@ def _binary_factory(kind: str, args: argparse.Namespace) -> Factory:
         from dataclasses import replace
 
         limits = replace(DEFAULT_LIMITS, max_connections=None)
+    if args.streams:
+        # Streaming calls are on by default (64 KiB of credit per call).
+        payloads: dict[bytes, bytes] = {}
+
+        def payload_of(body: bytes) -> bytes:
+            # One bytes object per size: the benchmark measures the
+            # protocol, not the making of payloads.
+            if body not in payloads:
+                payloads[body] = b"x" * int(body)
+            return payloads[body]
+
+        async def firehose(call: Any) -> Any:
+            message = payload_of(call.body)
+            while True:
+                yield message
+
+        router.add("firehose", firehose, kind="server_stream")
+        router.add("payload", lambda call: payload_of(call.body))
     wire = None
     if kind == "line":
         from twisted_reqresp._core.line import LineFormat
@@ -149,6 +171,10 @@ def main() -> None:
         "--soak", action="store_true", help="add the soak's sleep, stats and memtop methods"
     )
     parser.add_argument("--tracemalloc", action="store_true", help="trace allocations (slow)")
+    parser.add_argument(
+        "--streams", action="store_true",
+        help="offer streaming calls; add firehose (server streaming) and payload (unary)",
+    )  # fmt: skip
     parser.add_argument(
         "--nodelay", action="store_true",
         help="set TCP_NODELAY on the listening socket (accepted sockets inherit it on Linux)",

@@ -360,7 +360,7 @@ class CommandTests(SynchronousTestCase):
         self.assertEqual(self.successResultOf(d), EXIT_OK)
         self.assertEqual(
             out.getvalue(),
-            b"echo\nmetadata\nmethods\nping\nsleep\nstats\n"
+            b"count\necho\nmetadata\nmethods\nping\nsleep\nstats\nsum\n"
             b"reqresp.health\nreqresp.methods\nreqresp.stats\n",
         )
 

@@ -15,9 +15,10 @@ from twisted_reqresp.codecs import BytesCodec, JSONCodec
 
 
 class BinaryFormatConformanceTests(WireFormatConformanceMixin, SynchronousTestCase):
-    """The binary format passes the wire-format conformance suite."""
+    """The binary format passes the wire-format conformance suite, streaming calls included."""
 
     wire_format = BinaryFormat()
+    carries_streams = True
 
 
 class LineFormatConformanceTests(WireFormatConformanceMixin, SynchronousTestCase):

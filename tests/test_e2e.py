@@ -167,7 +167,7 @@ class CommandLineTests(ReactorMixin, SynchronousTestCase):
         self.assertEqual(result.returncode, 0, result.stderr)
         self.assertEqual(
             result.stdout.split(),
-            [*("echo", "methods", "ping", "sleep", "stats"), *_BUILTIN_METHODS],
+            [*("count", "echo", "methods", "ping", "sleep", "stats", "sum"), *_BUILTIN_METHODS],
         )
 
     def test_ping(self) -> None:
@@ -234,7 +234,7 @@ class CommandLineTests(ReactorMixin, SynchronousTestCase):
     def test_startup_log(self) -> None:
         """twistd logs what it serves on each port, with the wire format."""
         self.assertIn(
-            f"reqresp: serving the default service (echo, methods, ping, sleep, stats) "
+            f"reqresp: serving the default service (count, echo, methods, ping, sleep, stats, sum) "
             f"on tcp:{self.server.port}:interface=127.0.0.1 (wire format: auto)",
             self.server.log(),
         )
@@ -288,7 +288,9 @@ class ClientLibraryTests(ReactorMixin, SynchronousTestCase):
         server = start(self, reactor=self.reactor)
         results = run_script(_CLIENT_SCRIPT, server.endpoint)
         self.assertEqual(results["echo"], {"a": [1, "é"]})
-        self.assertEqual(results["methods"], ["echo", "methods", "ping", "sleep", "stats"])
+        self.assertEqual(
+            results["methods"], ["count", "echo", "methods", "ping", "sleep", "stats", "sum"]
+        )
         self.assertGreater(results["rtt"], 0)
         self.assertEqual(results["error"], [5, "unknown method 'nope'"])
         self.assertEqual(results["stats"]["errors_total"], 1)

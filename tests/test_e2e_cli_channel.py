@@ -1,7 +1,8 @@
 """
 The ``reqresp`` command over two real ``twistd reqresp`` servers: ``bench``
 spreads its calls over both and counts them per server, ``health`` answers
-for each, and a set with one server down still answers ``call``.
+for each, and a set with one server down still answers ``call`` and
+``stream``.
 """
 
 from __future__ import annotations
@@ -51,3 +52,12 @@ class SeveralServersTests(SynchronousTestCase):
         health = reqresp("health", "-c", one.endpoint, "-c", down)
         self.assertEqual(health.returncode, 3, health.stderr)
         self.assertEqual(health.stdout, f"{one.endpoint} SERVING\n{down} connection refused\n")
+
+    def test_stream_over_two_servers(self) -> None:
+        """reqresp stream with two --connect, one down, streams from the other and ends OK."""
+        one = start(self)
+        down = f"tcp:127.0.0.1:{free_port()}"
+        result = reqresp("stream", "-c", down, "-c", one.endpoint, "count", "3")
+        self.assertEqual(
+            (result.returncode, result.stdout, result.stderr), (0, "1\n2\n3\n", "OK\n")
+        )

@@ -194,7 +194,10 @@ class TLSTests(ReactorMixin, SynchronousTestCase):
         )
         for key in ("name", "address"):
             self.assertEqual(results[key]["echo"], {"a": [1, "é"]})
-            self.assertEqual(results[key]["methods"], ["echo", "methods", "ping", "sleep", "stats"])
+            self.assertEqual(
+                results[key]["methods"],
+                ["count", "echo", "methods", "ping", "sleep", "stats", "sum"],
+            )
             self.assertGreater(results[key]["rtt"], 0)
             self.assertEqual(results[key]["error"], [5, "unknown method 'nope'"])
         kind, message, reason = results["untrusted"]

@@ -196,14 +196,30 @@ class LimitTests(SynchronousTestCase):
         self.assertIn("--max-frame-size", str(error))
 
     def test_every_server_limit(self) -> None:
-        """Every Limits field but the client-only max_queued_calls (and, until the server
-        serves streaming calls, the streaming credits) has an option."""
-        # stream_credit and connection_credit get options with the streaming
-        # server (issue 11, item 3): an option now would offer streaming calls
-        # that the server protocol cannot serve yet.
-        not_yet = {"stream_credit", "connection_credit"}
-        fields = {f.name for f in dataclasses.fields(Limits)} - {"max_queued_calls"} - not_yet
+        """Every Limits field but the client-only max_queued_calls has an option."""
+        fields = {f.name for f in dataclasses.fields(Limits)} - {"max_queued_calls"}
         self.assertEqual({limit.field for limit in LIMIT_OPTIONS}, fields)
+
+    def test_streaming_on_by_default(self) -> None:
+        """Without --stream-credit the server offers streaming calls with 64 KiB of credit."""
+        limits = _parse()["limits"]
+        self.assertEqual((limits.stream_credit, limits.connection_credit), (65536, 1024 * 1024))
+
+    def test_stream_credits(self) -> None:
+        """--stream-credit and --connection-credit set the credits; 0 turns streaming off."""
+        limits = _parse("--stream-credit", "1024", "--connection-credit", "4096")["limits"]
+        self.assertEqual((limits.stream_credit, limits.connection_credit), (1024, 4096))
+        self.assertIsNone(_parse("--stream-credit", "0")["limits"].stream_credit)
+
+    def test_stream_credit_bounds(self) -> None:
+        """A credit of 2**31 - 1 is accepted; one above, or negative, is a usage error."""
+        limits = _parse("--stream-credit", str(2**31 - 1))["limits"]
+        self.assertEqual(limits.stream_credit, 2**31 - 1)
+        for bad in (str(2**31), "-1"):
+            error = self.assertRaises(UsageError, _parse, "--stream-credit", bad)
+            self.assertIn("--stream-credit", str(error))
+        error = self.assertRaises(UsageError, _parse, "--connection-credit", str(2**31))
+        self.assertIn("--connection-credit", str(error))
 
     def test_seconds(self) -> None:
         """Timeouts take fractional seconds."""

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from zope.interface.verify import verifyObject
@@ -32,6 +33,7 @@ from .._core.connection import Connection
 from .._core.errors import CodecError, LocalProtocolError
 from .._core.events import (
     Cancel,
+    CreditGranted,
     ErrorResponse,
     Event,
     GoAway,
@@ -44,9 +46,13 @@ from .._core.events import (
     Response,
     Role,
     Settings,
+    StreamEnd,
+    StreamMessage,
+    StreamRequest,
 )
 from .._core.limits import DEFAULT_LIMITS, Limits
 from .._core.status import StatusCode
+from .._core.streams import message_cost
 from ..interfaces import ICodec, IWireCodec, IWireFormat
 
 __all__ = ["CodecConformanceMixin", "WireFormatConformanceMixin"]
@@ -69,6 +75,10 @@ _EVENT_TYPES = (
     PrefaceReceived,
     Rejected,
     ProtocolViolation,
+    StreamRequest,
+    StreamMessage,
+    StreamEnd,
+    CreditGranted,
 )
 # Events that set a connection up rather than carry a call.
 _SETUP = (PrefaceReceived, Settings)
@@ -130,12 +140,23 @@ class WireFormatConformanceMixin(_TestCase):
         and body only, and none are sent with metadata.
     :cvar carries_error_details: false for a format that drops an error's
         details and retry-safe flag.
-    :cvar limits: the limits both ends use.
+    :cvar carries_streams: true for a format that carries streaming calls
+        (docs/protocol.md, "Streaming calls"): its codecs encode and decode
+        the stream events and its SETTINGS offer streaming, and the kit
+        streams both ways through Connection pairs with small credits.
+        False (the default, so that a format written before streaming
+        keeps passing) for one that does not: the kit then checks that it
+        refuses them cleanly, a client Connection failing
+        ``start_stream`` with ``UNIMPLEMENTED`` and sending nothing, as the
+        line format does.
+    :cvar limits: the limits both ends use (the streaming tests set
+        ``stream_credit`` and ``connection_credit`` on a copy).
     """
 
     wire_format: ClassVar[IWireFormat]
     carries_metadata: ClassVar[bool] = True
     carries_error_details: ClassVar[bool] = True
+    carries_streams: ClassVar[bool] = False
     limits: ClassVar[Limits] = DEFAULT_LIMITS
 
     # -- helpers ---------------------------------------------------------------
@@ -474,6 +495,243 @@ class WireFormatConformanceMixin(_TestCase):
         )
         self.assertEqual(client.in_flight, set())
 
+    # -- streaming calls ------------------------------------------------------------
+
+    # Credits small enough that every stream below waits for grants many
+    # times, on the call and on the connection.
+    _STREAM_CREDIT = 64
+    _CONNECTION_CREDIT = 160
+
+    def _stream_limits(self) -> Limits:
+        return replace(
+            self.limits,
+            stream_credit=self._STREAM_CREDIT,
+            connection_credit=self._CONNECTION_CREDIT,
+        )
+
+    def _stream_pair(self) -> tuple[Connection, Connection]:
+        """A client and a server Connection offering streams, handshake done."""
+        self._client_events = []
+        limits = self._stream_limits()
+        client = Connection(Role.CLIENT, self.wire_format, limits)
+        server = Connection(Role.SERVER, self.wire_format, limits)
+        self._pump(client, server, _whole)
+        return client, server
+
+    def _stream_bodies(self) -> list[bytes]:
+        # Empty, larger than the call credit, larger than the connection
+        # credit, and every byte value.
+        return [b"", b"m1", bytes(range(256)), b"x" * 1000, b"", b"\n\r\\"] * 3
+
+    def _stream_events(self) -> tuple[list[Event], list[Event]]:
+        """Stream events a client sends and a server sends, ids 1 to 4."""
+        extra: dict[str, Any] = {}
+        if self.carries_metadata:
+            extra = {"metadata": (("trace", "t-1"),), "deadline_ms": 2500}
+        kinds = [(True, False), (False, True), (True, True), (True, True)]
+        requests: list[Event] = [
+            StreamRequest(
+                request_id=i + 1,
+                method="count",
+                client_stream=c,
+                server_stream=s,
+                body=b"3" if i % 2 else b"",
+                **(extra if i % 2 else {}),
+            )
+            for i, (c, s) in enumerate(kinds)
+        ]
+        to_server: list[Event] = [
+            *requests,
+            StreamMessage(request_id=1, body=b""),
+            StreamMessage(request_id=3, body=bytes(range(256))),
+            StreamEnd(request_id=1),
+            CreditGranted(request_id=2, increment=1),
+            CreditGranted(request_id=0, increment=0x7FFF_FFFF),
+            StreamMessage(request_id=4, body=b"x" * 5000),
+        ]
+        to_client: list[Event] = [
+            StreamMessage(request_id=2, body=b"one"),
+            CreditGranted(request_id=1, increment=100),
+            StreamMessage(request_id=3, body=b""),
+            CreditGranted(request_id=0, increment=7),
+            StreamMessage(request_id=4, body=b"\x00" * 3000),
+        ]
+        return to_server, to_client
+
+    def test_stream_frames_round_trip(self) -> None:
+        """Stream events one codec encodes decode on the peer's codec to equal events,
+        whatever the chunking."""
+        if not self.carries_streams:
+            return
+        to_server, to_client = self._stream_events()
+        for chunker in _CHUNKERS:
+            client = self._codec(Role.CLIENT)
+            server = self._server_after_preface(client)
+            got: list[Event] = []
+            for piece in chunker(b"".join(client.encode(event) for event in to_server)):
+                server.receive_data(piece)
+                got += self._drain(server)
+            self.assertEqual(self._messages(got), to_server)
+            got = []
+            for piece in chunker(b"".join(server.encode(event) for event in to_client)):
+                client.receive_data(piece)
+                got += self._drain(client)
+            self.assertEqual(self._messages(got), to_client)
+            self.assertEqual((client.buffered, server.buffered), (0, 0))
+
+    def _check_held(self, connection: Connection) -> None:
+        # docs/protocol.md, "Flow control": a receiver holds at most its
+        # connection credit plus one frame.
+        frame = message_cost(max(len(body) for body in self._stream_bodies()))
+        self.assertLessEqual(connection.unacknowledged, self._CONNECTION_CREDIT + frame)
+
+    def test_server_stream_flow_control(self) -> None:
+        """A server stream far larger than the credits reaches the client whole and in
+        order, the client holding no more than its credit allows, whatever the chunking."""
+        if not self.carries_streams:
+            return
+        bodies = self._stream_bodies()
+        for chunker in _CHUNKERS:
+            client, server = self._stream_pair()
+            rid = client.start_stream("count", b"18", client_stream=False, server_stream=True)
+            received = self._pump(client, server, chunker)
+            self.assertEqual([type(event) for event in self._messages(received)], [StreamRequest])
+            got: list[bytes] = []
+            to_send = list(bodies)
+            answered = False
+            for _ in range(10_000):
+                while to_send and server.can_send_message(rid):
+                    server.send_message(rid, to_send.pop(0))
+                if not to_send and not answered:
+                    server.send_response(rid, b"done")
+                    answered = True
+                self._client_events = []
+                self._pump(client, server, chunker)
+                self._check_held(client)
+                for event in self._client_events:
+                    if isinstance(event, StreamMessage):
+                        got.append(event.body)
+                        client.acknowledge(rid, message_cost(len(event.body)))
+                if answered:
+                    break
+            self.assertEqual(got, bodies)
+            self.assertEqual(
+                self._messages(self._client_events)[-1], Response(request_id=rid, body=b"done")
+            )
+            self.assertEqual((client.in_flight, server.in_flight), (set(), set()))
+
+    def test_client_stream_flow_control(self) -> None:
+        """A client stream far larger than the credits, then its end, reaches the server
+        whole and in order, the server holding no more than its credit allows."""
+        if not self.carries_streams:
+            return
+        bodies = self._stream_bodies()
+        for chunker in _CHUNKERS:
+            client, server = self._stream_pair()
+            rid = client.start_stream("sum", client_stream=True, server_stream=False)
+            got: list[Event] = []
+            to_send = list(bodies)
+            ended = False
+            for _ in range(10_000):
+                while to_send and client.can_send_message(rid):
+                    client.send_message(rid, to_send.pop(0))
+                if not to_send and not ended:
+                    client.end_stream(rid)
+                    ended = True
+                events = self._messages(self._pump(client, server, chunker))
+                self._check_held(server)
+                for event in events:
+                    if isinstance(event, StreamMessage):
+                        server.acknowledge(rid, message_cost(len(event.body)))
+                got += events
+                if got and isinstance(got[-1], StreamEnd):
+                    break
+            self.assertEqual(type(got[0]), StreamRequest)
+            self.assertEqual(
+                [event.body for event in got[1:-1] if isinstance(event, StreamMessage)], bodies
+            )
+            self.assertEqual(got[-1], StreamEnd(request_id=rid))
+            server.send_response(rid, b"%d" % len(bodies))
+            self._pump(client, server, chunker)
+            self.assertEqual(
+                self._messages(self._client_events)[-1],
+                Response(request_id=rid, body=b"%d" % len(bodies)),
+            )
+            self.assertEqual((client.in_flight, server.in_flight), (set(), set()))
+
+    def test_blocked_stream_spares_unary_calls(self) -> None:
+        """A stream stalled for want of credit leaves unary calls on the connection answered."""
+        if not self.carries_streams:
+            return
+        client, server = self._stream_pair()
+        rid = client.start_stream("count", client_stream=False, server_stream=True)
+        self._pump(client, server, _whole)
+        while server.can_send_message(rid):
+            server.send_message(rid, b"y" * 50)
+        unary = client.send_request("echo", b"still here")
+        received = self._messages(self._pump(client, server, _whole))
+        self.assertEqual(
+            [self._comparable(e) for e in received],
+            [self._comparable(Request(request_id=unary, method="echo", body=b"still here"))],
+        )
+        self.assertFalse(server.can_send_message(rid))
+        server.send_response(unary, b"still here")
+        self._pump(client, server, _whole)
+        self.assertIn(
+            Response(request_id=unary, body=b"still here"), self._messages(self._client_events)
+        )
+        self.assertEqual(client.in_flight, {rid})
+
+    def test_stream_frames_without_a_call(self) -> None:
+        """Stream frames for calls never opened end a server connection with a
+        ProtocolViolation, never an exception."""
+        if not self.carries_streams:
+            return
+        client = self._codec(Role.CLIENT)
+        frames: list[Event] = [
+            StreamMessage(request_id=9, body=b"stray"),
+            StreamEnd(request_id=9),
+            CreditGranted(request_id=9, increment=5),
+        ]
+        for frame in frames:
+            server = Connection(Role.SERVER, self.wire_format, self._stream_limits())
+            server.receive_data(client.preface() + client.encode(frame))
+            events = self._drain(server)
+            for event in events:
+                self.assertIsInstance(event, _EVENT_TYPES)
+            self.assertIsInstance(events[-1], ProtocolViolation, frame)
+
+    def test_streams_unsupported(self) -> None:
+        """A format without streaming calls refuses them cleanly: its codecs will not
+        encode stream events, and a client Connection fails start_stream with
+        UNIMPLEMENTED, sends nothing, and goes on with unary calls."""
+        if self.carries_streams:
+            return
+        client_codec = self._codec(Role.CLIENT)
+        stream_events: list[Event] = [
+            StreamRequest(request_id=1, method="count", client_stream=False, server_stream=True),
+            StreamMessage(request_id=1, body=b"m"),
+            StreamEnd(request_id=1),
+            CreditGranted(request_id=1, increment=1),
+        ]
+        for event in stream_events:
+            self.assertRaises(LocalProtocolError, client_codec.encode, event)
+        client, server = self._stream_pair()
+        self.assertFalse(
+            client.peer_accepts_streams,
+            "the format offers streaming calls: set carries_streams = True",
+        )
+        with self.assertRaises(LocalProtocolError) as caught:
+            client.start_stream("count", client_stream=False, server_stream=True)
+        self.assertEqual(caught.exception.code, StatusCode.UNIMPLEMENTED)
+        self.assertEqual(client.data_to_send(), b"")
+        rid = client.send_request("echo", b"after")
+        received = self._messages(self._pump(client, server, _whole))
+        self.assertEqual(
+            [self._comparable(e) for e in received],
+            [self._comparable(Request(request_id=rid, method="echo", body=b"after"))],
+        )
+
 
 class CodecConformanceMixin(_TestCase):
     """
@@ -505,6 +763,19 @@ class CodecConformanceMixin(_TestCase):
         """Decoding the encoding of a sample value gives an equal value."""
         for value in self.sample_values:
             self.assertEqual(self.codec.decode(self.codec.encode(value)), value)
+
+    def test_stream_of_messages(self) -> None:
+        """Each message of a stream decodes alone, in any order, after any failure: the
+        codec keeps no state between bodies, as streaming calls need."""
+        encoded = [self.codec.encode(value) for value in self.sample_values]
+        rng = random.Random(11)
+        for _ in range(3):
+            order = list(range(len(encoded)))
+            rng.shuffle(order)
+            for i in order:
+                for body in self.invalid_bodies[:1]:
+                    self.assertRaises(CodecError, self.codec.decode, body)
+                self.assertEqual(self.codec.decode(encoded[i]), self.sample_values[i])
 
     def test_invalid_bodies_raise_codec_error(self) -> None:
         """Decoding each invalid body raises CodecError."""

@@ -7,6 +7,8 @@ The ``reqresp`` command: call a server from a shell.
     reqresp call --raw echo hello
     reqresp call --metadata trace=abc sleep 2 --timeout 1
     reqresp call --json stats
+    reqresp stream count 5                        # 1 2 3 4 5, then OK
+    seq 10 | reqresp stream --client-stream sum   # 55, then OK
     reqresp --connect unix:/run/app.sock methods
     reqresp health
     reqresp ping --count 3
@@ -15,7 +17,7 @@ The ``reqresp`` command: call a server from a shell.
 
 The work is done by functions that take a connected
 :class:`~twisted_reqresp.Client` and a clock (:func:`run_call`,
-:func:`run_methods`, :func:`run_ping`), so tests drive them over
+:func:`run_stream`, :func:`run_methods`, :func:`run_ping`), so tests drive them over
 :func:`twisted_reqresp.testing.connected_pair`; :func:`run_health` too;
 :func:`main` only parses
 arguments, connects, and runs the reactor with
@@ -34,6 +36,7 @@ import os
 import platform
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Generator, Mapping, Sequence
 from typing import Any, BinaryIO, TextIO
@@ -89,6 +92,7 @@ __all__ = [
     "run_health_each",
     "run_methods",
     "run_ping",
+    "run_stream",
     "version_text",
 ]
 
@@ -135,8 +139,8 @@ exit status:
 
 --connect and --timeout may come before or after COMMAND.  The endpoint
 defaults to ${ENDPOINT_ENV} (several separated by commas), or
-{DEFAULT_ENDPOINT} if that is unset.  With several endpoints, call, methods
-and bench go through a Channel (balanced, calls that are safe to resend
+{DEFAULT_ENDPOINT} if that is unset.  With several endpoints, call, stream,
+methods and bench go through a Channel (balanced, calls that are safe to resend
 retried), health asks each server and prints one line per server, and ping
 is refused.
 """
@@ -217,7 +221,7 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
     :param environ: the environment to read :data:`ENDPOINT_ENV` from
         (``os.environ`` if omitted).
     :returns: the parser; its result has ``command`` set to ``"call"``,
-        ``"methods"``, ``"health"``, ``"ping"`` or ``"bench"``.
+        ``"stream"``, ``"methods"``, ``"health"``, ``"ping"`` or ``"bench"``.
     """
     environ = os.environ if environ is None else environ
     endpoints = endpoints_from_env(environ.get(ENDPOINT_ENV, "")) or [DEFAULT_ENDPOINT]
@@ -234,7 +238,7 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
             dest=connect_dest,
             default=default(None),
             help="client endpoint string of a server; repeat it for a set of servers, "
-            f"which call, methods and bench balance over [default: {shown}]",
+            f"which call, stream, methods and bench balance over [default: {shown}]",
         )
         parser.add_argument(
             "--timeout",
@@ -310,6 +314,66 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
         nargs="?",
         help="the request body: JSON (sent compact), or @PATH to send a file's bytes "
         "(@- for stdin); empty if omitted",
+    )
+
+    stream = commands.add_parser(
+        "stream",
+        parents=[common],
+        help="make a streaming call: print each message as it arrives, then the status",
+        description=(
+            "Call METHOD as a server-streaming call with BODY and print each message as\n"
+            "it arrives, one per line (JSON compact, anything else as it is), then the\n"
+            "final answer's body if it has one; the final status (OK, or the error)\n"
+            "goes to standard error.  With --client-stream or --bidi, standard input is\n"
+            "streamed to the server, one message per line, and its end ends the\n"
+            "client's stream.  --timeout bounds the whole call."
+        ),
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    stream.add_argument(
+        "--metadata",
+        "-m",
+        metavar="KEY=VALUE",
+        type=_metadata_pair,
+        action="append",
+        default=[],
+        help="send this metadata entry with the request (repeatable)",
+    )
+    stream.add_argument(
+        "--raw",
+        action="store_true",
+        help="send BODY and each line of standard input as UTF-8 bytes, unchanged, "
+        "instead of checking they are JSON",
+    )
+    stream.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON object per message, then one for the final status, for scripts",
+    )
+    streaming = stream.add_mutually_exclusive_group()
+    streaming.add_argument(
+        "--client-stream",
+        dest="kind",
+        action="store_const",
+        const="client_stream",
+        default="server_stream",
+        help="a client-streaming call: send standard input, one message per line",
+    )
+    streaming.add_argument(
+        "--bidi",
+        dest="kind",
+        action="store_const",
+        const="bidi_stream",
+        help="a bidirectional call: send standard input as --client-stream does, and print "
+        "the server's messages as they arrive",
+    )
+    stream.add_argument("method", metavar="METHOD", help="the method name")
+    stream.add_argument(
+        "body",
+        metavar="BODY",
+        nargs="?",
+        help="the request body, as for call; empty if omitted",
     )
 
     commands.add_parser(
@@ -573,6 +637,264 @@ def run_call(
     out.write(text)
     out.flush()
     return EXIT_OK
+
+
+def stream_line(data: bytes) -> bytes:
+    """
+    Turn one message of a stream into the line ``reqresp stream`` prints.
+
+    :param data: the message.
+    :returns: compact JSON and a newline if ``data`` is UTF-8 JSON, so that
+        each message is one line; otherwise ``data`` itself and a newline
+        (a message that holds newlines spans several lines then: use
+        ``--json`` for exact framing).
+    """
+    try:
+        value = json.loads(data.decode("utf-8"))
+    except ValueError:  # UnicodeDecodeError is a ValueError too
+        return data + b"\n"
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8") + b"\n"
+
+
+class StdinLines:
+    """
+    Standard input, one line at a time, for the reactor thread.
+
+    A daemon thread reads a line only when :meth:`read_line` asks for one,
+    so that a server slow to grant credit stops the reading too (at most
+    one line is read ahead), and a terminal or a pipe that never ends
+    cannot keep the process from exiting.  It works for regular files,
+    which a reactor cannot watch.
+
+    :param reactor: the reactor to deliver lines in (``callFromThread``).
+    :param stream: the binary stream to read (``sys.stdin.buffer``).
+    """
+
+    def __init__(self, reactor: Any, stream: BinaryIO) -> None:
+        self._reactor = reactor
+        self._stream = stream
+        self._asked = threading.Semaphore(0)
+        self._waiting: Deferred[bytes] | None = None
+        self._thread: threading.Thread | None = None
+
+    def read_line(self) -> Deferred[bytes]:
+        """
+        :returns: a Deferred firing with the next line, its newline
+            included, or ``b""`` at the end of the input.
+        """
+        assert self._waiting is None, "one line at a time"
+        self._waiting = d = Deferred[bytes]()
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="reqresp-stdin", daemon=True)
+            self._thread.start()
+        self._asked.release()
+        return d
+
+    def _run(self) -> None:
+        while True:
+            self._asked.acquire()
+            try:
+                line = self._stream.readline()
+            except (OSError, ValueError):  # a closed or unreadable stdin ends the stream
+                line = b""
+            self._reactor.callFromThread(self._deliver, line)
+            if not line:
+                return
+
+    def _deliver(self, line: bytes) -> None:
+        d, self._waiting = self._waiting, None
+        assert d is not None
+        d.callback(line)
+
+
+def _stream_message(line: bytes, number: int, *, raw: bool) -> bytes | None:
+    """
+    :returns: the message to send for line ``number`` of standard input
+        (without its line ending): its bytes with ``raw``, else its JSON,
+        compact; ``None`` for a blank line, which is skipped unless ``raw``.
+    :raises CommandError: with :data:`EXIT_USAGE` if the line is not JSON.
+    """
+    if line.endswith(b"\n"):
+        line = line[:-1].removesuffix(b"\r")
+    if raw:
+        return line
+    if not line.strip():
+        return None
+    try:
+        value = json.loads(line.decode("utf-8"))
+    except ValueError as e:
+        raise CommandError(
+            f"line {number} of standard input is not valid JSON ({e}); use --raw to send "
+            "lines as they are",
+            EXIT_USAGE,
+        ) from e
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+@inlineCallbacks
+def _send_lines(
+    call: Any, read_line: Callable[[], Deferred[bytes]], *, raw: bool
+) -> Generator[Deferred[Any], Any, None]:
+    """Send each line ``read_line`` gives as a message on ``call``, then end its stream."""
+    number = 0
+    while True:
+        line = yield read_line()
+        if not line:
+            break
+        number += 1
+        message = _stream_message(line, number, raw=raw)
+        if message is not None:
+            # send() waits for room: a server that grants no credit stops
+            # the reading of standard input too, so nothing piles up here.
+            yield call.send(message)
+    call.end()
+
+
+@inlineCallbacks
+def run_stream(
+    client: Client | Channel,
+    method: str,
+    body: bytes = b"",
+    *,
+    out: BinaryIO,
+    err: TextIO,
+    kind: str = "server_stream",
+    read_line: Callable[[], Deferred[bytes]] | None = None,
+    raw: bool = False,
+    timeout: float | None = DEFAULT_TIMEOUT,
+    metadata: Sequence[tuple[str, str]] = (),
+    json_output: bool = False,
+    clock: IReactorTime | None = None,
+) -> Generator[Deferred[Any], Any, int]:
+    """
+    Make a streaming call to ``method``: write each of the server's
+    messages to ``out`` as it arrives (see :func:`stream_line`), then the
+    final answer's body if it is not empty (as ``call`` prints it), and
+    ``OK`` to ``err``.
+
+    :param client: a connected client, or a channel (:meth:`Channel.stream
+        <twisted_reqresp.Channel.stream>`: one backend, never retried once
+        sent).
+    :param method: the method name.
+    :param body: the request body's bytes.
+    :param out: where the messages and the final body go (binary).
+    :param err: where ``OK`` goes once the final status is OK (text); an
+        error status is the :class:`CommandError` the Deferred fails with.
+    :param kind: ``"server_stream"``, ``"client_stream"`` or
+        ``"bidi_stream"``.
+    :param read_line: for ``client_stream`` and ``bidi_stream``: returns a
+        Deferred firing with the next line to send, ``b""`` at the end
+        (:meth:`StdinLines.read_line`).
+    :param raw: send each line as it is (without its line ending), instead
+        of checking it is JSON and sending it compact (blank lines are then
+        skipped).
+    :param timeout: seconds the whole call may take (``None``: no limit).
+    :param metadata: the request's metadata pairs.
+    :param json_output: write one JSON object per message (``message``
+        and ``body_format``, as :func:`json_body` puts them), then one for
+        the final status, as ``call --json`` does, with ``messages``, the
+        number of messages received.
+    :param clock: measures ``elapsed_ms`` (the monotonic clock if omitted).
+    :returns: a Deferred firing with :data:`EXIT_OK`, or failing with
+        :class:`CommandError` (see :func:`explain`), after the messages that
+        came before the error were written.
+    """
+    now = clock.seconds if clock is not None else time.monotonic
+    started = now()
+    sends = kind in ("client_stream", "bidi_stream")
+    if sends and read_line is None:
+        raise CommandError(f"a {kind} call needs lines to send", EXIT_USAGE)
+    call = client.stream(method, body, kind=kind, timeout=timeout, metadata=metadata)
+    sending: Deferred[None] | None = None
+    received = 0
+    try:
+        if sends:
+            assert read_line is not None
+            sending = _send_lines(call, read_line, raw=raw)
+            # A bad line cancels the call at once; its error is reported.
+            sending.addErrback(_cancel_on, call)
+        if kind in ("server_stream", "bidi_stream"):
+            while True:
+                message = yield call.read()
+                if message is None:
+                    break
+                received += 1
+                if json_output:
+                    value, body_format = json_body(message)
+                    _write_json(out, {"message": value, "body_format": body_format})
+                else:
+                    out.write(stream_line(message))
+                    out.flush()
+        reply = yield call.result()
+        if sending is not None:
+            yield sending
+    except Exception as e:
+        if isinstance(e, CancelledError) and sending is not None and sending.called:
+            # The call was cancelled because a line was bad: say so.
+            failure = sending.result
+            if isinstance(failure, Failure) and isinstance(failure.value, CommandError):
+                sending.addErrback(lambda _: None)
+                raise failure.value from e
+        if (
+            isinstance(e, StatusError)
+            and not isinstance(e, RemoteError)
+            and e.code == StatusCode.UNIMPLEMENTED
+        ):
+            # Refused on this side because the server's SETTINGS did not
+            # offer streaming: the server's doing, not the command line's.
+            raise CommandError(
+                f"{e.message} (an older server, or one started with --stream-credit 0)",
+                EXIT_REMOTE,
+            ) from e
+        if json_output and isinstance(e, RemoteError) and e.code != StatusCode.DEADLINE_EXCEEDED:
+            _write_json(
+                out,
+                {
+                    "status": status_name(e.code),
+                    "code": e.code,
+                    "message": e.message,
+                    "details": base64.b64encode(e.details).decode("ascii"),
+                    "retry_safe": e.retry_safe,
+                    "messages": received,
+                    "elapsed_ms": round((now() - started) * 1000, 3),
+                },
+            )
+        raise explain(e, timeout=timeout) from e
+    finally:
+        if sending is not None and not sending.called:
+            sending.cancel()
+        if sending is not None:
+            sending.addErrback(lambda _: None)
+    elapsed_ms = round((now() - started) * 1000, 3)
+    if json_output:
+        value, body_format = json_body(reply.body)
+        _write_json(
+            out,
+            {
+                "status": "OK",
+                "code": StatusCode.OK,
+                "body": value,
+                "body_format": body_format,
+                "metadata": dict(reply.metadata),
+                "messages": received,
+                "elapsed_ms": elapsed_ms,
+            },
+        )
+        return EXIT_OK
+    if reply.body:
+        text = format_body(reply.body)
+        if not text.endswith(b"\n"):
+            text += b"\n"
+        out.write(text)
+        out.flush()
+    err.write("OK\n")
+    err.flush()
+    return EXIT_OK
+
+
+def _cancel_on(failure: Failure, call: Any) -> Failure:
+    call.cancel()
+    return failure
 
 
 @inlineCallbacks
@@ -840,7 +1162,7 @@ def run_channel(
     progress_to: Any = None,
 ) -> Generator[Deferred[Any], Any, int]:
     """
-    Run ``call``, ``methods`` or ``bench`` over a channel: wait for a ready
+    Run ``call``, ``stream``, ``methods`` or ``bench`` over a channel: wait for a ready
     backend (at most ``--timeout``), then run the command through the
     channel, which balances the calls and resends the retry-safe ones.
 
@@ -868,6 +1190,8 @@ def run_channel(
             verbose=sys.stderr if args.verbose else None,
             clock=reactor,
         )
+    elif args.command == "stream":
+        code = yield _run_stream_command(reactor, channel, args, body, out)
     elif args.command == "methods":
         code = yield run_methods(channel, out=out, timeout=timeout)
     else:
@@ -879,6 +1203,27 @@ def run_channel(
             raise explain(report.first_error, timeout=timeout)
         code = EXIT_OK
     return int(code)
+
+
+def _run_stream_command(
+    reactor: Any, client: Client | Channel, args: argparse.Namespace, body: bytes, out: BinaryIO
+) -> Deferred[int]:
+    """``reqresp stream``, with standard input as the client's stream."""
+    lines = StdinLines(reactor, sys.stdin.buffer) if args.kind != "server_stream" else None
+    return run_stream(
+        client,
+        args.method,
+        body,
+        out=out,
+        err=sys.stderr,
+        kind=args.kind,
+        read_line=lines.read_line if lines is not None else None,
+        raw=args.raw,
+        timeout=args.timeout,
+        metadata=args.metadata,
+        json_output=args.json,
+        clock=reactor,
+    )
 
 
 @inlineCallbacks
@@ -1044,7 +1389,7 @@ def run(
         :class:`CommandError`.
     """
     body = b""
-    if args.command == "call":
+    if args.command in ("call", "stream"):
         # Checked before connecting: a typo should not wait for a server.
         body = encode_body(args.body, raw=args.raw)
     elif args.command == "bench":
@@ -1100,6 +1445,8 @@ def run(
                 verbose=sys.stderr if args.verbose else None,
                 clock=reactor,
             )
+        elif args.command == "stream":
+            code = yield _run_stream_command(reactor, client, args, body, out)
         elif args.command == "methods":
             code = yield run_methods(client, out=out, timeout=timeout)
         elif args.command == "health":

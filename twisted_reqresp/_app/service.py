@@ -18,12 +18,22 @@ is alive and what it does, without writing any code:
     waits the given number of seconds (JSON number, at most
     :data:`MAX_SLEEP`) and answers it back: a way to try deadlines and
     cancellation from the command line.
+``count`` (server streaming)
+    the body is ``N [DELAY_MS]``: sends the messages ``1``, ``2``, ...
+    ``N`` (decimal text, which is JSON too), waiting ``DELAY_MS``
+    milliseconds before each after the first, then an empty OK.  At most
+    :data:`MAX_COUNT` messages, and at most :data:`MAX_SLEEP` seconds of
+    delays in all.
+``sum`` (client streaming)
+    adds the numbers the client streams, one JSON number per message, and
+    answers the total (JSON) once the client ends its stream.
 """
 
 from __future__ import annotations
 
+import json
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -40,12 +50,18 @@ from .._core.limits import DEFAULT_LIMITS, Limits
 from .._core.status import StatusCode
 from ..codecs import JSON
 
-__all__ = ["MAX_SLEEP", "default_factory", "default_router"]
+__all__ = ["MAX_COUNT", "MAX_SLEEP", "default_factory", "default_router"]
 
 #: The longest ``sleep`` accepted, in seconds.  A minute is ample to try a
 #: deadline or a cancel by hand, and it bounds how long one request of a
 #: public demo server can hold a concurrency slot.
 MAX_SLEEP = 60.0
+
+#: The most messages one ``count`` sends.  A million messages of at most
+#: 17 bytes each (a 10-byte frame header and 7 digits) is about 17 MB on the
+#: wire: plenty to watch flow control work, and a bound on what one call
+#: can make a public demo server do.
+MAX_COUNT = 1_000_000
 
 
 def default_router(
@@ -63,8 +79,8 @@ def default_router(
     :param clock: the clock ``sleep`` waits on, or a function returning it
         (called on each ``sleep``), so that the global reactor is never
         looked up before it is needed.
-    :returns: a router with the methods ``echo``, ``methods``, ``ping``,
-        ``sleep`` and ``stats``.
+    :returns: a router with the methods ``count``, ``echo``, ``methods``,
+        ``ping``, ``sleep``, ``stats`` and ``sum``.
     """
     router = Router()
 
@@ -106,7 +122,84 @@ def default_router(
         asked: int | float = call.body
         return deferLater(get_clock(), _sleep_seconds(asked), lambda: asked)
 
+    @router.method("count", kind="server_stream")
+    async def count(call: Call) -> AsyncIterator[bytes]:
+        """
+        Send the numbers 1 to N, one per message, DELAY_MS milliseconds
+        apart (the body: ``N [DELAY_MS]``).
+
+        The router sends each with flow control: a client that reads slowly
+        holds this generator at its ``yield``, so nothing piles up here.
+        """
+        n, delay = _count_arguments(call.body)
+        for i in range(1, n + 1):
+            if delay and i > 1:
+                await deferLater(get_clock(), delay)
+            yield b"%d" % i
+
+    @router.method("sum", kind="client_stream")
+    async def sum_(call: Call) -> bytes:
+        """Answer the sum of the JSON numbers the client streams, one per message."""
+        total: int | float = 0
+        index = 0
+        async for message in call.stream:
+            index += 1
+            total += _number(message, index)
+        if not math.isfinite(total):
+            raise StatusError(
+                StatusCode.INVALID_ARGUMENT,
+                f"sum: the total of the {index} numbers overflows a double",
+            )
+        return json.dumps(total).encode("ascii")
+
     return router
+
+
+def _count_arguments(body: bytes) -> tuple[int, float]:
+    """:returns: ``count``'s N and its delay in seconds, from ``N [DELAY_MS]``."""
+    usage = f"count takes N [DELAY_MS]: 0 to {MAX_COUNT} messages, a delay in milliseconds"
+    words = body.split()
+    try:
+        if not 1 <= len(words) <= 2 or not all(word.isdigit() for word in words):
+            raise ValueError
+        n = int(words[0])
+        delay_ms = int(words[1]) if len(words) == 2 else 0
+    except ValueError:
+        shown = body[:40].decode("utf-8", "replace")
+        raise StatusError(StatusCode.INVALID_ARGUMENT, f"{usage}, not {shown!r}") from None
+    if n > MAX_COUNT:
+        raise StatusError(
+            StatusCode.INVALID_ARGUMENT, f"count sends at most {MAX_COUNT} messages, not {n}"
+        )
+    # The delays, not the count, are what hold a call (and a concurrency
+    # slot) open: bound their total as sleep bounds its one wait.
+    waited = max(n - 1, 0) * delay_ms
+    if waited > MAX_SLEEP * 1000:
+        raise StatusError(
+            StatusCode.INVALID_ARGUMENT,
+            f"count waits at most {MAX_SLEEP:g} s in all, not {n - 1} x {delay_ms} ms",
+        )
+    return n, delay_ms / 1000
+
+
+def _number(message: bytes, index: int) -> int | float:
+    """:returns: the JSON number in ``sum``'s message ``index`` (counted from 1)."""
+    try:
+        value = json.loads(message)
+    except (ValueError, RecursionError):
+        value = message
+    # As for sleep: bool is an int, and Python's json takes NaN and Infinity.
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or (isinstance(value, float) and not math.isfinite(value))
+    ):
+        shown = message[:40].decode("utf-8", "replace")
+        raise StatusError(
+            StatusCode.INVALID_ARGUMENT,
+            f"sum takes one JSON number per message; message {index} is {shown!r}",
+        )
+    return value
 
 
 def _sleep_seconds(value: Any) -> float:

@@ -65,7 +65,7 @@ WIRE_FORMATS = ("auto", "binary", "line")
 DEFAULT_PORT = "tcp:9000"
 
 #: The name the logs give the default service.
-DEFAULT_RESPONDER_NAME = "the default service (echo, methods, ping, sleep, stats)"
+DEFAULT_RESPONDER_NAME = "the default service (count, echo, methods, ping, sleep, stats, sum)"
 
 
 @dataclass(frozen=True)
@@ -121,6 +121,18 @@ LIMIT_OPTIONS = (
     _LimitOption("grace", float, False, "Seconds a stopping server lets running requests finish."),
     _LimitOption(
         "close-timeout", float, True, "Seconds a close waits for the peer before aborting."
+    ),
+    _LimitOption(
+        "stream-credit",
+        int,
+        True,
+        "Bytes of credit each streaming call starts with for the client's messages.",
+    ),
+    _LimitOption(
+        "connection-credit",
+        int,
+        False,
+        "Bytes of credit for the client's messages on all streaming calls of a connection.",
     ),
 )
 
@@ -322,7 +334,7 @@ class Options(usage.Options):
         "server endpoint string, such as tcp:9000, tcp:9000:interface=127.0.0.1, "
         "ssl:9443:privateKey=key.pem, unix:/run/reqresp.sock, haproxy:tcp:9000 or "
         "systemd:domain=INET:index=0. Without --responder, serve the default "
-        "service: echo, methods, ping, sleep and stats."
+        "service: count, echo, methods, ping, sleep, stats and sum."
     )
 
     optFlags: Sequence[Sequence[Any]] = [
