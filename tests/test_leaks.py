@@ -313,3 +313,30 @@ class LeakTests(SynchronousTestCase):
     def test_auto(self) -> None:
         """Hundreds of connections to an AutoFormat server, in both formats, leave nothing."""
         self._many(AutoFormat(), [BinaryFormat(), LineFormat()])
+
+
+class PairClockTests(SynchronousTestCase):
+    """connected_pair never leaves a timer on the global reactor."""
+
+    def test_factory_without_clock_gets_the_pairs(self) -> None:
+        """A ServerFactory made without a clock runs its timers on the pair's clock."""
+        from twisted.internet import reactor
+
+        from twisted_reqresp import Router, ServerFactory
+        from twisted_reqresp.testing import connected_pair
+
+        before = set(map(id, reactor.getDelayedCalls()))  # type: ignore[attr-defined]
+        router = Router()
+        router.add("echo", lambda call: call.body)
+        pair = connected_pair(router, factory=ServerFactory(router))
+        d = pair.client.call("echo", b"x")
+        pair.pump()
+        self.assertEqual(self.successResultOf(d).body, b"x")
+        after = [
+            c
+            for c in reactor.getDelayedCalls()  # type: ignore[attr-defined]
+            if id(c) not in before
+        ]
+        self.assertEqual(after, [])
+        self.assertTrue(pair.clock.getDelayedCalls())  # the keepalive, on the pair's clock
+        pair.disconnect()

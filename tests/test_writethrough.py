@@ -10,13 +10,15 @@ still holds).
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable, Iterator
 from typing import Any
 
+import pytest_twisted
 from twisted.internet import reactor as _reactor
 from twisted.internet import tcp
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.protocol import Factory, Protocol
-from twisted.trial.unittest import TestCase
 
 from twisted_reqresp._adapters.writethrough import write_through
 
@@ -39,38 +41,49 @@ class _Collect(Protocol):
             self.done.callback(b"".join(self.chunks))
 
 
-class WriteThroughTests(TestCase):
-    """write_through over a real TCP connection on loopback."""
+@contextlib.contextmanager
+def _cleanup() -> Iterator[list[Callable[[], object]]]:
+    """Runs the callables appended to the list, last first, at the end."""
+    cleanups: list[Callable[[], object]] = []
+    try:
+        yield cleanups
+    finally:
+        for cleanup in reversed(cleanups):
+            cleanup()
 
-    timeout = 30
 
-    @inlineCallbacks
-    def connected(self, expected: int) -> Any:
-        """:returns: (the server side's transport, the client protocol collecting)."""
-        server_side: Deferred[Any] = Deferred()
+@inlineCallbacks
+def _connected(expected: int, cleanups: list[Callable[[], object]]) -> Any:
+    """:returns: (the server side's transport, the client protocol collecting)."""
+    from twisted.internet.endpoints import TCP4ClientEndpoint
 
-        class Server(Protocol):
-            def connectionMade(self) -> None:
-                server_side.callback(self.transport)
+    server_side: Deferred[Any] = Deferred()
 
-        port = reactor.listenTCP(0, Factory.forProtocol(Server), interface="127.0.0.1")
-        self.addCleanup(port.stopListening)
-        collector = _Collect(expected)
-        from twisted.internet.endpoints import TCP4ClientEndpoint
-        from twisted.internet.protocol import Factory as F
+    class Server(Protocol):
+        def connectionMade(self) -> None:
+            server_side.callback(self.transport)
 
-        endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port)
-        client = yield endpoint.connect(F.forProtocol(lambda: collector))
-        self.addCleanup(client.transport.loseConnection)
-        transport = yield server_side
-        self.addCleanup(transport.abortConnection)
-        return transport, collector
+    port = reactor.listenTCP(0, Factory.forProtocol(Server), interface="127.0.0.1")
+    cleanups.append(port.stopListening)
+    collector = _Collect(expected)
+    endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port)
+    client = yield endpoint.connect(Factory.forProtocol(lambda: collector))
+    cleanups.append(client.transport.abortConnection)
+    transport = yield server_side.addTimeout(10, reactor)
+    cleanups.append(transport.abortConnection)
+    return transport, collector
 
-    @inlineCallbacks
-    def test_pinned_attributes(self) -> Any:
-        """A plain TCP transport has every attribute the shortcut reads, of the type it reads."""
-        transport, _ = yield self.connected(0)
-        self.assertIsInstance(transport, tcp.Connection)
+
+# pytest-twisted runs the reactor (in a greenlet) for these tests: a trial
+# TestCase would try to run it a second time once a plain test started it.
+
+
+@pytest_twisted.inlineCallbacks
+def test_pinned_attributes() -> Any:
+    """A plain TCP transport has every attribute the shortcut reads, of the type it reads."""
+    with _cleanup() as cleanups:
+        transport, _ = yield _connected(0, cleanups)
+        assert isinstance(transport, tcp.Connection)
         for name, kind in (
             ("_tempDataLen", int),
             ("dataBuffer", bytes),
@@ -78,56 +91,58 @@ class WriteThroughTests(TestCase):
             ("connected", int),
             ("disconnecting", int),
         ):
-            self.assertTrue(
-                hasattr(transport, name), f"Twisted's tcp.Connection no longer has {name!r}"
-            )
-            self.assertIsInstance(getattr(transport, name), kind, name)
-        self.assertIs(transport.TLS, False, "tcp.Connection.TLS is no longer False")
-        self.assertIsNot(
-            write_through(transport),
-            transport.write,
-            "the shortcut is not taken on a plain TCP connection: see writethrough.py",
+            assert hasattr(transport, name), f"Twisted's tcp.Connection no longer has {name!r}"
+            assert isinstance(getattr(transport, name), kind), name
+        assert transport.TLS is False, "tcp.Connection.TLS is no longer False"
+        assert write_through(transport) != transport.write, (
+            "the shortcut is not taken on a plain TCP connection: see writethrough.py"
         )
 
-    @inlineCallbacks
-    def test_queued_bytes_are_seen(self) -> Any:
-        """Bytes transport.write queued show in _tempDataLen or dataBuffer, where sends look."""
-        transport, _ = yield self.connected(0)
+
+@pytest_twisted.inlineCallbacks
+def test_queued_bytes_are_seen() -> Any:
+    """Bytes transport.write queued show in _tempDataLen or dataBuffer, where sends look."""
+    with _cleanup() as cleanups:
+        transport, _ = yield _connected(0, cleanups)
         transport.write(b"abc")
         queued = transport._tempDataLen + len(transport.dataBuffer) - transport.offset
-        self.assertEqual(queued, 3, "Twisted no longer counts queued bytes where we look")
+        assert queued == 3, "Twisted no longer counts queued bytes where we look"
 
-    @inlineCallbacks
-    def test_never_reorders(self) -> Any:
-        """Bytes sent through the shortcut never overtake bytes Twisted still holds."""
-        big = bytes(range(256)) * (32 * 1024)  # 8 MiB: more than the socket takes at once
-        tail = [f"<{i}>".encode() for i in range(50)]
-        expected = big + b"".join(tail)
-        transport, collector = yield self.connected(len(expected))
+
+@pytest_twisted.inlineCallbacks
+def test_never_reorders() -> Any:
+    """Bytes sent through the shortcut never overtake bytes Twisted still holds."""
+    big = bytes(range(256)) * (32 * 1024)  # 8 MiB: more than the socket takes at once
+    tail = [f"<{i}>".encode() for i in range(50)]
+    expected = big + b"".join(tail)
+    with _cleanup() as cleanups:
+        transport, collector = yield _connected(len(expected), cleanups)
         send = write_through(transport)
         send(big[:1000])  # straight to the socket
         transport.write(big[1000:])  # queued by Twisted
         for chunk in tail:
             send(chunk)  # must queue behind it, not go to the socket
-        received = yield collector.done
-        self.assertEqual(len(received), len(expected))
-        self.assertTrue(received == expected, "bytes were reordered")
+        received = yield collector.done.addTimeout(20, reactor)
+        assert len(received) == len(expected)
+        assert received == expected, "bytes were reordered"
 
-    @inlineCallbacks
-    def test_not_taken_after_starttls(self) -> Any:
-        """After startTLS the transport says TLS, and nothing goes to the socket in clear."""
-        from e2e import Certificates
-        from twisted.internet import ssl
 
-        certs = Certificates()
-        self.addCleanup(certs.remove)
-        transport, _ = yield self.connected(0)
+@pytest_twisted.inlineCallbacks
+def test_not_taken_after_starttls() -> Any:
+    """After startTLS the transport says TLS, and nothing goes to the socket in clear."""
+    from e2e import Certificates
+    from twisted.internet import ssl
+
+    certs = Certificates()
+    with _cleanup() as cleanups:
+        cleanups.append(certs.remove)
+        transport, _ = yield _connected(0, cleanups)
         send = write_through(transport)  # made while the connection was plain
         options = ssl.PrivateCertificate.loadPEM(
             certs.key_file.read_text() + certs.cert_file.read_text()
         ).options()
         transport.startTLS(options)
-        self.assertIs(transport.TLS, True, "startTLS no longer sets transport.TLS")
+        assert transport.TLS is True, "startTLS no longer sets transport.TLS"
         real = transport.socket
         spy = _SocketSpy(real)
         transport.socket = spy
@@ -135,8 +150,8 @@ class WriteThroughTests(TestCase):
             send(b"secret")
         finally:
             transport.socket = real
-        self.assertEqual(spy.sent, [], "cleartext sent to a TLS connection's socket")
-        self.assertEqual(write_through(transport), transport.write)
+        assert spy.sent == [], "cleartext sent to a TLS connection's socket"
+        assert write_through(transport) == transport.write
 
 
 class _SocketSpy:

@@ -177,7 +177,8 @@ def connected_pair(
         :class:`~twisted.internet.testing.MemoryReactorClock` by default).
     :param factory: a ready :class:`ServerFactory` to use instead of
         building one from ``responder``, ``wire``, ``limits`` and
-        ``interceptors``.
+        ``interceptors``.  One made without a clock gets the pair's, so
+        that no timer of the test lands on the global reactor.
     :param interceptors: the server's interceptors, the first outermost
         (see :class:`~twisted_reqresp.interfaces.IServerInterceptor`).
     :param client_interceptors: the client's interceptors, the first
@@ -190,6 +191,11 @@ def connected_pair(
         factory = ServerFactory(
             responder, wire=wire, limits=limits, clock=clock, interceptors=interceptors
         )
+    elif factory._clock is None:
+        # Its keepalive, deadlines and timeouts would run on the global
+        # reactor, which a unit test never runs: left behind, they dirty
+        # whatever trial test does run it next.
+        factory._clock = clock
     server_address = IPv4Address("TCP", "127.0.0.1", 9000)
     client_address = IPv4Address("TCP", "127.0.0.1", 54321)
     server = factory.buildProtocol(client_address)
