@@ -67,7 +67,7 @@ nitpick_ignore_regex = [
     # The private base through which ServerStream and StreamingCall share
     # their reading and writing methods (documented on each of them), and
     # the reader and writer in their constructors' signatures.
-    (r"py:class", r"(twisted_reqresp\._adapters\.streams\.)?(_Streams|MessageReader|MessageWriter)"),
+    (r"py:.*", r"(twisted_reqresp\._adapters\.streams\.)?(_Streams|MessageReader|MessageWriter|SendT|RecvT)"),
     # ServerMetrics's registry and resource: prometheus_client publishes no
     # Sphinx inventory, and the resource is what resource() returns.
     (r"py:class", r"(prometheus_client\.)?CollectorRegistry"),

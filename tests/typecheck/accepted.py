@@ -6,7 +6,7 @@ What mypy --strict must accept: a typed service used from both sides
 from __future__ import annotations
 
 from twisted.internet.defer import Deferred, succeed
-from typed_contract import AddRequest, AddResponse, Calculator, Empty
+from typed_contract import AddRequest, AddResponse, Calculator, CountRequest, Empty, Number
 
 from twisted_reqresp import Call, Channel, Client, Reply, Router
 from twisted_reqresp.service import Implementation, UnaryMethod
@@ -53,3 +53,18 @@ async def use_channel(channel: Channel, parent: Call) -> int:
     calc = Calculator(channel)
     response: AddResponse = await calc.add(AddRequest(a=1, b=2), parent=parent)
     return response.total
+
+
+async def use_streams(client: Client) -> int:
+    # Streaming stubs are typed too: messages read are of the declared
+    # response type, messages sent of the declared request type.
+    calc = Calculator(client)
+    total = 0
+    async for number in calc.count(CountRequest(n=3)):
+        total += number.value
+    adding = calc.sum()
+    await adding.send(Number(value=1))
+    adding.end()
+    reply = await adding.result()
+    response: AddResponse = reply.body
+    return total + response.total

@@ -7,7 +7,7 @@ other line is
 
 from __future__ import annotations
 
-from typed_contract import AddRequest, AddResponse, Calculator, Empty
+from typed_contract import AddRequest, AddResponse, Calculator, CountRequest, Empty, Number
 
 from twisted_reqresp import Call, Client
 
@@ -35,3 +35,13 @@ async def use(client: Client) -> None:
     print(text)
     await calc.add(AddRequest(a=1, b=2), deadline=3)  # reject: call-arg
     await calc.subtract(AddRequest(a=1, b=2))  # reject: attr-defined
+
+
+async def use_streams(client: Client) -> None:
+    calc = Calculator(client)
+    async for number in calc.count(CountRequest(n=3)):
+        name: str = number.value  # reject: assignment
+        print(name)
+    adding = calc.sum()
+    await adding.send(AddRequest(a=1, b=2))  # reject: arg-type
+    await adding.send(Number(value=1))

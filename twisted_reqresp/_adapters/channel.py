@@ -511,7 +511,7 @@ class Channel(Service):
         metadata: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
         parent: Call | None = None,
         result_codec: ICodec | None = None,
-    ) -> StreamingCall:
+    ) -> StreamingCall[Any, Any]:
         """
         Open a streaming call (see :meth:`Client.stream
         <twisted_reqresp.Client.stream>`) on one of the backends, chosen as

@@ -176,7 +176,7 @@ class Client:
         metadata: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
         parent: Call | None = None,
         result_codec: ICodec | None = None,
-    ) -> StreamingCall:
+    ) -> StreamingCall[Any, Any]:
         """
         Open a streaming call to ``method`` (``docs/guide.md``, "Streaming
         calls").

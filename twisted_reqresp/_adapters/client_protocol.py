@@ -112,7 +112,7 @@ class ClientProtocol(Protocol):
         #: Calls waiting for an answer, by request id.
         self.pending: dict[int, Deferred[Reply]] = {}
         #: Open streaming calls, by request id.
-        self.streams: dict[int, StreamingCall] = {}
+        self.streams: dict[int, StreamingCall[Any, Any]] = {}
         #: Calls waiting for the server to read again, or for one of the
         #: server's MAX_CONCURRENT slots.
         self.queued: deque[_Queued] = deque()
@@ -492,7 +492,7 @@ class ClientProtocol(Protocol):
         result_codec: ICodec | None = None,
         metadata: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
         timeout: float | None = None,
-    ) -> StreamingCall:
+    ) -> StreamingCall[Any, Any]:
         """
         Open a streaming call.  See :meth:`twisted_reqresp.Client.stream`;
         never raises: a call that cannot be sent is returned failed.
@@ -529,7 +529,7 @@ class ClientProtocol(Protocol):
             return StreamingCall.failed(kind, Failure(_local_error(e)))
         except Exception:
             return StreamingCall.failed(kind, Failure())
-        call = StreamingCall(kind, codec, result_codec)
+        call: StreamingCall[Any, Any] = StreamingCall(kind, codec, result_codec)
         call.request_id = rid
         if server_streams:
 

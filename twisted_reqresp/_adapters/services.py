@@ -101,7 +101,7 @@ class Caller(Protocol):
         timeout: float | None = ...,
         metadata: Mapping[str, str] | Iterable[tuple[str, str]] | None = ...,
         parent: Call | None = ...,
-    ) -> StreamingCall:
+    ) -> StreamingCall[Any, Any]:
         """Open a streaming call; see :meth:`twisted_reqresp.Client.stream`."""
 
 
@@ -327,7 +327,7 @@ class StreamStub(Generic[ReqT, RespT]):
         timeout: float | None = None,
         metadata: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
         parent: Call | None = None,
-    ) -> StreamingCall:
+    ) -> StreamingCall[ReqT, RespT]:
         """
         Open the call.  Never raises: problems fail its reads and ``result()``.
 
@@ -336,7 +336,7 @@ class StreamStub(Generic[ReqT, RespT]):
             sent with :meth:`~twisted_reqresp.StreamingCall.send`).
         :returns: the :class:`~twisted_reqresp.StreamingCall`: its messages
             are responses of the declared type, ``send`` takes requests of
-            it, and ``result()`` fires with a
+            it (so typed: ``StreamingCall[ReqT, RespT]``), and ``result()`` fires with a
             :class:`~twisted_reqresp.Reply` whose body is the response (a
             client-streaming method) or ``None``.  A declared error fails
             them with its exception class.

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from twisted.internet.defer import CancelledError, Deferred, fail, succeed
 from twisted.internet.interfaces import IConsumer, IPushProducer
@@ -491,7 +491,13 @@ def _not_streaming(what: str, kind: str) -> RuntimeError:
     return RuntimeError(f"cannot {what}: a {kind} call does not stream that way")
 
 
-class _Streams:
+#: The type of the messages this side streams (for typed services).
+SendT = TypeVar("SendT")
+#: The type of the messages the peer streams to this side.
+RecvT = TypeVar("RecvT")
+
+
+class _Streams(Generic[SendT, RecvT]):
     """What :class:`ServerStream` and :class:`StreamingCall` share: reading
     the peer's messages and writing ours."""
 
@@ -503,7 +509,7 @@ class _Streams:
 
     # -- reading -------------------------------------------------------------
 
-    def read(self) -> Deferred[Any]:
+    def read(self) -> Deferred[RecvT | None]:
         """
         :returns: a Deferred firing with the peer's next message (decoded
             by the codec), with ``None`` once its stream ended cleanly, or
@@ -513,11 +519,11 @@ class _Streams:
             return fail(_not_streaming("read a message", self.kind))
         return self._reader.read()
 
-    def __aiter__(self) -> AsyncIterator[Any]:
+    def __aiter__(self) -> AsyncIterator[RecvT]:
         """``async for message in stream``: each of the peer's messages."""
         return self._iterate()
 
-    async def _iterate(self) -> AsyncIterator[Any]:
+    async def _iterate(self) -> AsyncIterator[RecvT]:
         if self._reader is None:
             raise _not_streaming("read a message", self.kind)
         reader = self._reader
@@ -558,7 +564,7 @@ class _Streams:
             raise _not_streaming("write a message", self.kind)
         self._writer.write(data)
 
-    def send(self, value: Any) -> Deferred[None]:
+    def send(self, value: SendT) -> Deferred[None]:
         """
         Encode ``value`` with the codec, :meth:`write` it, and wait until
         there is room for more: ``await stream.send(x)`` in a loop streams
@@ -571,7 +577,9 @@ class _Streams:
             return fail(_not_streaming("write a message", self.kind))
         codec = self._codec
         try:
-            data = value if type(value) is bytes and codec is BYTES else codec.encode(value)
+            data: bytes = (
+                value if type(value) is bytes and codec is BYTES else codec.encode(value)  # type: ignore[assignment]
+            )
         except Exception:
             return fail()
         return self._writer.send(data)
@@ -600,7 +608,7 @@ class _Streams:
 
 
 @implementer(IConsumer)
-class ServerStream(_Streams):
+class ServerStream(_Streams[Any, Any]):
     """
     A streaming call's stream, as a responder sees it (``call.stream``).
 
@@ -659,7 +667,7 @@ def _identity(data: bytes) -> bytes:
 
 
 @implementer(IConsumer)
-class StreamingCall(_Streams):
+class StreamingCall(_Streams[SendT, RecvT]):
     """
     A streaming call made with :meth:`~twisted_reqresp.Client.stream`.
 
@@ -701,7 +709,7 @@ class StreamingCall(_Streams):
         return f"<StreamingCall {self.kind} request {self.request_id}>"
 
     @classmethod
-    def failed(cls, kind: str, error: Failure) -> StreamingCall:
+    def failed(cls, kind: str, error: Failure) -> StreamingCall[Any, Any]:
         """:returns: a call that was never sent, failed with ``error``."""
         call = cls(kind if kind in KINDS else "server_stream")
         client_streams, server_streams = KINDS[call.kind]
