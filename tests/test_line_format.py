@@ -635,3 +635,17 @@ class PropertyTests(SynchronousTestCase):
             codec.receive_data(data[i : i + 1])
             events += _drain(codec)
         self.assertEqual(events, requests)
+
+
+@given(
+    st.binary(max_size=64) | st.sampled_from([b"", b"\\", b"\\x", b"a\\", b"\r", b"\n", b"a\rb"])
+)
+def test_encode_body_matches_the_rule(data: bytes) -> None:
+    """encode_body escapes exactly the bodies a line cannot hold as they are (the spec's rule)."""
+    import re
+
+    needs = re.search(rb"\A\\|[\r\n]", data) is not None  # the rule, as the spec states it
+    encoded = encode_body(data)
+    assert (encoded == data) == (not needs)
+    assert b"\n" not in encoded and b"\r" not in encoded
+    assert decode_body(encoded) == data

@@ -109,9 +109,6 @@ from .status import STATUS_MAX, StatusCode, parse_status, status_name, utf8_pref
 __all__ = ["LineCodec", "LineFormat", "decode_body", "encode_body"]
 
 _ESCAPED = re.compile(rb"\\([\\nr])")
-# What a body in the plain form may not hold: a line end, which would end
-# the line, or (first) the backslash that marks the escaped form.
-_NEEDS_ESCAPING = re.compile(rb"\A\\|[\r\n]")
 _UNESCAPE = {b"\\": b"\\", b"n": b"\n", b"r": b"\r"}
 # The ASCII whitespace of bytes.isspace(): a method holding one could make
 # a blank line, or be split differently by the server.
@@ -138,7 +135,11 @@ def encode_body(data: bytes) -> bytes:
         with a backslash; else a backslash and ``data`` with backslash, LF
         and CR escaped as ``\\\\``, ``\\n`` and ``\\r``.  Never holds LF or CR.
     """
-    if not _NEEDS_ESCAPING.search(data):
+    # What a body in the plain form may not hold: a line end, which would
+    # end the line, or (first) the backslash that marks the escaped form.
+    # Three scans in C, not a regular expression whose alternation is
+    # tried at every byte (about 11 ns a byte: 160 us for 16 KiB).
+    if not (data[:1] == b"\\" or b"\n" in data or b"\r" in data):
         return data
     if b"\\" in data:
         data = data.replace(b"\\", b"\\\\")
