@@ -63,6 +63,7 @@ from .client import (
     decode_replies,
     encode_body,
     metadata_keys,
+    open_stream,
     start_call,
 )
 from .interceptors import compose_client
@@ -533,28 +534,21 @@ class Channel(Service):
             why = "the channel is closed" if self._closing else self.why_not_ready()
             call = StreamingCall.failed(kind, Failure(ConnectionClosed(why, retry_safe=True)))
         else:
-            try:
-                data = encode_body(body, codec)
-                if parent is not None:
-                    timeout, metadata = inherit(parent, timeout, metadata, self.propagate_metadata)
-                _check_timeout(timeout)
-            except Exception:
-                call = StreamingCall.failed(kind, Failure())
-            else:
-                backend.calls += 1
-                self.stats.attempts += 1
-                assert backend.protocol is not None
-                call = backend.protocol.stream(
-                    method,
-                    data,
-                    kind=kind,
-                    codec=codec,
-                    result_codec=result_codec,
-                    metadata=metadata,
-                    timeout=timeout,
-                )
-                if parent is not None and not call.done:
-                    call._on_done.append(parent.on_cancel(call.cancel))
+            backend.calls += 1
+            self.stats.attempts += 1
+            assert backend.protocol is not None
+            call = open_stream(
+                backend.protocol,
+                method,
+                body,
+                kind=kind,
+                codec=codec,
+                result_codec=result_codec,
+                timeout=timeout,
+                metadata=metadata,
+                parent=parent,
+                propagate=self.propagate_metadata,
+            )
         call._on_done.append(lambda: self._count(call._outcome))
         if call.done:
             self._count(call._outcome)

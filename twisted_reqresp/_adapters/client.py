@@ -34,6 +34,7 @@ __all__ = [
     "decode_replies",
     "encode_body",
     "metadata_keys",
+    "open_stream",
     "send_outgoing",
     "start_call",
 ]
@@ -205,26 +206,18 @@ class Client:
             ``codec`` (a typed stub's server-streaming methods answer no value).
         :returns: the :class:`~twisted_reqresp.StreamingCall`.
         """
-        codec = codec if codec is not None else self.codec
-        timeout = timeout if timeout is not None else self.timeout
-        try:
-            data = encode_body(body, codec)
-            if parent is not None:
-                timeout, metadata = inherit(parent, timeout, metadata, self.propagate_metadata)
-        except Exception:
-            return StreamingCall.failed(kind, Failure())
-        call = self.protocol.stream(
+        return open_stream(
+            self.protocol,
             method,
-            data,
+            body,
             kind=kind,
-            codec=codec,
+            codec=codec if codec is not None else self.codec,
             result_codec=result_codec,
+            timeout=timeout if timeout is not None else self.timeout,
             metadata=metadata,
-            timeout=timeout,
+            parent=parent,
+            propagate=self.propagate_metadata,
         )
-        if parent is not None and not call.done:
-            call._on_done.append(parent.on_cancel(call.cancel))
-        return call
 
     def _send(self, call: OutgoingCall) -> Deferred[Reply]:
         """The innermost step of the interceptor chain: send the call."""
@@ -335,6 +328,48 @@ def send_outgoing(protocol: ClientProtocol, call: OutgoingCall) -> Deferred[Repl
     ``protocol``.
     """
     return protocol.call(call.method, call.body, metadata=call.metadata, timeout=call.timeout)
+
+
+def open_stream(
+    protocol: ClientProtocol,
+    method: str,
+    body: Any,
+    *,
+    kind: str,
+    codec: ICodec,
+    result_codec: ICodec | None,
+    timeout: float | None,
+    metadata: Mapping[str, str] | Iterable[tuple[str, str]] | None,
+    parent: Call | None,
+    propagate: Collection[str],
+) -> StreamingCall[Any, Any]:
+    """
+    Open a streaming call on ``protocol``: shared by :class:`Client` and
+    :class:`~twisted_reqresp.Channel`.  The body is encoded, the parent's
+    deadline and ``propagate`` metadata inherited, and the call cancelled
+    when the server gives up on the parent.
+
+    :returns: the call; never raises (a call that cannot be made is
+        returned failed).
+    """
+    try:
+        data = encode_body(body, codec)
+        if parent is not None:
+            timeout, metadata = inherit(parent, timeout, metadata, propagate)
+    except Exception:
+        return StreamingCall.failed(kind, Failure())
+    call = protocol.stream(
+        method,
+        data,
+        kind=kind,
+        codec=codec,
+        result_codec=result_codec,
+        metadata=metadata,
+        timeout=timeout,
+    )
+    if parent is not None and not call.done:
+        call._on_done.append(parent.on_cancel(call.cancel))
+    return call
 
 
 def decode_replies(d: Deferred[Reply], codec: ICodec) -> Deferred[Reply]:
