@@ -58,6 +58,7 @@ from twisted.python.failure import Failure
 
 from .._adapters.channel import Channel
 from .._adapters.client import Client, connect
+from .._core.call import Reply
 from .._core.errors import (
     ConnectionClosed,
     DeadlineExceeded,
@@ -554,6 +555,39 @@ def json_body(data: bytes) -> tuple[Any, str]:
         return text, "text"
 
 
+def _json_ok(out: BinaryIO, reply: Reply, elapsed_ms: float, **extra: Any) -> None:
+    """Write ``--json``'s object for an OK answer (``extra`` before ``elapsed_ms``)."""
+    value, body_format = json_body(reply.body)
+    _write_json(
+        out,
+        {
+            "status": "OK",
+            "code": StatusCode.OK,
+            "body": value,
+            "body_format": body_format,
+            "metadata": dict(reply.metadata),
+            **extra,
+            "elapsed_ms": elapsed_ms,
+        },
+    )
+
+
+def _json_error(out: BinaryIO, error: RemoteError, elapsed_ms: float, **extra: Any) -> None:
+    """Write ``--json``'s object for the server's error answer."""
+    _write_json(
+        out,
+        {
+            "status": status_name(error.code),
+            "code": error.code,
+            "message": error.message,
+            "details": base64.b64encode(error.details).decode("ascii"),
+            "retry_safe": error.retry_safe,
+            **extra,
+            "elapsed_ms": elapsed_ms,
+        },
+    )
+
+
 def _write_json(out: BinaryIO, value: dict[str, Any]) -> None:
     # One line, so that a script can read one object per call.
     out.write(json.dumps(value, ensure_ascii=False).encode("utf-8") + b"\n")
@@ -601,35 +635,14 @@ def run_call(
         reply = yield client.call(method, body, timeout=timeout, metadata=metadata)
     except Exception as e:
         if json_output and isinstance(e, RemoteError) and e.code != StatusCode.DEADLINE_EXCEEDED:
-            _write_json(
-                out,
-                {
-                    "status": status_name(e.code),
-                    "code": e.code,
-                    "message": e.message,
-                    "details": base64.b64encode(e.details).decode("ascii"),
-                    "retry_safe": e.retry_safe,
-                    "elapsed_ms": round((now() - started) * 1000, 3),
-                },
-            )
+            _json_error(out, e, round((now() - started) * 1000, 3))
         raise explain(e, timeout=timeout) from e
     elapsed_ms = round((now() - started) * 1000, 3)
     if verbose is not None:
         verbose.write("".join(f"< {key}: {value}\n" for key, value in reply.metadata.items()))
         verbose.flush()
     if json_output:
-        value, body_format = json_body(reply.body)
-        _write_json(
-            out,
-            {
-                "status": "OK",
-                "code": StatusCode.OK,
-                "body": value,
-                "body_format": body_format,
-                "metadata": dict(reply.metadata),
-                "elapsed_ms": elapsed_ms,
-            },
-        )
+        _json_ok(out, reply, elapsed_ms)
         return EXIT_OK
     text = format_body(reply.body)
     if text and not text.endswith(b"\n") and out.isatty():
@@ -847,18 +860,7 @@ def run_stream(
                 EXIT_REMOTE,
             ) from e
         if json_output and isinstance(e, RemoteError) and e.code != StatusCode.DEADLINE_EXCEEDED:
-            _write_json(
-                out,
-                {
-                    "status": status_name(e.code),
-                    "code": e.code,
-                    "message": e.message,
-                    "details": base64.b64encode(e.details).decode("ascii"),
-                    "retry_safe": e.retry_safe,
-                    "messages": received,
-                    "elapsed_ms": round((now() - started) * 1000, 3),
-                },
-            )
+            _json_error(out, e, round((now() - started) * 1000, 3), messages=received)
         raise explain(e, timeout=timeout) from e
     finally:
         if sending is not None and not sending.called:
@@ -867,19 +869,7 @@ def run_stream(
             sending.addErrback(lambda _: None)
     elapsed_ms = round((now() - started) * 1000, 3)
     if json_output:
-        value, body_format = json_body(reply.body)
-        _write_json(
-            out,
-            {
-                "status": "OK",
-                "code": StatusCode.OK,
-                "body": value,
-                "body_format": body_format,
-                "metadata": dict(reply.metadata),
-                "messages": received,
-                "elapsed_ms": elapsed_ms,
-            },
-        )
+        _json_ok(out, reply, elapsed_ms, messages=received)
         return EXIT_OK
     if reply.body:
         text = format_body(reply.body)
