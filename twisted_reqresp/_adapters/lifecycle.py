@@ -36,9 +36,13 @@ from typing import Any
 from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
 from zope.interface import implementer
 
-from .writethrough import write_through
+from .writethrough import can_write_through, send_through
 
 __all__ = ["TransportLifecycle"]
+
+#: No reason to stop reading: shared, as a set would cost 216 bytes per
+#: connection (issue 12); the rare pause makes a new frozenset.
+_NO_PAUSES: frozenset[str] = frozenset()
 
 
 @implementer(IPushProducer)
@@ -56,6 +60,22 @@ class TransportLifecycle:
         drained.
     """
 
+    # Slots, not a __dict__: one of these per connection (issue 12).
+    __slots__ = (
+        "__weakref__",
+        "_abort_timer",
+        "_clock",
+        "_close_timeout",
+        "_direct",
+        "_on_write_blocked",
+        "_pauses",
+        "_registered",
+        "closed",
+        "closing",
+        "transport",
+        "write_blocked",
+    )
+
     def __init__(
         self,
         clock: IReactorTime,
@@ -66,8 +86,9 @@ class TransportLifecycle:
         self._close_timeout = close_timeout
         self._on_write_blocked = on_write_blocked
         self.transport: Any = None
-        self._write: Callable[[bytes], None] | None = None
-        self._pauses: set[str] = set()
+        # Whether writes may take the write-through shortcut.
+        self._direct = False
+        self._pauses = _NO_PAUSES
         self._registered = False
         self._abort_timer: IDelayedCall | None = None
         #: True while the peer is not reading (our write buffer is full).
@@ -84,7 +105,7 @@ class TransportLifecycle:
         :param transport: the protocol's transport.
         """
         self.transport = transport
-        self._write = write_through(transport)
+        self._direct = can_write_through(transport)
         transport.registerProducer(self, True)
         self._registered = True
 
@@ -118,7 +139,7 @@ class TransportLifecycle:
         same reason, and every other reason gone).
         """
         was_reading = not self._pauses
-        self._pauses.add(reason)
+        self._pauses = self._pauses | {reason}
         if was_reading and self._live():
             self.transport.pauseProducing()
 
@@ -131,7 +152,7 @@ class TransportLifecycle:
         """
         if reason not in self._pauses:
             return False
-        self._pauses.discard(reason)
+        self._pauses = (self._pauses - {reason}) or _NO_PAUSES
         if self._pauses or not self._live():
             return False
         self.transport.resumeProducing()
@@ -141,8 +162,12 @@ class TransportLifecycle:
 
     def write(self, data: bytes) -> None:
         """Send bytes, unless the connection is closed or closing."""
-        if data and self._write is not None and not self.closed:
-            self._write(data)
+        if data and not self.closed:
+            transport = self.transport
+            if self._direct:
+                send_through(transport, data)
+            elif transport is not None:
+                transport.write(data)
 
     # -- closing ---------------------------------------------------------------
 
@@ -160,7 +185,7 @@ class TransportLifecycle:
         if self._pauses:
             # A transport that is not read may never notice the peer's
             # close; resume so that the close can complete.
-            self._pauses.clear()
+            self._pauses = _NO_PAUSES
             self.transport.resumeProducing()
         self.transport.loseConnection()
         if self._close_timeout is not None and not self.closed:

@@ -18,57 +18,54 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from .._core.limits import Limits
 from .._core.status import StatusCode
 
-__all__ = ["Liveness"]
+__all__ = ["Liveness", "LivenessBase"]
 
 
-class Liveness:
+class LivenessBase:
     """
-    Watches one connection and calls back when it must be closed or pinged.
+    The timer and the deadlines; what to ask and whom to tell are the hook
+    methods (``_busy`` ... ``_keepalive_failed``) a subclass provides.
+    :class:`Liveness` takes them as callables; the server's subclass calls
+    its protocol's methods, so that a connection does not pay for seven
+    closures and bound methods (``tests/test_memory.py``).
 
     :param clock: the clock.
     :param limits: ``preface_timeout``, ``idle_timeout``, ``ping_interval``
         and ``ping_timeout`` are read from here; a ``None`` one is off.
-    :param busy: says whether the connection has anything in flight (an
-        idle timeout only runs while it is not busy).
-    :param can_ping: says whether the wire format has PING frames.
-    :param reading: says whether this side is reading the connection; while
-        it is not, the peer's silence is ours, not the peer's: no PING is
-        sent and the keepalive timeout does not run.
-    :param send_ping: sends a PING.
-    :param give_up: closes the connection with a status and a message.
-    :param idle: closes an idle connection in order.
     :param idle_timeout: whether to enforce the idle timeout (servers do,
         clients don't).
     :param handshake_timeout: seconds the handshake may take;
         ``limits.preface_timeout`` if omitted.
-    :param keepalive_failed: called just before ``give_up`` when a PING
-        went unanswered (the server counts these for its metrics).
     """
+
+    # Slots, not a __dict__: one of these per connection (issue 12).
+    __slots__ = (
+        "__weakref__",
+        "_clock",
+        "_handshake_timeout",
+        "_idle_timeout",
+        "_limits",
+        "_ping_sent",
+        "_probe_only",
+        "_running",
+        "_started",
+        "_stopped",
+        "_timer",
+        "handshaken",
+        "last_bytes",
+        "last_message",
+    )
 
     def __init__(
         self,
         clock: IReactorTime,
         limits: Limits,
         *,
-        busy: Callable[[], bool],
-        can_ping: Callable[[], bool],
-        reading: Callable[[], bool] = lambda: True,
-        send_ping: Callable[[], None],
-        give_up: Callable[[int, str], None],
-        idle: Callable[[], None],
         idle_timeout: bool = True,
         handshake_timeout: float | None = None,
-        keepalive_failed: Callable[[], None] | None = None,
     ) -> None:
         self._clock = clock
         self._limits = limits
-        self._busy = busy
-        self._can_ping = can_ping
-        self._reading = reading
-        self._send_ping = send_ping
-        self._give_up = give_up
-        self._keepalive_failed = keepalive_failed
-        self._idle = idle
         self._idle_timeout = limits.idle_timeout if idle_timeout else None
         self._handshake_timeout = (
             handshake_timeout if handshake_timeout is not None else limits.preface_timeout
@@ -88,6 +85,36 @@ class Liveness:
         self._ping_sent: float | None = None
         self._timer: IDelayedCall | None = None
         self._stopped = False
+
+    # -- the hooks ------------------------------------------------------------
+
+    def _busy(self) -> bool:
+        """Whether the connection has anything in flight."""
+        raise NotImplementedError
+
+    def _can_ping(self) -> bool:
+        """Whether the wire format has PING frames."""
+        raise NotImplementedError
+
+    def _reading(self) -> bool:
+        """Whether this side is reading the connection."""
+        raise NotImplementedError
+
+    def _send_ping(self) -> None:
+        """Send a PING."""
+        raise NotImplementedError
+
+    def _give_up(self, code: int, message: str) -> None:
+        """Close the connection with a status and a message."""
+        raise NotImplementedError
+
+    def _idle(self) -> None:
+        """Close an idle connection in order."""
+        raise NotImplementedError
+
+    def _keepalive_failed(self) -> None:
+        """A PING went unanswered (called just before ``_give_up``)."""
+        raise NotImplementedError
 
     def start(self) -> None:
         """Start watching (once: a second call does nothing)."""
@@ -208,8 +235,7 @@ class Liveness:
             if self.last_bytes >= self._ping_sent:
                 self._ping_sent = None  # the peer spoke: it is alive
             elif now >= self._ping_sent + timeout:
-                if self._keepalive_failed is not None:
-                    self._keepalive_failed()
+                self._keepalive_failed()
                 self._give_up(
                     StatusCode.UNAVAILABLE, f"peer did not answer a PING within {timeout:g} s"
                 )
@@ -222,3 +248,75 @@ class Liveness:
             self._send_ping()
             return now + timeout
         return quiet_since + interval
+
+
+def _nothing() -> None:
+    pass
+
+
+def _always() -> bool:
+    return True
+
+
+class Liveness(LivenessBase):
+    """
+    Watches one connection and calls back when it must be closed or pinged.
+
+    :param clock: the clock.
+    :param limits: ``preface_timeout``, ``idle_timeout``, ``ping_interval``
+        and ``ping_timeout`` are read from here; a ``None`` one is off.
+    :param busy: says whether the connection has anything in flight (an
+        idle timeout only runs while it is not busy).
+    :param can_ping: says whether the wire format has PING frames.
+    :param reading: says whether this side is reading the connection; while
+        it is not, the peer's silence is ours, not the peer's: no PING is
+        sent and the keepalive timeout does not run.
+    :param send_ping: sends a PING.
+    :param give_up: closes the connection with a status and a message.
+    :param idle: closes an idle connection in order.
+    :param idle_timeout: whether to enforce the idle timeout (servers do,
+        clients don't).
+    :param handshake_timeout: seconds the handshake may take;
+        ``limits.preface_timeout`` if omitted.
+    :param keepalive_failed: called just before ``give_up`` when a PING
+        went unanswered (the server counts these for its metrics).
+    """
+
+    # These slots hold the callables, and shadow LivenessBase's hook methods.
+    __slots__ = (
+        "_busy",
+        "_can_ping",
+        "_give_up",
+        "_idle",
+        "_keepalive_failed",
+        "_reading",
+        "_send_ping",
+    )
+
+    def __init__(
+        self,
+        clock: IReactorTime,
+        limits: Limits,
+        *,
+        busy: Callable[[], bool],
+        can_ping: Callable[[], bool],
+        reading: Callable[[], bool] = _always,
+        send_ping: Callable[[], None],
+        give_up: Callable[[int, str], None],
+        idle: Callable[[], None],
+        idle_timeout: bool = True,
+        handshake_timeout: float | None = None,
+        keepalive_failed: Callable[[], None] | None = None,
+    ) -> None:
+        super().__init__(
+            clock, limits, idle_timeout=idle_timeout, handshake_timeout=handshake_timeout
+        )
+        self._busy = busy  # type: ignore[method-assign]
+        self._can_ping = can_ping  # type: ignore[method-assign]
+        self._reading = reading  # type: ignore[method-assign]
+        self._send_ping = send_ping  # type: ignore[method-assign]
+        self._give_up = give_up  # type: ignore[method-assign, assignment]
+        self._idle = idle  # type: ignore[method-assign]
+        self._keepalive_failed = (  # type: ignore[method-assign]
+            keepalive_failed if keepalive_failed is not None else _nothing
+        )

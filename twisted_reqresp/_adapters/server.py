@@ -57,7 +57,7 @@ from .builtins import ANSWERED_WHILE_DRAINING, RESERVED_PREFIX, Builtins, Health
 from .giveup import cancel_at_deadline, tell_cancelled
 from .interceptors import compose_server, error_status, interceptor_function
 from .lifecycle import TransportLifecycle
-from .liveness import Liveness
+from .liveness import LivenessBase
 from .stats import ServerStats
 from .streams import MessageReader, MessageWriter, ServerStream, kind_of
 from .tls import failure_text, peer_certificate
@@ -107,6 +107,27 @@ _PARKED_OVERHEAD = 128
 _PARKED_STREAM_OVERHEAD = 2560
 
 
+class _Unused(dict):  # type: ignore[type-arg]
+    """
+    The table of an idle connection: one shared, empty and read-only dict,
+    which the protocol replaces with its own on the first write (a dict is
+    64 bytes, times four tables, on every idle connection: issue 12).
+    Writing to it is a bug, and raises rather than sharing the entry with
+    every other connection.
+    """
+
+    __slots__ = ()
+
+    def _refuse(self, *args: object, **kwargs: object) -> None:
+        raise TypeError("the shared empty table is read-only: make the connection its own")
+
+    __setitem__ = setdefault = update = __ior__ = _refuse  # type: ignore[assignment]
+
+
+#: See :class:`_Unused`.
+_UNUSED: dict[Any, Any] = _Unused()
+
+
 def _parked_size(request: Request | StreamRequest) -> int:
     size = _PARKED_OVERHEAD + len(request.body) + len(request.method)
     if type(request) is StreamRequest:
@@ -138,6 +159,42 @@ class _StreamCall:
         self.request_id = request_id
         self.stream = stream
         self.timer: Any = None
+
+
+class _ServerLiveness(LivenessBase):
+    """A server connection's :class:`LivenessBase`: its hooks are the
+    protocol's methods, reached through one reference rather than seven
+    closures and bound methods per connection (issue 12)."""
+
+    __slots__ = ("_protocol",)
+
+    def __init__(
+        self, protocol: ServerProtocol, limits: Limits, handshake_timeout: float | None
+    ) -> None:
+        super().__init__(protocol._clock, limits, handshake_timeout=handshake_timeout)
+        self._protocol = protocol
+
+    def _busy(self) -> bool:
+        protocol = self._protocol
+        return bool(protocol.running or protocol.conn.unanswered)
+
+    def _can_ping(self) -> bool:
+        return self._protocol.conn.keepalive
+
+    def _reading(self) -> bool:
+        return self._protocol.lifecycle.reading
+
+    def _send_ping(self) -> None:
+        self._protocol._send_ping()
+
+    def _give_up(self, code: int, message: str) -> None:
+        self._protocol._give_up(code, message)
+
+    def _idle(self) -> None:
+        self._protocol._close_idle()
+
+    def _keepalive_failed(self) -> None:
+        self._protocol._keepalive_failed()
 
 
 @implementer(IHalfCloseableProtocol, IHandshakeListener)
@@ -207,20 +264,9 @@ class ServerProtocol(Protocol):
         self.lifecycle = TransportLifecycle(
             self._clock, limits.close_timeout, self._on_write_blocked
         )
-        self.liveness = Liveness(
-            self._clock,
-            limits,
-            busy=lambda: bool(self.running or self.conn.unanswered),
-            can_ping=lambda: self.conn.keepalive,
-            reading=lambda: self.lifecycle.reading,
-            send_ping=self._send_ping,
-            give_up=self._give_up,
-            idle=self._close_idle,
-            handshake_timeout=handshake_timeout,
-            keepalive_failed=self._keepalive_failed,
-        )
+        self.liveness: LivenessBase = _ServerLiveness(self, limits, handshake_timeout)
         self._draining = False
-        self._lost_waiters: list[Deferred[None]] = []
+        self._lost_waiters: tuple[Deferred[None], ...] = ()
         cap = limits.max_deadline
         self._max_deadline_ms = None if cap is None else max(1, int(cap * 1000))
         self.responder: IResponder | None = None
@@ -228,16 +274,18 @@ class ServerProtocol(Protocol):
         #: interceptors (the same function when there are none).
         self._respond: Callable[[Call], Any] | None = None
         self.info: ConnectionInfo | None = None
+        # The four tables below start as the shared _UNUSED and get their
+        # own dict at their first entry: an idle connection holds none.
         #: Responders still running, by request id.
-        self.running: dict[int, Deferred[Any]] = {}
+        self.running: dict[int, Deferred[Any]] = _UNUSED
         #: The cancellation state of each request in :attr:`running`, to
         #: tell its call when the server gives up on it.
-        self._cancellations: dict[int, Cancellation] = {}
+        self._cancellations: dict[int, Cancellation] = _UNUSED
         #: Requests read but not started (past ``max_concurrent``), in
         #: arrival order, with when each arrived.
-        self.parked: dict[int, tuple[Request | StreamRequest, float]] = {}
+        self.parked: dict[int, tuple[Request | StreamRequest, float]] = _UNUSED
         #: The open streaming calls (parked ones too), by request id.
-        self.streams: dict[int, _StreamCall] = {}
+        self.streams: dict[int, _StreamCall] = _UNUSED
         self._parked_bytes = 0
         self._stats = factory.stats
         #: The factory's built-in methods, or ``None`` when they are off.
@@ -303,9 +351,7 @@ class ServerProtocol(Protocol):
             return
         self.responder = self.factory.responder_factory.responder_for(self.info)
         self.responder.connection_made(self.info)
-        self._respond = compose_server(
-            self.factory.interceptors, self.responder.respond, self._clock
-        )
+        self._respond = self.factory._respond_with(self.responder)
         self._flush()
 
     def dataReceived(self, data: bytes) -> None:
@@ -361,7 +407,7 @@ class ServerProtocol(Protocol):
         self._parked_bytes = 0
         self._give_up_all()
         self._end_streams(ConnectionClosed("the connection was lost"))
-        running, self.running = self.running, {}
+        running, self.running = self.running, _UNUSED
         for deferred in running.values():
             deferred.cancel()
         if self.responder is not None:
@@ -370,7 +416,7 @@ class ServerProtocol(Protocol):
             except Exception:
                 _log.failure("responder.connection_lost failed")
         self.factory._connection_closed(self)
-        waiters, self._lost_waiters = self._lost_waiters, []
+        waiters, self._lost_waiters = self._lost_waiters, ()
         for waiter in waiters:
             waiter.callback(None)
 
@@ -407,7 +453,7 @@ class ServerProtocol(Protocol):
 
     def _give_up_all(self) -> None:
         """Tell every running request's call that the server gave up on it."""
-        cancellations, self._cancellations = self._cancellations, {}
+        cancellations, self._cancellations = self._cancellations, _UNUSED
         for cancellation in cancellations.values():
             tell_cancelled(cancellation)
 
@@ -423,7 +469,7 @@ class ServerProtocol(Protocol):
         if self._closed:
             d.callback(None)
             return d
-        self._lost_waiters.append(d)
+        self._lost_waiters += (d,)
         if not self._draining:
             self._draining = True
             if self.conn.state is not ConnectionState.CLOSED:
@@ -447,14 +493,14 @@ class ServerProtocol(Protocol):
             id=self.connection_id,
             n=len(self.running),
         )
-        parked, self.parked = self.parked, {}
+        parked, self.parked = self.parked, _UNUSED
         self._parked_bytes = 0
         for rid in parked:
             self._send_error(
                 rid, StatusCode.UNAVAILABLE, "server stopped before the request started", True
             )
         self._give_up_all()
-        running, self.running = self.running, {}
+        running, self.running = self.running, _UNUSED
         # Streaming calls whose responder returned still wait for credit to
         # send their last messages: they did not finish either.
         for rid in sorted({*running, *self.streams}):
@@ -635,7 +681,10 @@ class ServerProtocol(Protocol):
                 send,
                 lambda: conn.peer_settings.max_frame_size,
             )
-        self.streams[rid] = _StreamCall(rid, ServerStream(kind, reader, writer))
+        streams = self.streams
+        if streams is _UNUSED:
+            self.streams = streams = {}
+        streams[rid] = _StreamCall(rid, ServerStream(kind, reader, writer))
         if starts:
             self._start(event, now)
         else:
@@ -692,7 +741,10 @@ class ServerProtocol(Protocol):
         self._request_done()
 
     def _park(self, request: Request | StreamRequest, now: float) -> None:
-        self.parked[request.request_id] = (request, now)
+        parked = self.parked
+        if parked is _UNUSED:
+            self.parked = parked = {}
+        parked[request.request_id] = (request, now)
         self._parked_bytes += _parked_size(request)
         if self._parked_bytes > self._limits.max_parked_bytes:
             # The last resort: the peer sends far past MAX_CONCURRENT.
@@ -776,8 +828,7 @@ class ServerProtocol(Protocol):
         if not isinstance(result, Deferred):
             self._answer(result, rid, request.method)
             return
-        self.running[rid] = result
-        self._cancellations[rid] = cancellation
+        self._keep(rid, result, cancellation)
         if timeout is not None:
             cancel_at_deadline(result, timeout, self._clock, cancellation)
         result.addCallbacks(
@@ -809,7 +860,7 @@ class ServerProtocol(Protocol):
             _clock=self._clock,
             _cancellation=cancellation,
         )
-        self._cancellations[rid] = cancellation
+        self._keep(rid, None, cancellation)
         if timeout is not None:
             entry.timer = self._clock.callLater(timeout, self._stream_deadline, rid)
         assert self._respond is not None
@@ -823,13 +874,29 @@ class ServerProtocol(Protocol):
         if not isinstance(result, Deferred):
             self._answer(result, rid, request.method)
             return
-        self.running[rid] = result
+        self._keep(rid, result, None)
         result.addCallbacks(
             self._answer,
             self._failed,
             callbackArgs=(rid, request.method),
             errbackArgs=(rid, request.method),
         )
+
+    def _keep(
+        self, rid: int, running: Deferred[Any] | None, cancellation: Cancellation | None
+    ) -> None:
+        """Record a started request's Deferred and its cancellation state,
+        giving the connection its own tables at its first."""
+        if running is not None:
+            table = self.running
+            if table is _UNUSED:
+                self.running = table = {}
+            table[rid] = running
+        if cancellation is not None:
+            cancellations = self._cancellations
+            if cancellations is _UNUSED:
+                self._cancellations = cancellations = {}
+            cancellations[rid] = cancellation
 
     def _after_messages(self, rid: int, send: Callable[[], None]) -> bool:
         """
@@ -1036,6 +1103,9 @@ class ServerFactory(Factory):
         self.interceptors: tuple[object, ...] = tuple(interceptors)
         self._clock = clock
         self._ids = itertools.count(1)
+        # A shared responder's respond, composed with the interceptors once,
+        # not once per connection (issue 12).
+        self._composed: Callable[[Call], Any] | None = None
         self._stats: ServerStats | None = None
         self._per_peer: dict[str, int] = {}
         #: True once :meth:`drain` was called: new connections are refused.
@@ -1046,6 +1116,17 @@ class ServerFactory(Factory):
         self.builtins: Builtins | None = (
             Builtins(self.health, lambda: self.stats) if builtins else None
         )
+
+    def _respond_with(self, responder: IResponder) -> Callable[[Call], Any]:
+        """:returns: ``responder.respond`` wrapped in the interceptors."""
+        shared = self.responder_factory
+        if isinstance(shared, SharedResponder) and responder is shared.responder:
+            if self._composed is None:
+                self._composed = compose_server(self.interceptors, responder.respond, self.clock)
+            return self._composed
+        # A responder per connection: composed for it alone, so that the
+        # factory keeps no reference to it after its connection.
+        return compose_server(self.interceptors, responder.respond, self.clock)
 
     @property
     def clock(self) -> IReactorTime:

@@ -29,7 +29,59 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["write_through"]
+__all__ = ["can_write_through", "send_through", "write_through"]
+
+
+def can_write_through(transport: Any) -> bool:
+    """
+    :param transport: a connected transport.
+    :returns: whether :func:`send_through` may be used on it: a plain TCP
+        or UNIX connection of ``twisted.internet.tcp`` with the attributes
+        it checks.
+    """
+    try:
+        from twisted.internet import tcp
+
+        return (
+            isinstance(transport, tcp.Connection)
+            and not getattr(transport, "TLS", False)
+            and isinstance(getattr(transport, "_tempDataLen", None), int)
+            and isinstance(getattr(transport, "dataBuffer", None), bytes)
+            and isinstance(getattr(transport, "offset", None), int)
+            and hasattr(transport, "socket")
+        )
+    except ImportError:  # pragma: no cover - every Twisted has tcp
+        return False
+
+
+def send_through(transport: Any, data: bytes) -> None:
+    """
+    Write ``data`` to a transport :func:`can_write_through` accepted:
+    straight to the socket when nothing is queued, else (and for whatever
+    the socket does not take) with ``transport.write``.
+
+    A function of the transport rather than a closure over it, so that a
+    connection holds no per-connection function for it (issue 12).
+    """
+    if (
+        transport._tempDataLen
+        or transport.offset != len(transport.dataBuffer)
+        or not transport.connected
+        or transport.disconnecting
+        or getattr(transport, "TLS", False)
+    ):
+        transport.write(data)
+        return
+    try:
+        sent = transport.socket.send(data)
+    except BlockingIOError:
+        sent = 0
+    except OSError:
+        # Let Twisted meet the error on its own path and close properly.
+        transport.write(data)
+        return
+    if sent < len(data):
+        transport.write(data[sent:])
 
 
 def write_through(transport: Any) -> Callable[[bytes], None]:
@@ -39,41 +91,10 @@ def write_through(transport: Any) -> Callable[[bytes], None]:
         when that is safe, else with ``transport.write``.
     """
     write: Callable[[bytes], None] = transport.write
-    try:
-        from twisted.internet import tcp
-
-        usable = (
-            isinstance(transport, tcp.Connection)
-            and not getattr(transport, "TLS", False)
-            and isinstance(getattr(transport, "_tempDataLen", None), int)
-            and isinstance(getattr(transport, "dataBuffer", None), bytes)
-            and isinstance(getattr(transport, "offset", None), int)
-            and hasattr(transport, "socket")
-        )
-    except ImportError:  # pragma: no cover - every Twisted has tcp
-        usable = False
-    if not usable:
+    if not can_write_through(transport):
         return write
 
     def send(data: bytes) -> None:
-        if (
-            transport._tempDataLen
-            or transport.offset != len(transport.dataBuffer)
-            or not transport.connected
-            or transport.disconnecting
-            or getattr(transport, "TLS", False)
-        ):
-            write(data)
-            return
-        try:
-            sent = transport.socket.send(data)
-        except BlockingIOError:
-            sent = 0
-        except OSError:
-            # Let Twisted meet the error on its own path and close properly.
-            write(data)
-            return
-        if sent < len(data):
-            write(data[sent:])
+        send_through(transport, data)
 
     return send

@@ -297,6 +297,23 @@ class BinaryCodec:
     #: Bytes of each frame not counted against the peer's max frame size.
     frame_overhead = HEADER_SIZE
 
+    # Slots, not a __dict__: one of these per connection (issue 12).
+    __slots__ = (
+        "__weakref__",
+        "_avail",
+        "_await_preface",
+        "_buf",
+        "_failed",
+        "_first_frame",
+        "_foreign",
+        "_inline",
+        "_max_frame",
+        "_max_metadata",
+        "_more",
+        "_pos",
+        "_role",
+    )
+
     def __init__(self, role: Role, limits: Limits, *, shortcuts: bool = True) -> None:
         self._role = role
         # Plain REQUEST and RESPONSE frames are decoded inline, the server's
@@ -309,9 +326,12 @@ class BinaryCodec:
         # Received bytes: ``_buf[_pos:]`` then the chunks in ``_more``, which
         # are joined only once a whole frame is known to be there, so a large
         # frame arriving in many chunks is copied once, not once per chunk.
+        # ``_more`` is the shared empty tuple until a second chunk waits (an
+        # idle connection holds no list), and ``_buf`` is dropped once every
+        # byte in it is decoded (an idle connection holds no old read).
         self._buf = b""
         self._pos = 0
-        self._more: list[bytes] = []
+        self._more: list[bytes] | tuple[()] = ()
         self._avail = 0
         self._await_preface = role is Role.SERVER
         # The peer's first frame is not yet in: it must be SETTINGS (or a
@@ -347,7 +367,10 @@ class BinaryCodec:
             self._pos = 0
             self._avail = len(data)
         else:
-            self._more.append(bytes(data))
+            more = self._more
+            if type(more) is tuple:
+                self._more = more = []
+            more.append(bytes(data))  # type: ignore[union-attr]
             self._avail += len(data)
 
     @property
@@ -362,13 +385,13 @@ class BinaryCodec:
         if self._avail < n:
             return False
         self._buf = self._buf[self._pos :] + b"".join(self._more)
-        self._more.clear()
+        self._more = ()
         self._pos = 0
         return True
 
     def _fail(self, code: int, message: str) -> ProtocolViolation:
         self._failed = True
-        self._more.clear()
+        self._more = ()
         self._avail = 0
         self._buf = b""
         self._pos = 0
@@ -390,6 +413,12 @@ class BinaryCodec:
             pos = self._pos
             if len(buf) - pos < HEADER_SIZE:
                 if not self._contiguous(HEADER_SIZE):
+                    if not self._avail:
+                        # Everything read is decoded: hold no old bytes
+                        # while the connection waits (an idle connection
+                        # would otherwise keep its last read).
+                        self._buf = b""
+                        self._pos = 0
                     return None
                 buf = self._buf
                 pos = self._pos
@@ -513,7 +542,7 @@ class BinaryCodec:
             )
         self._buf = have[len(PREFACE) :]
         self._pos = 0
-        self._more.clear()
+        self._more = ()
         self._avail = len(self._buf)
         self._await_preface = False
         return PrefaceReceived(version=version)

@@ -102,6 +102,8 @@ MAX_REQUEST_ID = 0xFFFF_FFFF
 #: (docs/protocol.md, "ERROR").
 MAX_ERROR_MESSAGE = 0xFFFF
 # Status codes an ERROR never carries (docs/protocol.md, "Status codes").
+_NOTHING: frozenset[str] = frozenset()
+_NO_IDS: frozenset[int] = frozenset()
 _NOT_ERRORS = frozenset({StatusCode.OK, StatusCode.PROTOCOL_ERROR})
 
 
@@ -142,6 +144,11 @@ class ConnectionState(Enum):
 
 
 _OPEN = ConnectionState.OPEN
+#: The peer's limits until its SETTINGS arrive (shared: events are frozen).
+_DEFAULT_PEER_SETTINGS = Settings(
+    max_frame_size=DEFAULT_LIMITS.max_frame_size,
+    max_concurrent=DEFAULT_LIMITS.max_concurrent,
+)
 _AWAIT_SETTINGS = ConnectionState.AWAIT_SETTINGS
 
 # What a peer may send before its SETTINGS (docs/protocol.md, "Handshake"):
@@ -212,6 +219,38 @@ class Connection:
         (``tests/test_fastpath_differential.py`` proves it).
     """
 
+    # Slots, not a __dict__: one of these per connection (issue 12).
+    __slots__ = (
+        "__weakref__",
+        "_codec",
+        "_conn_pending",
+        "_dispatch",
+        "_encode_request",
+        "_encode_response",
+        "_held",
+        "_in_order",
+        "_out",
+        "_peer_settled",
+        "_peer_stream_credit",
+        "_receive_conn_credit",
+        "_refusal",
+        "_request_shortcut",
+        "_response_shortcut",
+        "_response_shortcut_allowed",
+        "_send_conn_credit",
+        "_streams",
+        "_unacknowledged",
+        "answered_while_draining",
+        "in_flight",
+        "last_request_id",
+        "limits",
+        "peer_goaway",
+        "peer_settings",
+        "role",
+        "state",
+        "wire",
+    )
+
     def __init__(
         self,
         role: Role,
@@ -229,16 +268,15 @@ class Connection:
             ConnectionState.AWAIT_SETTINGS if self._codec.handshake else ConnectionState.OPEN
         )
         #: The peer's limits; the defaults until its SETTINGS arrive.
-        self.peer_settings = Settings(
-            max_frame_size=DEFAULT_LIMITS.max_frame_size,
-            max_concurrent=DEFAULT_LIMITS.max_concurrent,
-        )
+        self.peer_settings = _DEFAULT_PEER_SETTINGS
         #: Request ids waiting for an answer: sent (client) or received and
-        #: not yet answered (server).
-        self.in_flight: set[int] = set()
+        #: not yet answered (server).  A shared empty frozenset until the
+        #: first request, then a set of this connection's own: an empty set
+        #: costs 216 bytes on every idle connection (issue 12).
+        self.in_flight: set[int] = _NO_IDS  # type: ignore[assignment]
         #: Methods a draining server still passes to the application instead
         #: of refusing them (a health check that should read DRAINING).
-        self.answered_while_draining: frozenset[str] = frozenset()
+        self.answered_while_draining: frozenset[str] = _NOTHING
         # Server, answers in request order: encoded answers waiting for the
         # requests before them, by request id.
         self._held: dict[int, bytes] = {}
@@ -279,13 +317,19 @@ class Connection:
         # A codec may offer encode_response(request_id, body, metadata): the
         # bytes of encode(Response(...)) without making the event, for the
         # server's hot path.
+        # Each is bound only for the role that uses it (a bound method is 64
+        # bytes per connection).
         self._encode_response: Callable[[int, bytes, Metadata], bytes] | None = (
-            getattr(self._codec, "encode_response", None) if shortcuts else None
+            getattr(self._codec, "encode_response", None)
+            if shortcuts and role is Role.SERVER
+            else None
         )
         # Likewise encode_request(request_id, method, body, metadata,
         # deadline_ms) for the client's.
         self._encode_request: Callable[[int, str, bytes, Metadata, int | None], bytes] | None = (
-            getattr(self._codec, "encode_request", None) if shortcuts else None
+            getattr(self._codec, "encode_request", None)
+            if shortcuts and role is Role.CLIENT
+            else None
         )
         # One table per role, shared by every connection (a bound-method dict
         # per connection would cost memory for nothing).
@@ -293,6 +337,12 @@ class Connection:
         if role is Role.CLIENT:
             self._out.append(self._codec.preface())
             self._out.append(self._codec.encode(self._our_settings()))
+
+    def _add_in_flight(self, rid: int) -> None:
+        in_flight = self.in_flight
+        if in_flight is _NO_IDS:
+            self.in_flight = in_flight = set()
+        in_flight.add(rid)
 
     def _answers_in_order(self) -> bool | None:
         # A codec that learns its format from the peer (AutoCodec) says
@@ -384,8 +434,11 @@ class Connection:
                 and event.request_id > self.last_request_id  # type: ignore[union-attr]
             ):
                 # _on_request, for a valid request on an open server connection.
-                self.last_request_id = event.request_id  # type: ignore[union-attr]
-                self.in_flight.add(self.last_request_id)
+                self.last_request_id = rid = event.request_id  # type: ignore[union-attr]
+                in_flight = self.in_flight
+                if in_flight is _NO_IDS:
+                    self.in_flight = in_flight = set()
+                in_flight.add(rid)
                 return event
             if (
                 kind is Response
@@ -458,7 +511,7 @@ class Connection:
                 f"request id {rid} is not above the last one ({self.last_request_id})"
             )
         self.last_request_id = rid
-        self.in_flight.add(rid)
+        self._add_in_flight(rid)
         if isinstance(event, Rejected):
             self.send_error(rid, event.code, event.message)
             return event
@@ -671,7 +724,10 @@ class Connection:
             )
         self._check_size(data)
         self.last_request_id = rid
-        self.in_flight.add(rid)
+        in_flight = self.in_flight
+        if in_flight is _NO_IDS:
+            self.in_flight = in_flight = set()
+        in_flight.add(rid)
         self._out.append(data)
         return rid
 
@@ -706,7 +762,7 @@ class Connection:
     def _answer(self, request_id: int, data: bytes) -> None:
         """Queue an encoded answer; the request no longer awaits one."""
         self._check_size(data)
-        self.in_flight.discard(request_id)
+        self.in_flight.discard(request_id)  # awaited: not the shared frozenset
         if self._streams:
             self._end_stream_state(request_id)
         if self.state is ConnectionState.CLOSED:
@@ -814,9 +870,10 @@ class Connection:
         without CANCEL) every request is answered, so a forgotten one is
         answered CANCELLED, and the answers after it are not held forever.
         """
-        if self._in_order and request_id in self.in_flight:
-            self.send_error(request_id, StatusCode.CANCELLED, "cancelled")
-        self.in_flight.discard(request_id)
+        if request_id in self.in_flight:
+            if self._in_order:
+                self.send_error(request_id, StatusCode.CANCELLED, "cancelled")
+            self.in_flight.discard(request_id)
         if self._streams:
             self._end_stream_state(request_id)
 
@@ -906,7 +963,7 @@ class Connection:
         )
         self._check_size(data)
         self.last_request_id = rid
-        self.in_flight.add(rid)
+        self._add_in_flight(rid)
         assert self._peer_stream_credit is not None
         self._streams[rid] = CallStream(
             sends=client_stream,
@@ -1135,7 +1192,7 @@ class Connection:
         if self.state is not ConnectionState.CLOSED:
             self._out.append(self._codec.encode_fatal(code, message, self.last_request_id))
             self.state = ConnectionState.CLOSED
-            self.in_flight.clear()
+            self.in_flight = _NO_IDS  # type: ignore[assignment]
             self._held.clear()
             self._streams.clear()
 
@@ -1143,7 +1200,7 @@ class Connection:
         """Mark the connection closed (the transport is gone): nothing is
         awaiting an answer any more and nothing more will be sent."""
         self.state = ConnectionState.CLOSED
-        self.in_flight.clear()
+        self.in_flight = _NO_IDS  # type: ignore[assignment]
         self._held.clear()
         self._out.clear()
         self._streams.clear()
