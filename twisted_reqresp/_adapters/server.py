@@ -803,17 +803,7 @@ class ServerProtocol(Protocol):
             self._start_stream(request, entry, deadline, timeout)
             return
         cancellation = Cancellation()
-        call = Call(
-            method=request.method,
-            body=request.body,
-            metadata=dict(request.metadata) if request.metadata else _NO_METADATA,
-            connection=self.info,  # type: ignore[arg-type]
-            request_id=rid,
-            deadline=deadline,
-            _clock=self._clock,
-            _cancellation=cancellation,
-            _line=self.conn.multiplexed is False,
-        )
+        call = self._call(request, deadline, cancellation)
         assert self._respond is not None
         try:
             result = self._respond(call)
@@ -838,6 +828,27 @@ class ServerProtocol(Protocol):
             errbackArgs=(rid, request.method),
         )
 
+    def _call(
+        self,
+        request: Request | StreamRequest,
+        deadline: float | None,
+        cancellation: Cancellation,
+        stream: ServerStream | None = None,
+    ) -> Call:
+        """The :class:`Call` a responder sees for ``request``."""
+        return Call(
+            method=request.method,
+            body=request.body,
+            metadata=dict(request.metadata) if request.metadata else _NO_METADATA,
+            connection=self.info,  # type: ignore[arg-type]
+            request_id=request.request_id,
+            deadline=deadline,
+            stream=stream,
+            _clock=self._clock,
+            _cancellation=cancellation,
+            _line=self.conn.multiplexed is False,
+        )
+
     def _start_stream(
         self,
         request: Request | StreamRequest,
@@ -849,17 +860,7 @@ class ServerProtocol(Protocol):
         call, not only the responder's Deferred."""
         rid = request.request_id
         cancellation = Cancellation()
-        call = Call(
-            method=request.method,
-            body=request.body,
-            metadata=dict(request.metadata) if request.metadata else _NO_METADATA,
-            connection=self.info,  # type: ignore[arg-type]
-            request_id=rid,
-            deadline=deadline,
-            stream=entry.stream,
-            _clock=self._clock,
-            _cancellation=cancellation,
-        )
+        call = self._call(request, deadline, cancellation, entry.stream)
         self._keep(rid, None, cancellation)
         if timeout is not None:
             entry.timer = self._clock.callLater(timeout, self._stream_deadline, rid)
