@@ -44,6 +44,7 @@ import socket
 import struct
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -160,6 +161,46 @@ class _Measure:
         }
 
 
+def _read_for(
+    sock: socket.socket,
+    measure: _Measure,
+    warmup: float,
+    duration: float,
+    what: str,
+    on_data: Callable[[bytes], int],
+) -> None:
+    """
+    Read ``sock`` for ``warmup + duration`` seconds, starting ``measure``
+    after the warm-up; ``on_data(buffer)`` takes the whole frames at the
+    buffer's start and returns how many bytes it used.
+
+    :raises Failure: if the server closes, or sends no ``what`` for 10 s.
+    """
+    sel = selectors.DefaultSelector()
+    sel.register(sock, selectors.EVENT_READ)
+    buf = b""
+    start = last = time.perf_counter()
+    while True:
+        now = time.perf_counter()
+        if not measure.measuring and now >= start + warmup:
+            measure.start()
+        if now >= start + warmup + duration:
+            return
+        if not sel.select(0.05):
+            if now - last > 10:
+                raise Failure(f"no {what} for 10 s")
+            continue
+        try:
+            data = sock.recv(RECV_SIZE)
+        except BlockingIOError:
+            continue
+        if not data:
+            raise Failure("the server closed the connection")
+        last = now
+        buf = buf + data if buf else data
+        buf = buf[on_data(buf) :]
+
+
 def run_stream(
     port: int,
     server_pid: int,
@@ -174,30 +215,10 @@ def run_stream(
     measure = _Measure(server_pid)
     try:
         sock.sendall(_request(1, b"firehose", b"%d" % size, FLAG_SERVER_STREAM))
-        sel = selectors.DefaultSelector()
-        sel.register(sock, selectors.EVENT_READ)
-        buf = b""
         owed_call = owed_conn = 0
-        start = time.perf_counter()
-        last = start
-        while True:
-            now = time.perf_counter()
-            if not measure.measuring and now >= start + warmup:
-                measure.start()
-            if now >= start + warmup + duration:
-                break
-            if not sel.select(0.05):
-                if now - last > 10:
-                    raise Failure("no message for 10 s")
-                continue
-            try:
-                data = sock.recv(RECV_SIZE)
-            except BlockingIOError:
-                continue
-            if not data:
-                raise Failure("the server closed the connection")
-            last = now
-            buf = buf + data if buf else data
+
+        def on_data(buf: bytes) -> int:
+            nonlocal owed_call, owed_conn
             pos, n = 0, len(buf)
             count = payload = 0
             while n - pos >= 10:
@@ -211,7 +232,6 @@ def run_stream(
                 elif ftype in (ERROR, GOAWAY, RESPONSE):
                     raise Failure(f"frame type {ftype} from the server: {buf[pos:end][:200]!r}")
                 pos = end
-            buf = buf[pos:]
             if measure.measuring:
                 measure.messages += count
                 measure.payload += payload
@@ -230,6 +250,9 @@ def run_stream(
                 sock.setblocking(True)
                 sock.sendall(grants)
                 sock.setblocking(False)
+            return pos
+
+        _read_for(sock, measure, warmup, duration, "message", on_data)
         result = measure.result()
         sock.setblocking(True)
         sock.sendall(_HDR.pack(0, CANCEL, 0, 1))
@@ -254,32 +277,11 @@ def run_unary(port: int, server_pid: int, size: int, warmup: float, duration: fl
                 parts.append(_request(rid, b"payload", body))
             return b"".join(parts)
 
-        sel = selectors.DefaultSelector()
-        sel.register(sock, selectors.EVENT_READ)
         sock.setblocking(True)
         sock.sendall(requests(WINDOW))
         sock.setblocking(False)
-        buf = b""
-        start = time.perf_counter()
-        last = start
-        while True:
-            now = time.perf_counter()
-            if not measure.measuring and now >= start + warmup:
-                measure.start()
-            if now >= start + warmup + duration:
-                break
-            if not sel.select(0.05):
-                if now - last > 10:
-                    raise Failure("no answer for 10 s")
-                continue
-            try:
-                data = sock.recv(RECV_SIZE)
-            except BlockingIOError:
-                continue
-            if not data:
-                raise Failure("the server closed the connection")
-            last = now
-            buf = buf + data if buf else data
+
+        def on_data(buf: bytes) -> int:
             pos, n = 0, len(buf)
             done = payload = 0
             while n - pos >= 10:
@@ -292,7 +294,6 @@ def run_unary(port: int, server_pid: int, size: int, warmup: float, duration: fl
                 done += 1
                 payload += length
                 pos = end
-            buf = buf[pos:]
             if measure.measuring:
                 measure.messages += done
                 measure.payload += payload
@@ -301,6 +302,9 @@ def run_unary(port: int, server_pid: int, size: int, warmup: float, duration: fl
                 sock.setblocking(True)
                 sock.sendall(requests(done))
                 sock.setblocking(False)
+            return pos
+
+        _read_for(sock, measure, warmup, duration, "answer", on_data)
         return measure.result()
     finally:
         sock.close()
