@@ -228,6 +228,86 @@ class ServerProcess:
             self.cleanup_log()
 
 
+#: Seconds a ``twistd`` gets to say it listens.
+TWISTD_START_TIMEOUT = 20.0
+
+
+def free_port() -> int:
+    """:returns: a TCP port on 127.0.0.1 that nothing listens on."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+class TwistdProcess:
+    """
+    A ``twistd -n reqresp`` on a loopback port (a free one unless given),
+    logging to a temporary file; :meth:`stop` sends SIGTERM, then SIGKILL
+    after 15 s.
+
+    :param extra: more ``twistd reqresp`` options.
+    :param port: the port to listen on.
+    :param label: names the log file (``reqresp-LABEL-*.log``).
+    """
+
+    def __init__(self, extra: Sequence[str] = (), *, port: int | None = None, label: str) -> None:
+        self.port = free_port() if port is None else port
+        self.endpoint = f"tcp:127.0.0.1:{self.port}"
+        self.log_file = tempfile.NamedTemporaryFile(prefix=f"reqresp-{label}-", suffix=".log")
+        self.process = subprocess.Popen(
+            [
+                str(Path(sys.executable).parent / "twistd"),
+                "-n",
+                "--pidfile=",
+                f"--logfile={self.log_file.name}",
+                "reqresp",
+                "--port",
+                f"tcp:{self.port}:interface=127.0.0.1",
+                *extra,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+            cwd=tempfile.gettempdir(),
+        )
+
+    def log(self) -> str:
+        """:returns: what twistd logged so far."""
+        return Path(self.log_file.name).read_text(errors="replace")
+
+    def starts(self) -> int:
+        """:returns: how many processes said they listen on the port (workers each say so)."""
+        return self.log().count(f" starting on {self.port}")
+
+    def wait_ready(self, starts: int = 1) -> None:
+        """
+        Wait until ``starts`` processes listen.
+
+        :raises SystemExit: if twistd exits first or is not ready in time.
+        """
+        deadline = time.monotonic() + TWISTD_START_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise SystemExit(f"twistd exited {self.process.returncode}:\n{self.log()}")
+            if self.starts() >= starts:
+                return
+            time.sleep(0.05)
+        raise SystemExit(f"twistd not ready in {TWISTD_START_TIMEOUT} s:\n{self.log()}")
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL after 15 s; closes the log."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.log_file.close()
+
+
 def stop_all(servers: Sequence[ServerProcess]) -> None:
     """Stop every server, each within a bounded time, whatever fails."""
     for server in servers:

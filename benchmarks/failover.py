@@ -44,11 +44,8 @@ import json
 import os
 import re
 import signal
-import socket
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -59,12 +56,11 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
 
+from _common import TwistdProcess
 from twisted.internet.defer import Deferred
 from twisted.internet.task import LoopingCall, deferLater
 from twisted.python.failure import Failure
 
-#: Seconds for twistd to start listening.
-START_TIMEOUT = 20.0
 #: Seconds a SIGKILLed process may take to be gone.
 KILL_TIMEOUT = 2.0
 #: What a failure is grouped by: its type and its message up to the first
@@ -437,63 +433,17 @@ def timeline(result: dict[str, Any], a: str, b: str, c: str) -> str:
 # -- the benchmark's own backends ----------------------------------------------------
 
 
-def free_port() -> int:
-    """:returns: a TCP port on 127.0.0.1 that nothing listens on."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-class Backend:
-    """A ``twistd -n reqresp`` on a loopback port, stopped with SIGTERM then SIGKILL."""
+class Backend(TwistdProcess):
+    """A ``twistd -n reqresp`` that may be killed and started again on its port."""
 
     def __init__(self, port: int | None = None, extra: Sequence[str] = ()) -> None:
-        self.port = free_port() if port is None else port
-        self.endpoint = f"tcp:127.0.0.1:{self.port}"
-        self.log_file = tempfile.NamedTemporaryFile(prefix="reqresp-failover-", suffix=".log")
-        self.process = subprocess.Popen(
-            [
-                str(Path(sys.executable).parent / "twistd"),
-                "-n",
-                "--pidfile=",
-                f"--logfile={self.log_file.name}",
-                "reqresp",
-                "--port",
-                f"tcp:{self.port}:interface=127.0.0.1",
-                *extra,
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.STDOUT,
-            cwd=tempfile.gettempdir(),
-        )
-
-    def log(self) -> str:
-        return Path(self.log_file.name).read_text(errors="replace")
+        super().__init__(extra, port=port, label="failover")
 
     def listening(self) -> bool:
-        """:returns: whether twistd says it listens; :raises SystemExit: if it exited."""
+        """:returns: whether twistd says it listens; :raises SystemExit: if it failed."""
         if self.process.poll() is not None and self.process.returncode not in (0, -9, -15):
             raise SystemExit(f"twistd exited {self.process.returncode}:\n{self.log()}")
-        return f" starting on {self.port}" in self.log()
-
-    def wait_ready(self) -> None:
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            if self.listening():
-                return
-            time.sleep(0.05)
-        raise SystemExit(f"twistd not ready in {START_TIMEOUT} s:\n{self.log()}")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.log_file.close()
+        return self.starts() > 0
 
 
 def main(argv: list[str] | None = None) -> int:

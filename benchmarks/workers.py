@@ -20,12 +20,8 @@ import argparse
 import json
 import os
 import re
-import signal
-import socket
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -33,7 +29,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
 
-from _common import cpu_seconds, machine_info, raise_nofile
+from _common import TwistdProcess, cpu_seconds, machine_info, raise_nofile
 from _loadgen import run_load
 
 #: What is compared: the label and the extra ``reqresp`` options.
@@ -43,50 +39,19 @@ CONFIGS: dict[str, list[str]] = {
     "--workers 2": ["--workers", "2"],
 }
 CONNECTIONS, DEPTH, BODY = 32, 16, b"x" * 64
-START_TIMEOUT = 20.0
 _STARTED = re.compile(r"worker (\d+) started \(pid (\d+)\)")
 
 
-class Twistd:
-    """A ``twistd -n reqresp`` on a free loopback port, stopped with SIGTERM then SIGKILL."""
+class Twistd(TwistdProcess):
+    """A binary-format ``twistd -n reqresp`` (with ``--workers N`` in ``extra``, or not)."""
 
     def __init__(self, extra: list[str]) -> None:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port: int = s.getsockname()[1]
-        self.log_file = tempfile.NamedTemporaryFile(prefix="reqresp-workers-", suffix=".log")
+        super().__init__(["--wire", "binary", *extra], label="workers")
         self.workers = int(extra[1]) if extra else 0
-        self.process = subprocess.Popen(
-            [
-                str(Path(sys.executable).parent / "twistd"),
-                "-n",
-                "--pidfile=",
-                f"--logfile={self.log_file.name}",
-                "reqresp",
-                "--wire",
-                "binary",
-                "--port",
-                f"tcp:{self.port}:interface=127.0.0.1",
-                *extra,
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.STDOUT,
-            cwd=tempfile.gettempdir(),
-        )
 
-    def log(self) -> str:
-        return Path(self.log_file.name).read_text(errors="replace")
-
-    def wait_ready(self) -> None:
-        want = self.workers + 1 if self.workers else 1
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise SystemExit(f"twistd exited {self.process.returncode}:\n{self.log()}")
-            if self.log().count(f" starting on {self.port}") >= want:
-                return
-            time.sleep(0.05)
-        raise SystemExit(f"twistd not ready in {START_TIMEOUT} s:\n{self.log()}")
+    def wait_ready(self, starts: int = 0) -> None:
+        """Wait until the supervisor and every worker listen."""
+        super().wait_ready(starts or (self.workers + 1 if self.workers else 1))
 
     def server_pids(self) -> list[int]:
         """:returns: the processes that serve: the workers, or twistd itself."""
@@ -94,16 +59,6 @@ class Twistd:
             return [self.process.pid]
         latest = {int(i): int(pid) for i, pid in _STARTED.findall(self.log())}
         return sorted(latest.values())
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.log_file.close()
 
 
 def main(argv: list[str] | None = None) -> int:
