@@ -66,6 +66,7 @@ from .client import (
     open_stream,
     start_call,
 )
+from .client_protocol import check_timeout
 from .interceptors import compose_client
 from .propagation import PROPAGATED_METADATA, bind, inherit
 from .streams import StreamingCall
@@ -276,7 +277,7 @@ class Channel(Service):
         _check_type("wait_for_ready", wait_for_ready, bool)
         if not callable(random):
             raise TypeError(f"random must be a function returning floats, not {random!r}")
-        _check_timeout(timeout)
+        check_timeout(timeout)
         _check_count("max_waiting_calls", max_waiting_calls, minimum=0)
         _check_count("failure_threshold", failure_threshold, minimum=1)
         if health_check_interval is not None and not (
@@ -485,7 +486,7 @@ class Channel(Service):
                 if parent is not None:
                     timeout, metadata = inherit(parent, timeout, metadata, self.propagate_metadata)
                 pairs = dict(metadata_pairs(metadata))
-                _check_timeout(timeout)
+                check_timeout(timeout)
             except Exception:
                 d = fail()
             else:
@@ -785,12 +786,3 @@ def _check_type(name: str, value: object, kind: type, *, optional: bool = False)
     if not (isinstance(value, kind) or (optional and value is None)):
         what = f"a {kind.__name__} or None" if optional else f"a {kind.__name__}"
         raise TypeError(f"{name} must be {what}, not {value!r}")
-
-
-def _check_timeout(timeout: object) -> None:
-    if timeout is not None and (
-        isinstance(timeout, bool)
-        or not isinstance(timeout, (int, float))
-        or not 0 < timeout < float("inf")
-    ):
-        raise ValueError(f"timeout must be a positive number of seconds or None, not {timeout!r}")

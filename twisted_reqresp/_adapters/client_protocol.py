@@ -58,7 +58,7 @@ from .liveness import Liveness
 from .streams import MessageReader, MessageWriter, StreamingCall, stream_flags
 from .tls import client_hint
 
-__all__ = ["ClientProtocol"]
+__all__ = ["ClientProtocol", "check_timeout"]
 
 _PING = struct.Struct(">Q")
 #: The metadata of every answer that has none: one shared read-only mapping.
@@ -677,6 +677,11 @@ def _check_call(method: object, body: object, timeout: float | None) -> None:
         raise TypeError(f"method must be str, not {type(method).__name__}")
     if not isinstance(body, bytes):
         raise TypeError(f"body must be bytes, not {type(body).__name__}")
+    check_timeout(timeout)
+
+
+def check_timeout(timeout: object) -> None:
+    """:raises ValueError: unless ``timeout`` is ``None`` or a finite number of seconds > 0."""
     if timeout is not None and (
         isinstance(timeout, bool)
         or not isinstance(timeout, (int, float))
