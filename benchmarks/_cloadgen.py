@@ -157,7 +157,7 @@ def run_load_c(
     """
     Run the C generator once, closed loop, and return its report.
 
-    :param kind: ``binary``, ``line``, ``amp`` or ``ceiling``.
+    :param kind: ``binary`` (or ``binary-py``), ``line``, ``amp`` or ``ceiling``.
     :param size: the body's bytes (all ``x``, as ``_loadgen.py`` sends).
     :param server_pid: whose CPU to read from ``/proc/PID/stat`` at the
         start and end of the measured window.
@@ -171,7 +171,8 @@ def run_load_c(
         connection or stalled (the generator's reason is the message).
     """
     exe = executable if executable is not None else build()
-    args = [str(exe), kind, str(port), "--host", host]
+    # binary-py (our server with its compiled path off) speaks binary.
+    args = [str(exe), "binary" if kind == "binary-py" else kind, str(port), "--host", host]
     args += ["--connections", str(connections), "--window", str(window), "--size", str(size)]
     args += ["--warmup", repr(warmup), "--duration", repr(duration)]
     args += ["--stall-timeout", repr(stall_timeout)]

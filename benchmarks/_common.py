@@ -28,16 +28,65 @@ ROOT = HERE.parent
 SERVER_SCRIPT = HERE / "_servers.py"
 
 #: Server kinds ``_servers.py`` knows, in the order tables show them.
-ALL_SERVERS = ("binary", "line", "amp", "ceiling")
+#: ``binary-py`` is ``binary`` with the compiled hot path switched off
+#: (:data:`PURE_PYTHON_ENV`), so one run measures both paths.
+ALL_SERVERS = ("binary", "binary-py", "line", "amp", "ceiling")
 #: How each kind is labelled in tables.
 LABELS = {
     "binary": "ours (binary)",
+    "binary-py": "ours (pure Py)",
     "line": "ours (line)",
     "amp": "AMP",
     "ceiling": "ceiling",
 }
 
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+#: Set to 1, twisted_reqresp imports its pure-Python modules even where
+#: compiled ones are installed.
+PURE_PYTHON_ENV = "TWISTED_REQRESP_NO_EXTENSIONS"
+
+
+def wire_kind(kind: str) -> str:
+    """The wire (and ``_servers.py`` kind) a server kind speaks: ``binary-py`` speaks ``binary``."""
+    return "binary" if kind == "binary-py" else kind
+
+
+def server_env(kind: str) -> dict[str, str]:
+    """
+    The environment for a server process of ``kind``: this one's, with the
+    checkout importable, and for ``binary-py`` the compiled path switched off
+    (for every other kind, whatever this process was given, so that
+    ``binary`` means the compiled path when it is installed).
+    """
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
+    env.pop(PURE_PYTHON_ENV, None)
+    if kind == "binary-py":
+        env[PURE_PYTHON_ENV] = "1"
+    return env
+
+
+def hot_path(pure: bool = False) -> str:
+    """
+    Which hot path a ``binary`` (``pure=False``) or ``binary-py`` server runs,
+    as ``twisted_reqresp`` describes it, asked in a child process with that
+    server's environment.
+    """
+    code = (
+        "import twisted_reqresp as t; "
+        "print(getattr(t, 'hot_path', None) or ('compiled' if getattr(t, 'compiled', False) "
+        "else 'pure Python'))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env=server_env("binary-py" if pure else "binary"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    return out.stdout.strip() or f"unknown ({out.stderr.strip()[-200:]})"
 
 
 def line_format_available() -> bool:
@@ -135,7 +184,9 @@ class ServerProcess:
 
     def start(self, timeout: float = 30.0) -> ServerProcess:
         """Start the server and wait for it to say which port it listens on."""
-        args = [sys.executable, str(SERVER_SCRIPT), self.kind, "--parent", str(os.getpid())]
+        args = [
+            sys.executable, str(SERVER_SCRIPT), wire_kind(self.kind), "--parent", str(os.getpid())
+        ]  # fmt: skip
         if self.cpu is not None:
             args += ["--cpu", str(self.cpu)]
         if self.profile:
@@ -145,8 +196,7 @@ class ServerProcess:
             prefix=f"reqresp-bench-{self.kind}-", suffix=".log", delete=False
         )
         self.log_path = self._log.name
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
+        env = server_env(self.kind)
         self.proc = subprocess.Popen(
             args, stdout=subprocess.PIPE, stderr=self._log, stdin=subprocess.DEVNULL, env=env
         )

@@ -355,6 +355,7 @@ class AMPWire:
 
 WIRES: dict[str, Callable[[bytes], Any]] = {
     "binary": BinaryWire,
+    "binary-py": BinaryWire,
     "line": LineWire,
     "amp": AMPWire,
     "ceiling": CeilingWire,

@@ -41,6 +41,7 @@ from _common import (
     cpus,
     fmt_num,
     fmt_spread,
+    hot_path,
     line_format_available,
     machine_info,
     pin_self,
@@ -275,6 +276,13 @@ def summarise(
             for other, name in (("amp", "ours/AMP"), ("ceiling", "ours/ceiling")):
                 if other in per:
                     ratios[name] = ours / per[other]["rps"]["median"]
+        if "binary-py" in per:
+            py = per["binary-py"]["rps"]["median"]
+            for other, name in (("amp", "pure/AMP"), ("ceiling", "pure/ceiling")):
+                if other in per:
+                    ratios[name] = py / per[other]["rps"]["median"]
+            if "binary" in per:
+                ratios["ours/pure"] = per["binary"]["rps"]["median"] / py
         if "line" in per and "amp" in per:
             ratios["line/AMP"] = per["line"]["rps"]["median"] / per["amp"]["rps"]["median"]
         # Server CPU per answer, as the multiple of ours: steadier than
@@ -312,6 +320,11 @@ def render(
         f"Median [min-max] of {repeat} run(s) of {duration:g} s after {warmup:g} s of warm-up; "
         f"{where}.",
         f"Load generator: {loadgen}.",
+        *(
+            f"{LABELS[k]}: hot path {hot_path(pure=k == 'binary-py')}."
+            for k in ("binary", "binary-py")
+            if k in kinds
+        ),
         "req/s: answers per second; p50/p99/p99.9: per-request latency; srv/gen CPU: share of "
         "one core used by the server / the load generator over the measured window;",
         "srv us/req: server CPU microseconds per answer (steadier than req/s on a busy machine);",
@@ -343,7 +356,10 @@ def render(
         ]  # fmt: skip
         lines.append(table(rows, header))
         lines.append("")
-    names = ["ours/AMP", "ours/ceiling", "line/AMP", "AMP cpu/ours", "ceiling cpu/ours"]
+    names = [
+        "ours/AMP", "ours/ceiling", "pure/AMP", "pure/ceiling", "ours/pure", "line/AMP",
+        "AMP cpu/ours", "ceiling cpu/ours",
+    ]  # fmt: skip
     present = [n for n in names if any(n in summary[c]["ratios"] for c in cases)]
     if present:
         lines.append(

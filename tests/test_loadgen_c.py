@@ -512,13 +512,14 @@ class RunScriptTests(SynchronousTestCase):
         )  # fmt: skip
 
     def test_c_generator_table(self) -> None:
-        """--loadgen c fills the table (p99.9, server CPU per answer, the generator's CPU)."""
+        """--loadgen c fills the table (p99.9, server CPU per answer, the generator's CPU), for
+        our server on its compiled and its pure-Python path too."""
         executable()
         with tempfile.TemporaryDirectory() as where:
             out = Path(where) / "out.json"
             env = dict(os.environ, REQRESP_LOADGEN_CACHE=where)
             done = self._run_py(
-                "--loadgen", "c", "--servers", "binary,ceiling", "--cases", "1x64",
+                "--loadgen", "c", "--servers", "binary,binary-py,ceiling", "--cases", "1x64",
                 "--repeat", "1", "--warmup", "0.1", "--duration", "0.3", "--json", str(out),
                 env=env,
             )  # fmt: skip
@@ -527,8 +528,10 @@ class RunScriptTests(SynchronousTestCase):
         self.assertIn("Load generator: c (loadgen.c", done.stdout)
         self.assertIn("p99.9 ms", done.stdout)
         self.assertIn("ceiling cpu/ours", done.stdout)
+        self.assertIn("pure/ceiling", done.stdout)
+        self.assertIn("ours (pure Py): hot path pure Python", done.stdout)
         self.assertTrue(data["settings"]["loadgen"].startswith("c (loadgen.c"))
-        for kind in ("binary", "ceiling"):
+        for kind in ("binary", "binary-py", "ceiling"):
             (run,) = data["results"]["1x64"][kind]
             self.assertEqual((run["generator"], run["errors"]), ("c", 0))
             self.assertGreater(run["requests"], 0)
