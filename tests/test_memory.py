@@ -138,8 +138,9 @@ class IdleConnectionMemoryTests(SynchronousTestCase):
         per_connection = _bytes_per_connection(factory, _client_hello())
         self.assertEqual(factory.stats.connections_open, CONNECTIONS + 20)
         self.assertLessEqual(per_connection, IDLE_BUDGET, f"{per_connection:.0f} bytes each")
-        # One liveness timer per connection, no more.
-        self.assertEqual(len(clock.getDelayedCalls()), CONNECTIONS + 20)
+        # One DelayedCall for every connection's liveness, not one each.
+        self.assertEqual(len(clock.getDelayedCalls()), 1)
+        self.assertEqual(len(factory._liveness_timers()), CONNECTIONS + 20)
 
     def test_idle_after_a_call_within_budget(self) -> None:
         """A connection idle again after one call holds at most IDLE_BUDGET bytes more than

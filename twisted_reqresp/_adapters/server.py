@@ -57,7 +57,7 @@ from .builtins import ANSWERED_WHILE_DRAINING, RESERVED_PREFIX, Builtins, Health
 from .giveup import cancel_at_deadline, tell_cancelled
 from .interceptors import compose_server, error_status, interceptor_function
 from .lifecycle import TransportLifecycle
-from .liveness import LivenessBase
+from .liveness import LivenessBase, LivenessTimers
 from .stats import ServerStats
 from .streams import MessageReader, MessageWriter, ServerStream, kind_of
 from .tls import failure_text, peer_certificate
@@ -171,7 +171,12 @@ class _ServerLiveness(LivenessBase):
     def __init__(
         self, protocol: ServerProtocol, limits: Limits, handshake_timeout: float | None
     ) -> None:
-        super().__init__(protocol._clock, limits, handshake_timeout=handshake_timeout)
+        super().__init__(
+            protocol._clock,
+            limits,
+            handshake_timeout=handshake_timeout,
+            timers=protocol.factory._liveness_timers(),
+        )
         self._protocol = protocol
 
     def _busy(self) -> bool:
@@ -1108,6 +1113,8 @@ class ServerFactory(Factory):
         # not once per connection (issue 12).
         self._composed: Callable[[Call], Any] | None = None
         self._stats: ServerStats | None = None
+        # Every connection's liveness deadline, under one DelayedCall.
+        self._timers: LivenessTimers | None = None
         self._per_peer: dict[str, int] = {}
         #: True once :meth:`drain` was called: new connections are refused.
         self.draining = False
@@ -1137,6 +1144,13 @@ class ServerFactory(Factory):
 
             self._clock = reactor
         return self._clock
+
+    def _liveness_timers(self) -> LivenessTimers:
+        """:returns: the timers of the connections' liveness (issue 12: one
+        ``DelayedCall`` for them all, not one each)."""
+        if self._timers is None:
+            self._timers = LivenessTimers(self.clock)
+        return self._timers
 
     @property
     def stats(self) -> ServerStats:
