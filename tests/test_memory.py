@@ -152,3 +152,43 @@ class IdleConnectionMemoryTests(SynchronousTestCase):
         self.assertEqual(factory.stats.requests_total, CONNECTIONS + 20)
         # The 4 KB request is not held by its idle connection.
         self.assertLessEqual(per_connection, IDLE_BUDGET, f"{per_connection:.0f} bytes each")
+
+
+class _FreshAddressTransport(_NullTransport):
+    """Like Twisted's TCP transport: a new address object at every call."""
+
+    __slots__ = ("port",)
+
+    def __init__(self, port: int = 8000) -> None:
+        super().__init__()
+        self.port = port
+
+    def getPeer(self) -> IPv4Address:
+        return IPv4Address("TCP", "127.0.0.1", 40000)
+
+    def getHost(self) -> IPv4Address:
+        return IPv4Address("TCP", "127.0.0.1", self.port)
+
+
+class SharedAddressTests(SynchronousTestCase):
+    """Connections of one listening port share its local address object."""
+
+    def test_equal_local_addresses_are_shared(self) -> None:
+        """Two connections whose transports report equal local addresses hold one object."""
+        factory, _ = _factory()
+        first = _connect(factory, _FreshAddressTransport(), b"")
+        second = _connect(factory, _FreshAddressTransport(), b"")
+        self.assertEqual(first.info.host, IPv4Address("TCP", "127.0.0.1", 8000))
+        self.assertIs(second.info.host, first.info.host)
+        # The peers differ per connection and stay each its own.
+        self.assertIsNot(second.info.peer, first.info.peer)
+
+    def test_different_local_addresses_are_kept(self) -> None:
+        """A connection on another local address gets its own, not a shared one."""
+        factory, _ = _factory()
+        first = _connect(factory, _FreshAddressTransport(8000), b"")
+        other = _connect(factory, _FreshAddressTransport(9000), b"")
+        again = _connect(factory, _FreshAddressTransport(9000), b"")
+        self.assertEqual(first.info.host.port, 8000)
+        self.assertEqual(other.info.host.port, 9000)
+        self.assertIs(again.info.host, other.info.host)
