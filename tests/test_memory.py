@@ -192,3 +192,47 @@ class SharedAddressTests(SynchronousTestCase):
         self.assertEqual(first.info.host.port, 8000)
         self.assertEqual(other.info.host.port, 9000)
         self.assertIs(again.info.host, other.info.host)
+
+
+class SharedEmptyTablesTests(SynchronousTestCase):
+    """An idle Connection shares its empty tables and its peer's SETTINGS."""
+
+    def test_idle_connections_share_peer_settings(self) -> None:
+        """Connections whose peers sent equal SETTINGS hold one Settings event."""
+        factory, _ = _factory()
+        first = _connect(factory, _NullTransport(), _client_hello())
+        second = _connect(factory, _NullTransport(), _client_hello())
+        self.assertEqual(first.conn.peer_settings.max_concurrent, DEFAULT_LIMITS.max_concurrent)
+        self.assertIs(second.conn.peer_settings, first.conn.peer_settings)
+
+    def test_other_settings_are_kept(self) -> None:
+        """A peer that sent other SETTINGS keeps its own, and they take effect."""
+        factory, _ = _factory()
+        first = _connect(factory, _NullTransport(), _client_hello())
+        codec = BinaryCodec(Role.CLIENT, DEFAULT_LIMITS)
+        other = PREFACE + codec.encode(Settings(max_frame_size=20_000, max_concurrent=3))
+        second = _connect(factory, _NullTransport(), other)
+        self.assertEqual(second.conn.peer_settings.max_frame_size, 20_000)
+        self.assertEqual(first.conn.peer_settings.max_frame_size, DEFAULT_LIMITS.max_frame_size)
+
+    def test_shared_empty_tables_stay_empty(self) -> None:
+        """After streaming calls and in-order answers, the shared empty tables hold nothing."""
+        from twisted_reqresp._core import connection
+
+        # The line format answers in order (the held table); the streaming
+        # tests and the rest of the suite open streams (the streams table).
+        from twisted_reqresp.wire import LineFormat
+
+        conn = connection.Connection(Role.SERVER, LineFormat(), DEFAULT_LIMITS)
+        self.assertIs(conn._held, connection._NO_HELD)
+        self.assertIs(conn._streams, connection._NO_STREAMS)
+        conn.receive_data(b"echo a\necho b\n")
+        events = [conn.next_event(), conn.next_event()]
+        assert isinstance(events[0], Request) and isinstance(events[1], Request)
+        conn.send_response(events[1].request_id, b"b")  # held: answered out of order
+        self.assertIsNot(conn._held, connection._NO_HELD)
+        self.assertEqual(conn.data_to_send(), b"")
+        conn.send_response(events[0].request_id, b"a")
+        self.assertEqual(conn.data_to_send(), b"OK a\r\nOK b\r\n")
+        self.assertEqual(connection._NO_HELD, {})
+        self.assertEqual(connection._NO_STREAMS, {})
