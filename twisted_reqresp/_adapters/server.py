@@ -56,8 +56,8 @@ from ..interfaces import IResponder, IResponderFactory, IServerInterceptor
 from .builtins import ANSWERED_WHILE_DRAINING, RESERVED_PREFIX, Builtins, HealthStatus
 from .giveup import cancel_at_deadline, tell_cancelled
 from .interceptors import compose_server, error_status, interceptor_function
-from .lifecycle import TransportLifecycle
-from .liveness import LivenessBase
+from .lifecycle import TransportLifecycleBase
+from .liveness import LivenessBase, LivenessTimers
 from .stats import ServerStats
 from .streams import MessageReader, MessageWriter, ServerStream, kind_of
 from .tls import failure_text, peer_certificate
@@ -171,7 +171,12 @@ class _ServerLiveness(LivenessBase):
     def __init__(
         self, protocol: ServerProtocol, limits: Limits, handshake_timeout: float | None
     ) -> None:
-        super().__init__(protocol._clock, limits, handshake_timeout=handshake_timeout)
+        super().__init__(
+            protocol._clock,
+            limits,
+            handshake_timeout=handshake_timeout,
+            timers=protocol.factory._liveness_timers(),
+        )
         self._protocol = protocol
 
     def _busy(self) -> bool:
@@ -197,6 +202,21 @@ class _ServerLiveness(LivenessBase):
         self._protocol._keepalive_failed()
 
 
+class _ServerLifecycle(TransportLifecycleBase):
+    """A server connection's :class:`TransportLifecycleBase`: its hook is
+    the protocol's method, reached through one reference rather than a
+    bound method per connection (issue 12)."""
+
+    __slots__ = ("_protocol",)
+
+    def __init__(self, protocol: ServerProtocol) -> None:
+        super().__init__(protocol._clock, protocol._limits.close_timeout)
+        self._protocol = protocol
+
+    def _on_write_blocked(self, blocked: bool) -> None:
+        self._protocol._on_write_blocked(blocked)
+
+
 @implementer(IHalfCloseableProtocol, IHandshakeListener)
 class ServerProtocol(Protocol):
     """
@@ -218,7 +238,7 @@ class ServerProtocol(Protocol):
       answers (the transport's write buffer is full); see
       ``docs/operating-limits.md``.
     - Every close from this side goes through
-      :meth:`~twisted_reqresp._adapters.lifecycle.TransportLifecycle.close`.
+      :meth:`~twisted_reqresp._adapters.lifecycle.TransportLifecycleBase.close`.
     - A peer that shuts down its write side (a half-close) gets every
       request already read answered, then the connection closes.
     - The server *gives up* on a running request when the client cancels
@@ -240,6 +260,42 @@ class ServerProtocol(Protocol):
       the TLS handshake completes, not at ``connectionMade``.
     """
 
+    # Slots, not a __dict__ (issue 12): on CPython 3.11 an instance dict
+    # past 29 attributes leaves the class's shared keys and costs about
+    # 1,300 bytes more per connection; slots cost 8 bytes each, with no
+    # such cliff.  A new attribute goes here.
+    __slots__ = (
+        "_builtins",
+        "_cancellations",
+        "_clock",
+        "_closed",
+        "_counted",
+        "_draining",
+        "_eof",
+        "_limits",
+        "_lost_waiters",
+        "_max_deadline_ms",
+        "_parked_bytes",
+        "_peer_host",
+        "_processing",
+        "_respond",
+        "_stats",
+        "_tls_handshaking",
+        "conn",
+        "connected",
+        "connection_id",
+        "factory",
+        "info",
+        "lifecycle",
+        "liveness",
+        "parked",
+        "refusal",
+        "responder",
+        "running",
+        "streams",
+        "transport",
+    )
+
     def __init__(
         self,
         factory: ServerFactory,
@@ -247,6 +303,9 @@ class ServerProtocol(Protocol):
         refusal: tuple[int, str] | None = None,
     ) -> None:
         self.factory = factory
+        # Protocol's class defaults, which the slots hide.
+        self.transport = None
+        self.connected = 0
         self.connection_id = connection_id
         self.conn = Connection(Role.SERVER, factory.wire, factory.limits)
         if factory.builtins is not None:
@@ -261,9 +320,7 @@ class ServerProtocol(Protocol):
             # A refused peer gets its answer at its first message; it may not
             # hold the socket for long waiting to send one.
             handshake_timeout = min(handshake_timeout or _REFUSED_TIMEOUT, _REFUSED_TIMEOUT)
-        self.lifecycle = TransportLifecycle(
-            self._clock, limits.close_timeout, self._on_write_blocked
-        )
+        self.lifecycle: TransportLifecycleBase = _ServerLifecycle(self)
         self.liveness: LivenessBase = _ServerLiveness(self, limits, handshake_timeout)
         self._draining = False
         self._lost_waiters: tuple[Deferred[None], ...] = ()
@@ -335,7 +392,7 @@ class ServerProtocol(Protocol):
         self.info = ConnectionInfo(
             connection_id=self.connection_id,
             peer=transport.getPeer(),
-            host=transport.getHost(),
+            host=self.factory._shared_host(transport.getHost()),
             wire_format=self.factory.wire.name,
             peer_certificate_subject=subject,
             peer_certificate=certificate,
@@ -1108,6 +1165,10 @@ class ServerFactory(Factory):
         # not once per connection (issue 12).
         self._composed: Callable[[Call], Any] | None = None
         self._stats: ServerStats | None = None
+        # Every connection's liveness deadline, under one DelayedCall.
+        self._timers: LivenessTimers | None = None
+        # The local address the last connection reported (_shared_host).
+        self._last_host: IAddress | None = None
         self._per_peer: dict[str, int] = {}
         #: True once :meth:`drain` was called: new connections are refused.
         self.draining = False
@@ -1137,6 +1198,27 @@ class ServerFactory(Factory):
 
             self._clock = reactor
         return self._clock
+
+    def _shared_host(self, host: IAddress) -> IAddress:
+        """
+        :returns: ``host``, or an equal address already held: the connections
+            of one listening port share their local address (a new one from
+            ``getHost()`` is about 190 bytes per connection; issue 12).
+            Twisted's addresses are values (compared by their fields, never
+            changed once made).
+        """
+        last = self._last_host
+        if last is not None and type(last) is type(host) and last == host:
+            return last
+        self._last_host = host
+        return host
+
+    def _liveness_timers(self) -> LivenessTimers:
+        """:returns: the timers of the connections' liveness (issue 12: one
+        ``DelayedCall`` for them all, not one each)."""
+        if self._timers is None:
+            self._timers = LivenessTimers(self.clock)
+        return self._timers
 
     @property
     def stats(self) -> ServerStats:

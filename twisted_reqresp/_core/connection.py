@@ -104,6 +104,28 @@ MAX_ERROR_MESSAGE = 0xFFFF
 # Status codes an ERROR never carries (docs/protocol.md, "Status codes").
 _NOTHING: frozenset[str] = frozenset()
 _NO_IDS: frozenset[int] = frozenset()
+# Shared empty tables of a connection that has held no answer and opened no
+# streaming call (64 bytes each per idle connection: issue 12).  Nothing is
+# ever stored in them: the one place that adds to each replaces it with a
+# dict of the connection's own first (tests/test_memory.py checks they
+# stay empty).
+_NO_HELD: dict[int, bytes] = {}
+_NO_STREAMS: dict[int, CallStream] = {}
+# The SETTINGS the last peer sent: the next connection whose peer sends
+# equal ones holds this same (frozen) event rather than its own 150 bytes
+# (issue 12); only one is kept, so a peer varying them costs nothing.
+_last_peer_settings: Settings | None = None
+
+
+def _shared_settings(settings: Settings) -> Settings:
+    """:returns: ``settings``, or an equal event already held."""
+    global _last_peer_settings
+    if settings == _last_peer_settings:
+        return _last_peer_settings
+    _last_peer_settings = settings
+    return settings
+
+
 _NOT_ERRORS = frozenset({StatusCode.OK, StatusCode.PROTOCOL_ERROR})
 
 
@@ -279,7 +301,7 @@ class Connection:
         self.answered_while_draining: frozenset[str] = _NOTHING
         # Server, answers in request order: encoded answers waiting for the
         # requests before them, by request id.
-        self._held: dict[int, bytes] = {}
+        self._held = _NO_HELD
         # Whether answers go out in request order; None while an AutoFormat
         # codec has not yet seen which format the peer speaks.
         self._in_order = self._answers_in_order()
@@ -296,7 +318,7 @@ class Connection:
         self._response_shortcut = self._response_shortcut_allowed
         # -- streaming calls (docs/protocol.md, "Streaming calls") --
         # The open streaming calls, by request id.
-        self._streams: dict[int, CallStream] = {}
+        self._streams = _NO_STREAMS
         # The peer's STREAM_CREDIT from its first SETTINGS (None: it takes no
         # part in streaming calls); _peer_settled once that SETTINGS is in.
         self._peer_stream_credit: int | None = None
@@ -489,7 +511,7 @@ class Connection:
 
     def _on_settings(self, event: Event) -> Event | None:
         assert isinstance(event, Settings)
-        self.peer_settings = event
+        self.peer_settings = _shared_settings(event)
         if self.state is ConnectionState.AWAIT_SETTINGS:
             self.state = ConnectionState.OPEN
         if not self._peer_settled:
@@ -544,6 +566,8 @@ class Connection:
                 "a streaming REQUEST from a client that did not offer streaming",
             )
             return None
+        if self._streams is _NO_STREAMS:
+            self._streams = {}
         self._streams[rid] = CallStream(
             sends=event.server_stream,
             receives=event.client_stream,
@@ -771,6 +795,8 @@ class Connection:
             self._out.append(data)
             return
         held = self._held
+        if held is _NO_HELD:
+            held = self._held = {}
         held[request_id] = data
         # Every answer older than the oldest request still running can go.
         oldest = min(self.in_flight, default=None)
@@ -965,6 +991,8 @@ class Connection:
         self.last_request_id = rid
         self._add_in_flight(rid)
         assert self._peer_stream_credit is not None
+        if self._streams is _NO_STREAMS:
+            self._streams = {}
         self._streams[rid] = CallStream(
             sends=client_stream,
             receives=server_stream,
