@@ -15,8 +15,9 @@ the point: it measures what a Twisted application calling us gets.
 
 ``channel`` is the same closed loop through a :class:`Channel` (one channel
 over one connection per "connection" of the case).  ``--no-batch`` turns off
-the client's batching (what one read's callbacks send goes out in one
-write) for a before/after; ``--count-writes`` counts the client's writes
+the client's batching (what one read's callbacks send goes out in two
+writes: the first at once, the rest at the end of the read) for a
+before/after; ``--count-writes`` counts the client's writes
 (about one ``send()`` each) per completed call.
 """
 

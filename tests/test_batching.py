@@ -1,11 +1,13 @@
 """
-Batching: what one read causes goes out in one write.
+Batching: what one read causes goes out in at most two writes.
 
 The client: calls (and CANCELs, PINGs, stream frames) made while the
 protocol dispatches one read's events, from the callbacks it fires, are
-encoded at once and written together when the read is done, unless they
-reach ``_BATCH_BYTES`` first; made from anywhere else, they are written at
-once.  The server: the answers to one read go out in one write.
+encoded at once; the read's first write goes out at once (so the server
+works on it while the client makes the rest), the others together when the
+read is done, unless they reach ``_BATCH_BYTES`` first; made from anywhere
+else, they are written at once.  The server: the answers to one read go out
+in one write.
 """
 
 from __future__ import annotations
@@ -112,9 +114,10 @@ def _requests(events: list[Event]) -> list[tuple[int, str, bytes]]:
 class ClientBatchingTests(SynchronousTestCase):
     """The client writes what one read's callbacks send in one write."""
 
-    def test_closed_loops_one_write_per_read(self) -> None:
-        """N answers in one read whose callbacks each make a call give one write holding
-        the N requests in the order the callbacks made them."""
+    def test_closed_loops_first_call_at_once_the_rest_in_one_write(self) -> None:
+        """N answers in one read whose callbacks each make a call give two writes: the
+        first callback's request at once, then the N - 1 others together, in the order
+        the callbacks made them."""
         peer = Peer()
         n = 16
         for i in range(n):
@@ -123,12 +126,39 @@ class ClientBatchingTests(SynchronousTestCase):
         self.assertEqual(len(peer.transport.writes), n)  # made from outside a read
         self.assertEqual([r[0] for r in _requests(peer.received())], list(range(1, n + 1)))
         peer.transport.writes.clear()
+        first_written: list[int] = []
+        # When the second answer's callback runs, the first request is already out.
+        then(peer.protocol.pending[2], lambda: first_written.append(len(peer.transport.writes)))
         peer.answer(*range(1, n + 1))
-        self.assertEqual(len(peer.transport.writes), 1)
+        self.assertEqual(first_written, [1])
+        self.assertEqual(len(peer.transport.writes), 2)
+        first, rest = peer.transport.writes
+        self.assertEqual(_requests(peer.decode(first)), [(n + 1, "next", b"0")])
         self.assertEqual(
-            _requests(peer.received()),
-            [(n + 1 + i, "next", b"%d" % i) for i in range(n)],
+            _requests(peer.decode(rest)),
+            [(n + 1 + i, "next", b"%d" % i) for i in range(1, n)],
         )
+        peer.transport.clear()
+        peer.stop()
+
+    def test_one_call_per_read_is_written_at_once(self) -> None:
+        """A read whose one answer's callback makes one call writes it once, before the
+        callback returns (the closed loop at 1x1 costs one write per call)."""
+        peer = Peer()
+        d = peer.protocol.call("loop")
+        seen: list[int] = []
+
+        def next_call() -> None:
+            peer.protocol.call("next")
+            seen.append(len(peer.transport.writes))
+
+        then(d, next_call)
+        peer.received()
+        peer.transport.writes.clear()
+        peer.answer(1)
+        self.assertEqual(seen, [1])
+        self.assertEqual(len(peer.transport.writes), 1)
+        self.assertEqual([r[1] for r in _requests(peer.received())], ["next"])
         peer.stop()
 
     def test_call_outside_a_read_is_written_at_once(self) -> None:
@@ -142,8 +172,8 @@ class ClientBatchingTests(SynchronousTestCase):
         peer.stop()
 
     def test_cancels_and_pings_join_the_batch_in_order(self) -> None:
-        """CANCELs and PINGs sent from a read's callbacks share its one write, in the
-        order they were sent among the calls."""
+        """CANCELs and PINGs sent from a read's callbacks after its first write share the
+        read's second write, in the order they were sent among the calls."""
         peer = Peer()
         first = peer.protocol.call("first")
         other = peer.protocol.call("other")
@@ -155,45 +185,50 @@ class ClientBatchingTests(SynchronousTestCase):
         peer.received()
         peer.transport.writes.clear()
         peer.answer(1)
-        self.assertEqual(len(peer.transport.writes), 1)
+        self.assertEqual(len(peer.transport.writes), 2)
+        self.assertEqual(_requests(peer.decode(peer.transport.writes[0])), [(3, "a", b"")])
         kinds = [
             (type(e).__name__, getattr(e, "request_id", None))
-            for e in peer.received()
+            for e in peer.decode(peer.transport.writes[1])
             if isinstance(e, (Request, Cancel, Ping))
         ]
-        self.assertEqual(kinds, [("Request", 3), ("Cancel", 2), ("Ping", None), ("Request", 4)])
+        self.assertEqual(kinds, [("Cancel", 2), ("Ping", None), ("Request", 4)])
         peer.stop()
 
     def test_stream_frames_join_the_batch(self) -> None:
-        """A message sent on a client stream from a read's callback shares the read's one
-        write with the calls made there."""
+        """A message sent on a client stream from a read's callback after its first write
+        shares the read's second write with the calls made there."""
         peer = Peer()
         stream = peer.protocol.stream("upload", kind="client_stream")
         first = peer.protocol.call("first")
+        then(first, lambda: peer.protocol.call("lead"))
         then(first, lambda: stream.write(b"chunk"))
         then(first, lambda: peer.protocol.call("after"))
         peer.received()
         peer.transport.writes.clear()
         peer.answer(2)
-        self.assertEqual(len(peer.transport.writes), 1)
-        events = peer.received()
+        self.assertEqual(len(peer.transport.writes), 2)
+        self.assertEqual([r[1] for r in _requests(peer.decode(peer.transport.writes[0]))], ["lead"])
+        events = peer.decode(peer.transport.writes[1])
         self.assertEqual([type(e).__name__ for e in events], ["StreamMessage", "Request"], events)
         stream.cancel()
         peer.stop()
 
     def test_batch_bound(self) -> None:
-        """The batch is written as soon as it holds _BATCH_BYTES: below the bound in one
-        write at the end of the read, at and above it at once, before the next call."""
-        for extra, writes in ((-1, 1), (0, 2), (1, 2)):
+        """The batch after a read's first write is written as soon as it holds
+        _BATCH_BYTES: below the bound in one write at the end of the read, at and above it
+        at once, before the next call."""
+        for extra, writes in ((-1, 2), (0, 3), (1, 3)):
             peer = Peer()
             first = peer.protocol.call("first")
             # A request whose frame is _BATCH_BYTES + extra bytes long.
             encode = peer.protocol.conn._codec.encode
-            overhead = len(encode(Request(request_id=2, method="x")))
+            overhead = len(encode(Request(request_id=3, method="x")))
             body = b"x" * (_BATCH_BYTES + extra - overhead)
             self.assertEqual(
-                len(encode(Request(request_id=2, method="x", body=body))), _BATCH_BYTES + extra
+                len(encode(Request(request_id=3, method="x", body=body))), _BATCH_BYTES + extra
             )
+            then(first, lambda peer=peer: peer.protocol.call("lead"))
             then(first, lambda peer=peer, body=body: peer.protocol.call("x", body))
             then(first, lambda peer=peer: peer.protocol.call("y"))
             peer.received()
@@ -201,7 +236,7 @@ class ClientBatchingTests(SynchronousTestCase):
             peer.answer(1)
             with self.subTest(extra=extra):
                 self.assertEqual(len(peer.transport.writes), writes)
-                self.assertEqual([r[1] for r in _requests(peer.received())], ["x", "y"])
+                self.assertEqual([r[1] for r in _requests(peer.received())], ["lead", "x", "y"])
             peer.stop()
 
     def test_protocol_violation_writes_the_batch_first(self) -> None:
@@ -242,13 +277,14 @@ class ClientBatchingTests(SynchronousTestCase):
         peer = Peer()
         peer.transport.pause_at = _BATCH_BYTES
         first = peer.protocol.call("first")
+        then(first, lambda: peer.protocol.call("lead"))
         then(first, lambda: peer.protocol.call("big", b"x" * _BATCH_BYTES))
         then(first, lambda: peer.protocol.call("queued"))
         peer.received()
         peer.answer(1)
         self.assertTrue(peer.protocol.write_paused)
         self.assertEqual(len(peer.protocol.queued), 1)
-        self.assertEqual([r[1] for r in _requests(peer.received())], ["big"])
+        self.assertEqual([r[1] for r in _requests(peer.received())], ["lead", "big"])
         peer.stop()
 
 
