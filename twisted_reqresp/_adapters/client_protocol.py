@@ -226,8 +226,7 @@ class ClientProtocol(Protocol):
             if event is None:
                 break
             kind = type(event)
-            if kind is Response:
-                assert isinstance(event, Response)
+            if type(event) is Response:  # not `kind`: mypy narrows this one
                 d = pending.pop(event.request_id, None)
                 if d is not None and not d.called:
                     metadata = dict(event.metadata) if event.metadata else _NO_METADATA
@@ -446,12 +445,20 @@ class ClientProtocol(Protocol):
             # Never queued behind a GOAWAY: it could only fail later.
             return fail(ConnectionClosed(_going_away(goaway), retry_safe=True))
         try:
-            _check_call(method, body, timeout)
-            pairs = metadata_pairs(metadata)
+            # The checks' common case inline (exactly str and bytes, no timeout, no
+            # metadata: what _check_call and metadata_pairs accept as is), the rest by them.
+            if timeout is not None or type(method) is not str or type(body) is not bytes:
+                _check_call(method, body, timeout)
+            pairs = metadata_pairs(metadata) if metadata else ()
             deadline_ms = _deadline_ms(timeout) if timeout is not None else None
         except Exception:
             return fail()
-        if self.queued or not self._can_send():
+        # _can_send(), inline: once per call.
+        if (
+            self.queued
+            or self.lifecycle.write_blocked
+            or len(self.pending) + len(self.streams) >= self.conn.peer_settings.max_concurrent
+        ):
             deadline = None if timeout is None else self.clock.seconds() + timeout
             d = self._enqueue(method, body, pairs, deadline)
         else:
