@@ -397,7 +397,12 @@ class Channel(Service):
 
     def _pick(self, avoid: Backend | None) -> Backend | None:
         """The power of two choices among the available backends."""
-        ready = [b for b in self._backends.values() if b.available]
+        backends = self._backends
+        if len(backends) == 1:
+            # One endpoint, the common case: no list to build per call.
+            for only in backends.values():
+                return only if only.available else None
+        ready = [b for b in backends.values() if b.available]
         if len(ready) > 1 and avoid is not None and avoid in ready:
             ready.remove(avoid)
         if not ready:
