@@ -1,6 +1,6 @@
 """
 The client's own Python cost per call, without sockets: our
-:class:`Client` and AMP's ``callRemote``, each on a ``StringTransport``,
+:class:`Client` and :class:`Channel` and AMP's ``callRemote``, each on a ``StringTransport``,
 run ``window`` closed loops (each answer's callback makes the next call)
 fed pre-encoded answers, ``window`` of them per ``dataReceived``, in this
 one process.
@@ -67,6 +67,51 @@ def _ours(window: int, rounds: int, timeout: float | None) -> Callable[[], None]
     return _loop(lambda: client.call("echo", BODY), protocol.dataReceived, transport, reads, window)
 
 
+class _Endpoint:
+    """An endpoint that connects at once to a ``StringTransport``."""
+
+    def __init__(self) -> None:
+        self.transport = StringTransport()
+        self.protocol: Any = None
+
+    def connect(self, factory: Any) -> Any:
+        from twisted.internet.address import IPv4Address
+        from twisted.internet.defer import succeed
+
+        self.protocol = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 9000))
+        self.protocol.makeConnection(self.transport)
+        return succeed(self.protocol)
+
+
+def _channel(window: int, rounds: int, timeout: float | None) -> Callable[[], None]:
+    """As :func:`_ours`, through a :class:`Channel` over one connection."""
+    from twisted_reqresp import BINARY, Channel, Limits
+    from twisted_reqresp.wire import Connection, Role
+
+    clock = MemoryReactorClock()
+    endpoint = _Endpoint()
+    channel = Channel(None, [endpoint], clock=clock, health_check_interval=None, timeout=timeout)
+    transport = endpoint.transport
+    server = Connection(Role.SERVER, BINARY, Limits())
+    server.receive_data(transport.value())
+    while server.next_event() is not None:
+        pass
+    transport.clear()
+    endpoint.protocol.dataReceived(server.data_to_send())
+    assert channel.backends[0].state == "ready", channel.backends
+    reads = []
+    for r in range(rounds):
+        first = 1 + r * window
+        reads.append(
+            b"".join(
+                server._codec.encode_response(rid, BODY) for rid in range(first, first + window)
+            )
+        )
+    return _loop(
+        lambda: channel.call("echo", BODY), endpoint.protocol.dataReceived, transport, reads, window
+    )
+
+
 def _amp(window: int, rounds: int, timeout: float | None) -> Callable[[], None]:
     """As :func:`_ours`, for AMP's ``callRemote``."""
     protocol = amp.AMP()
@@ -109,13 +154,13 @@ def _loop(
     return run
 
 
-CLIENTS = {"ours": _ours, "amp": _amp}
+CLIENTS = {"ours": _ours, "channel": _channel, "amp": _amp}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--window", default="1,16,64", help="calls in flight (comma-separated)")
-    parser.add_argument("--clients", default="ours,amp")
+    parser.add_argument("--clients", default="ours,channel,amp")
     parser.add_argument("--calls", type=int, default=64 * 400, help="calls per timing")
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--timeout", type=float, default=None, help="a timeout on every call")

@@ -490,7 +490,7 @@ class Channel(Service):
                 data = encode_body(body, codec)
                 if parent is not None:
                     timeout, metadata = inherit(parent, timeout, metadata, self.propagate_metadata)
-                pairs = dict(metadata_pairs(metadata))
+                pairs = dict(metadata_pairs(metadata)) if metadata else {}
                 check_timeout(timeout)
             except Exception:
                 d = fail()
@@ -502,7 +502,8 @@ class Channel(Service):
                 self._calls.add(call)
                 self._attempt(call)
         d.addBoth(self._count)
-        d = decode_replies(d, codec)
+        if codec is not BYTES:
+            d = decode_replies(d, codec)
         if parent is not None:
             bind(parent, d)
         return d
@@ -593,16 +594,21 @@ class Channel(Service):
         self.stats.attempts += 1
         if call.attempts > 1:
             self.stats.retries += 1
-        assert backend.protocol is not None
-        d = start_call(
-            backend.protocol,
-            backend.chain,
-            call.method,
-            call.body,
-            call.metadata,
-            time_left,
-            call.attempts,
-        )
+        protocol = backend.protocol
+        assert protocol is not None
+        if backend.chain is None:
+            # No interceptors: straight to the protocol (what start_call does then).
+            d = protocol.call(call.method, call.body, metadata=call.metadata, timeout=time_left)
+        else:
+            d = start_call(
+                protocol,
+                backend.chain,
+                call.method,
+                call.body,
+                call.metadata,
+                time_left,
+                call.attempts,
+            )
         call.current = d
         d.addCallbacks(
             self._answered,
