@@ -5,14 +5,16 @@ As in AMP's ``BoxDispatcher``: a per-connection id counter (in the sans-IO
 connection), a map of request id to Deferred, every pending call failed at
 once when the connection goes, and ``call`` never raises synchronously.
 Unlike AMP, each Deferred has a canceller that sends CANCEL to the server,
-and a timeout is ``Deferred.addTimeout`` on an injected clock, so a timeout
-and a cancellation share one path.  While the server is not reading (the
+and a timeout cancels the Deferred (as ``Deferred.addTimeout`` does, on one
+timer per connection instead of one per call), so a timeout and a
+cancellation share one path.  While the server is not reading (the
 transport's write buffer is full) new calls wait in a bounded queue instead
 of piling bytes into memory.
 """
 
 from __future__ import annotations
 
+import heapq
 import itertools
 import math
 import struct
@@ -22,7 +24,12 @@ from types import MappingProxyType
 from typing import Any
 
 from twisted.internet.defer import CancelledError, Deferred, fail, succeed
-from twisted.internet.interfaces import IHalfCloseableProtocol, IReactorTime, ISSLTransport
+from twisted.internet.interfaces import (
+    IDelayedCall,
+    IHalfCloseableProtocol,
+    IReactorTime,
+    ISSLTransport,
+)
 from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -66,6 +73,9 @@ _PING = struct.Struct(">Q")
 #: written at once, so that a full transport still pauses us (and queues the
 #: calls that follow) after no more than this much, as without batching.
 _BATCH_BYTES = 64 * 1024
+#: A call's timeout fires this early at most: the one timer is set by
+#: subtracting clock readings, which can land a rounding error short.
+_TIMEOUT_SLACK = 1e-6
 #: The metadata of every answer that has none: one shared read-only mapping.
 _NO_METADATA: Mapping[str, str] = MappingProxyType({})
 
@@ -142,6 +152,16 @@ class ClientProtocol(Protocol):
         self._batch_bytes = 0
         # Whether the current read has written nothing yet.
         self._batch_first = False
+        # The calls' timeouts: each timed call's Deferred -> its timeout, and
+        # a heap of (deadline, sequence, Deferred) whose entries for calls
+        # that finished are dropped lazily; one clock timer for the earliest.
+        self._timed: dict[Deferred[Any], float] = {}
+        self._deadlines: list[tuple[float, int, Deferred[Any]]] = []
+        self._deadline_seq = itertools.count()
+        self._timer: IDelayedCall | None = None
+        self._timer_at = 0.0
+        # The timeouts of calls _expire is cancelling.
+        self._expired: dict[Deferred[Any], float] = {}
         self.liveness = Liveness(
             clock,
             limits,
@@ -472,8 +492,80 @@ class ClientProtocol(Protocol):
             self.pending[rid] = d
             self._flush()
         if timeout is not None:
-            d.addTimeout(timeout, self.clock, onTimeoutCancel=_timed_out)
+            self._time_out(d, timeout)
         return d
+
+    # -- timeouts ------------------------------------------------------------------
+
+    def _time_out(self, d: Deferred[Reply], timeout: float) -> None:
+        """
+        Cancel ``d`` after ``timeout`` seconds unless it fired, and then fail
+        it with :class:`~twisted_reqresp.DeadlineExceeded`: what
+        ``d.addTimeout(timeout, clock, onTimeoutCancel=...)`` does, but a
+        clock timer (a ``DelayedCall``, two closures and two callbacks) per
+        call cost about as much as the rest of the call.
+        """
+        deadline = self.clock.seconds() + timeout
+        self._timed[d] = timeout
+        heapq.heappush(self._deadlines, (deadline, next(self._deadline_seq), d))
+        d.addBoth(self._timeout_done, d)
+        if self._timer is None or deadline < self._timer_at:
+            self._set_timer()
+
+    def _timeout_done(self, result: Any, d: Deferred[Reply]) -> Any:
+        timeout = self._timed.pop(d, None)
+        if timeout is None:
+            # _expire took it out: the cancellation is its timeout.
+            if isinstance(result, Failure) and result.check(CancelledError):
+                timeout = self._expired.pop(d)
+                raise DeadlineExceeded(f"no answer within {timeout:g} s")
+            return result
+        deadlines = self._deadlines
+        if not self._timed:
+            deadlines.clear()
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+        elif len(deadlines) > 64 + 2 * len(self._timed):
+            # Entries of finished calls: bounded to the live ones' number.
+            timed = self._timed
+            deadlines[:] = [entry for entry in deadlines if entry[2] in timed]
+            heapq.heapify(deadlines)
+        return result
+
+    def _set_timer(self) -> None:
+        """Set the timer for the earliest deadline still waited for."""
+        deadlines = self._deadlines
+        timed = self._timed
+        while deadlines and deadlines[0][2] not in timed:
+            heapq.heappop(deadlines)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if deadlines:
+            self._timer_at = deadline = deadlines[0][0]
+            delay = max(0.0, deadline - self.clock.seconds())
+            self._timer = self.clock.callLater(delay, self._expire)
+
+    def _expire(self) -> None:
+        """Cancel the calls whose deadline passed."""
+        self._timer = None
+        now = self.clock.seconds() + _TIMEOUT_SLACK
+        deadlines = self._deadlines
+        timed = self._timed
+        expired = []
+        while deadlines and deadlines[0][0] <= now:
+            _, _, d = heapq.heappop(deadlines)
+            timeout = timed.pop(d, None)
+            if timeout is not None:
+                self._expired[d] = timeout
+                expired.append(d)
+        # Cancelled after the loop: their callbacks may make timed calls.
+        for d in expired:
+            d.cancel()
+            self._expired.pop(d, None)  # in case it had fired meanwhile
+        if self._timer is None:
+            self._set_timer()
 
     def _can_send(self) -> bool:
         """Whether a call may go out now: the server reads, and one of its
@@ -772,9 +864,3 @@ def _local_error(error: LocalProtocolError) -> StatusError:
     if error.code == StatusCode.UNAVAILABLE:
         return ConnectionClosed(error.message, retry_safe=True)
     return StatusError(error.code, error.message)
-
-
-def _timed_out(result: Any, timeout: float) -> Any:
-    if isinstance(result, Failure) and result.check(CancelledError):
-        raise DeadlineExceeded(f"no answer within {timeout:g} s")
-    return result
