@@ -38,7 +38,7 @@ from twisted.protocols import amp
 BODY = b"x" * 64
 
 
-def _ours(window: int, rounds: int, timeout: float | None) -> Callable[[], None]:
+def _ours(window: int, rounds: int, timeout: float | None) -> Callable[[], int]:
     """:returns: a function running ``rounds`` reads of ``window`` answers on a new client."""
     from twisted_reqresp import BINARY, Client, Limits
     from twisted_reqresp._adapters.client_protocol import ClientProtocol
@@ -93,7 +93,7 @@ class _Endpoint:
         return succeed(self.protocol)
 
 
-def _channel(window: int, rounds: int, timeout: float | None) -> Callable[[], None]:
+def _channel(window: int, rounds: int, timeout: float | None) -> Callable[[], int]:
     """As :func:`_ours`, through a :class:`Channel` over one connection."""
     from twisted_reqresp import BINARY, Channel, Limits
     from twisted_reqresp.wire import Connection, Role
@@ -122,7 +122,7 @@ def _channel(window: int, rounds: int, timeout: float | None) -> Callable[[], No
     )
 
 
-def _amp(window: int, rounds: int, timeout: float | None) -> Callable[[], None]:
+def _amp(window: int, rounds: int, timeout: float | None) -> Callable[[], int]:
     """As :func:`_ours`, for AMP's ``callRemote``."""
     protocol = amp.AMP()
     transport = StringTransport()
@@ -146,20 +146,21 @@ def _loop(
     transport: StringTransport,
     reads: list[bytes],
     window: int,
-) -> Callable[[], None]:
+) -> Callable[[], int]:
     done = [0]
 
     def again(result: Any) -> None:
         done[0] += 1
         issue().addCallback(again)
 
-    def run() -> None:
+    def run() -> int:
         for _ in range(window):
             issue().addCallback(again)
         for data in reads:
             feed(data)
             transport.clear()
         assert done[0] == len(reads) * window, done
+        return done[0]
 
     return run
 
