@@ -144,6 +144,20 @@ class TimeoutTests(SynchronousTestCase):
         self.assertEqual(seen[0][0], "CancelledError")
         self.assertEqual(peer.clock.getDelayedCalls(), [])
 
+    def test_sibling_cancelled_by_a_timed_out_call(self) -> None:
+        """Two calls due at the same time: the first one's timeout callback cancels the
+        second, which fails with CancelledError, as with a timer per call."""
+        for cls in (ClientProtocol, AddTimeoutProtocol):
+            peer = Peer(cls)
+            first = peer.protocol.call("a", timeout=1.0)
+            second = peer.protocol.call("b", timeout=1.0)
+            first.addErrback(lambda _, second=second: second.cancel())
+            seen = _outcome(second)
+            peer.clock.advance(1.0)
+            with self.subTest(cls=cls.__name__):
+                self.assertEqual(seen[0][0], "CancelledError")
+                self.assertEqual(peer.clock.getDelayedCalls(), [])
+
     def test_deadline_heap_is_bounded(self) -> None:
         """Answered calls' deadlines are dropped: with one call left waiting, the heap
         holds at most 64 more entries than twice the calls still timed."""

@@ -553,19 +553,17 @@ class ClientProtocol(Protocol):
         now = self.clock.seconds() + _TIMEOUT_SLACK
         deadlines = self._deadlines
         timed = self._timed
-        expired = []
+        # One at a time, as separate timers would: a timed-out call's
+        # callbacks may cancel a sibling due at the same time (which then
+        # fails with CancelledError) or make new timed calls.
         while deadlines and deadlines[0][0] <= now:
             _, _, d = heapq.heappop(deadlines)
             timeout = timed.pop(d, None)
             if timeout is not None:
                 self._expired[d] = timeout
-                expired.append(d)
-        # Cancelled after the loop: their callbacks may make timed calls.
-        for d in expired:
-            d.cancel()
-            self._expired.pop(d, None)  # in case it had fired meanwhile
-        if self._timer is None:
-            self._set_timer()
+                d.cancel()
+                self._expired.pop(d, None)  # if its canceller fired it otherwise
+        self._set_timer()
 
     def _can_send(self) -> bool:
         """Whether a call may go out now: the server reads, and one of its
