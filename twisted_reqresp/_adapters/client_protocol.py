@@ -516,8 +516,8 @@ class ClientProtocol(Protocol):
         timeout = self._timed.pop(d, None)
         if timeout is None:
             # _expire took it out: the cancellation is its timeout.
-            if isinstance(result, Failure) and result.check(CancelledError):
-                timeout = self._expired.pop(d)
+            timeout = self._expired.pop(d, None)
+            if timeout is not None and isinstance(result, Failure) and result.check(CancelledError):
                 raise DeadlineExceeded(f"no answer within {timeout:g} s")
             return result
         deadlines = self._deadlines
