@@ -5,12 +5,20 @@ End to end, client library included: our client (``connect`` and
 
     python benchmarks/client_bench.py            # 3 repetitions of 0.5 s + 3 s
     python benchmarks/client_bench.py --quick
+    python benchmarks/client_bench.py --clients ours,channel --no-batch --count-writes
 
 Both clients run in this process, on Twisted's default reactor, pinned to
 the second CPU; the servers run in their own processes on the first.  Each
 in-flight slot is a closed loop: when a call's Deferred fires, the slot
 makes the next call.  Here the client is usually the bottleneck, which is
 the point: it measures what a Twisted application calling us gets.
+
+``channel`` is the same closed loop through a :class:`Channel` (one channel
+over one connection per "connection" of the case).  ``--no-batch`` turns off
+the client's batching (what one read's callbacks send goes out in two
+writes: the first at once, the rest at the end of the read) for a
+before/after; ``--count-writes`` counts the client's writes
+(about one ``send()`` each) per completed call.
 """
 
 from __future__ import annotations
@@ -53,11 +61,20 @@ CASES: dict[str, tuple[int, int]] = {
     "1x1": (1, 1),
     "1x64": (1, 64),
     "32x16": (32, 16),
+    # Not run by default: the closed loops of issue 12's client profile.
+    "1x16": (1, 16),
 }
+DEFAULT_CASES = ("1x1", "1x64", "32x16")
 BODY = b"x" * 64
 #: client name -> the server kind it talks to.
-CLIENTS = {"ours": "binary", "amp": "amp"}
-CLIENT_LABELS = {"ours": "ours: Client.call", "amp": "AMP: callRemote"}
+CLIENTS = {"ours": "binary", "channel": "binary", "amp": "amp"}
+CLIENT_LABELS = {
+    "ours": "ours: Client.call",
+    "channel": "ours: Channel.call",
+    "amp": "AMP: callRemote",
+}
+#: With --count-writes: our client's transport writes so far.
+WRITES = [0]
 
 
 class ClosedLoop:
@@ -123,6 +140,7 @@ class ClosedLoop:
         self.measuring = True
         self.t0 = time.perf_counter()
         self.cpu0 = time.process_time()
+        self.writes0 = WRITES[0]
         self.server_cpu0 = cpu_seconds(self.server_pid)
         self.busy0 = machine_busy_seconds()
         self.reactor.callLater(self.duration, self._end)
@@ -149,6 +167,7 @@ class ClosedLoop:
             "other_cpu_pct": 100 * other / seconds,
             "errors": self.errors,
             "first_error": self.first_error,
+            "writes_per_call": (WRITES[0] - self.writes0) / n if n and COUNT_WRITES else None,
         }
         if self.outstanding == 0:
             self.finished.callback(self.result)
@@ -171,6 +190,21 @@ async def run_ours(
         return await _bounded(reactor, loop.start(), warmup + duration + 30)
     finally:
         await gatherResults([_bounded(reactor, c.close(), 10, None) for c in clients])
+
+
+async def run_channel(
+    reactor: Any, server: ServerProcess, conns: int, window: int, warmup: float, duration: float
+) -> dict[str, Any]:
+    from twisted_reqresp import Channel
+
+    channels = [Channel(reactor, [f"tcp:127.0.0.1:{server.port}"]) for _ in range(conns)]
+    await gatherResults([c.when_ready() for c in channels])
+    try:
+        issues = [(lambda c=c: c.call("echo", BODY)) for c in channels for _ in range(window)]
+        loop = ClosedLoop(reactor, issues, warmup, duration, server.pid)
+        return await _bounded(reactor, loop.start(), warmup + duration + 30)
+    finally:
+        await gatherResults([_bounded(reactor, c.close(), 10, None) for c in channels])
 
 
 async def run_amp(
@@ -201,9 +235,24 @@ def _bounded(reactor: Any, d: Deferred[Any], seconds: float, default: Any = ...)
     return d
 
 
-RUNNERS = {"ours": run_ours, "amp": run_amp}
+RUNNERS = {"ours": run_ours, "channel": run_channel, "amp": run_amp}
 #: Set from --nodelay: both ends set TCP_NODELAY (Twisted leaves Nagle on).
 NODELAY = False
+#: Set from --count-writes.
+COUNT_WRITES = False
+
+
+def _count_writes() -> None:
+    """Count every write our client makes to its transport."""
+    from twisted_reqresp._adapters.lifecycle import TransportLifecycle
+
+    write = TransportLifecycle.write
+
+    def counting(self: Any, data: bytes) -> None:
+        WRITES[0] += 1
+        write(self, data)
+
+    TransportLifecycle.write = counting  # type: ignore[method-assign]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -212,8 +261,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=None, help="repetitions (default 3)")
     parser.add_argument("--duration", type=float, default=None, help="measured seconds (3)")
     parser.add_argument("--warmup", type=float, default=None, help="unmeasured seconds first (0.5)")
-    parser.add_argument("--cases", default=",".join(CASES), help=f"from {', '.join(CASES)}")
-    parser.add_argument("--clients", default="ours,amp", help="from ours, amp")
+    parser.add_argument("--cases", default=",".join(DEFAULT_CASES), help=f"from {', '.join(CASES)}")
+    parser.add_argument("--clients", default="ours,amp", help="from ours, channel, amp")
+    parser.add_argument(
+        "--no-batch", action="store_true",
+        help="our client writes each call at once, even from a read's callbacks (before/after)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--count-writes", action="store_true", help="count our client's writes per call"
+    )
     parser.add_argument("--json", default=None, help="write every measurement here")
     parser.add_argument("--no-pin", action="store_true")
     parser.add_argument(
@@ -221,8 +277,15 @@ def main(argv: list[str] | None = None) -> int:
         help="set TCP_NODELAY on both ends (Twisted, and so both libraries, leave Nagle on)",
     )  # fmt: skip
     args = parser.parse_args(argv)
-    global NODELAY
+    global NODELAY, COUNT_WRITES
     NODELAY = args.nodelay
+    COUNT_WRITES = args.count_writes
+    if args.no_batch:
+        from twisted_reqresp._adapters.client_protocol import ClientProtocol
+
+        ClientProtocol._batch_reads = False
+    if COUNT_WRITES:
+        _count_writes()
     repeat = args.repeat if args.repeat is not None else (1 if args.quick else 3)
     duration = args.duration if args.duration is not None else (1.0 if args.quick else 3.0)
     warmup = args.warmup if args.warmup is not None else (0.25 if args.quick else 0.5)
@@ -262,6 +325,11 @@ def main(argv: list[str] | None = None) -> int:
                             f"p99 {r['p99_ms']:.3f} ms  client CPU {r['client_cpu_pct']:.0f}%  "
                             f"server CPU {r['server_cpu_pct']:.0f}%  "
                             f"others {r['other_cpu_pct']:.0f}%"
+                            + (
+                                f"  writes/call {r['writes_per_call']:.3f}"
+                                if r.get("writes_per_call") is not None
+                                else ""
+                            )
                             + (
                                 f"  ERRORS {r['errors']}: {r['first_error']}" if r["errors"] else ""
                             ),

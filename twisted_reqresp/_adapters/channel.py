@@ -397,7 +397,12 @@ class Channel(Service):
 
     def _pick(self, avoid: Backend | None) -> Backend | None:
         """The power of two choices among the available backends."""
-        ready = [b for b in self._backends.values() if b.available]
+        backends = self._backends
+        if len(backends) == 1:
+            # One endpoint, the common case: no list to build per call.
+            for only in backends.values():
+                return only if only.available else None
+        ready = [b for b in backends.values() if b.available]
         if len(ready) > 1 and avoid is not None and avoid in ready:
             ready.remove(avoid)
         if not ready:
@@ -485,7 +490,7 @@ class Channel(Service):
                 data = encode_body(body, codec)
                 if parent is not None:
                     timeout, metadata = inherit(parent, timeout, metadata, self.propagate_metadata)
-                pairs = dict(metadata_pairs(metadata))
+                pairs = dict(metadata_pairs(metadata)) if metadata else {}
                 check_timeout(timeout)
             except Exception:
                 d = fail()
@@ -497,7 +502,8 @@ class Channel(Service):
                 self._calls.add(call)
                 self._attempt(call)
         d.addBoth(self._count)
-        d = decode_replies(d, codec)
+        if codec is not BYTES:
+            d = decode_replies(d, codec)
         if parent is not None:
             bind(parent, d)
         return d
@@ -588,16 +594,21 @@ class Channel(Service):
         self.stats.attempts += 1
         if call.attempts > 1:
             self.stats.retries += 1
-        assert backend.protocol is not None
-        d = start_call(
-            backend.protocol,
-            backend.chain,
-            call.method,
-            call.body,
-            call.metadata,
-            time_left,
-            call.attempts,
-        )
+        protocol = backend.protocol
+        assert protocol is not None
+        if backend.chain is None:
+            # No interceptors: straight to the protocol (what start_call does then).
+            d = protocol.call(call.method, call.body, metadata=call.metadata, timeout=time_left)
+        else:
+            d = start_call(
+                protocol,
+                backend.chain,
+                call.method,
+                call.body,
+                call.metadata,
+                time_left,
+                call.attempts,
+            )
         call.current = d
         d.addCallbacks(
             self._answered,

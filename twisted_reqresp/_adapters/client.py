@@ -159,9 +159,13 @@ class Client:
                 timeout, metadata = inherit(parent, timeout, metadata, self.propagate_metadata)
             except Exception:
                 return fail()
-        d = decode_replies(
-            start_call(self.protocol, self._chain, method, data, metadata, timeout), codec
-        )
+        if self._chain is None:
+            # No interceptors: straight to the protocol (what start_call does then).
+            d = self.protocol.call(method, data, metadata=metadata, timeout=timeout)
+        else:
+            d = start_call(self.protocol, self._chain, method, data, metadata, timeout)
+        if codec is not BYTES:
+            d = decode_replies(d, codec)
         if parent is not None:
             bind(parent, d)
         return d
