@@ -20,13 +20,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 from strategies import (
     answer_soup,
+    any_metadata,
     any_request_fields,
     any_response_fields,
     chunkings,
+    metadata,
     request_soup,
 )
 
-from twisted_reqresp._core.binary import PREFACE, BinaryCodec
+from twisted_reqresp._core.binary import MIN_MAX_FRAME_SIZE, PREFACE, BinaryCodec
 from twisted_reqresp._core.connection import Connection, ConnectionState
 from twisted_reqresp._core.errors import LocalProtocolError
 from twisted_reqresp._core.events import (
@@ -39,6 +41,7 @@ from twisted_reqresp._core.events import (
     Role,
     Settings,
     StreamMessage,
+    StreamRequest,
 )
 from twisted_reqresp._core.limits import DEFAULT_LIMITS, Limits
 from twisted_reqresp._core.status import StatusCode
@@ -324,3 +327,71 @@ def test_response_ends_stream_with_and_without_shortcuts(kind: tuple[bool, bool]
     fast = _call_streaming([answer], True, kinds)
     assert fast == _call_streaming([answer], False, kinds)
     assert fast.state[-1] == [False] * 7
+
+
+# --- the server's send_response shortcut ------------------------------------------
+
+_SMALL_FRAMES = Settings(max_frame_size=MIN_MAX_FRAME_SIZE, max_concurrent=100, stream_credit=50)
+
+
+def _answer_run(
+    shortcuts: bool,
+    answers: list[tuple[int, bytes, Metadata]],
+    streams: list[int],
+    close_after: int | None,
+) -> _Run:
+    """
+    A server that read requests 1 to 6 (those in ``streams`` as streaming
+    calls) from a client whose frames are the smallest allowed, then sends
+    ``answers``; closed (a violation) after ``close_after`` of them.
+    """
+    conn = Connection(Role.SERVER, _Binary(shortcuts), _STREAMING, shortcuts=shortcuts)
+    client = BinaryCodec(Role.CLIENT, DEFAULT_LIMITS)
+    wire = PREFACE + client.encode(_SMALL_FRAMES)
+    for rid in range(1, 7):
+        if rid in streams:
+            wire += client.encode(
+                StreamRequest(request_id=rid, method="s", client_stream=True, server_stream=True)
+            )
+        else:
+            wire += client.encode(Request(request_id=rid, method="m"))
+    conn.receive_data(wire)
+    run = _Run()
+    while (event := conn.next_event()) is not None:
+        run.events.append(event)
+    _observe(conn, run)
+    for n, (rid, body, md) in enumerate(answers):
+        if n == close_after:
+            conn.receive_data(b"\xff" * 10)  # a frame of 4 GiB: a violation, closing
+            while (event := conn.next_event()) is not None:
+                run.events.append(event)
+        run.outcomes.append(_outcome(conn.send_response, rid, body, md))
+        _observe(conn, run)
+        # Which streaming calls are still open: an answer ends its call's.
+        run.state.append([conn.can_send_message(rid) for rid in range(8)])
+    return run
+
+
+@given(
+    answers=st.lists(
+        st.tuples(
+            st.integers(min_value=-1, max_value=8),
+            st.sampled_from([0, 1, MIN_MAX_FRAME_SIZE - 1, MIN_MAX_FRAME_SIZE, 9000]).map(
+                lambda n: b"b" * n
+            ),
+            metadata | any_metadata,
+        ),
+        max_size=10,
+    ),
+    streams=st.lists(st.integers(min_value=1, max_value=6), max_size=3),
+    close_after=st.none() | st.integers(min_value=0, max_value=10),
+)
+def test_send_response_shortcut(
+    answers: list[tuple[int, bytes, Metadata]], streams: list[int], close_after: int | None
+) -> None:
+    """A server's send_response gives the same bytes, errors and state with and without
+    shortcuts: answers awaited or not, at, below and above the peer's frame size, with
+    streaming calls open, and after the connection closed."""
+    assert _answer_run(True, answers, streams, close_after) == _answer_run(
+        False, answers, streams, close_after
+    )
