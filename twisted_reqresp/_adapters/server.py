@@ -798,22 +798,41 @@ class ServerProtocol(Protocol):
                 self._send_error(rid, StatusCode.DEADLINE_EXCEEDED, "deadline exceeded")
                 self._end_stream(rid, DeadlineExceeded("the call's deadline passed"))
                 return
-        entry = self.streams.get(rid) if type(request) is StreamRequest else None
-        if entry is not None:
-            self._start_stream(request, entry, deadline, timeout)
-            return
+        if type(request) is StreamRequest:
+            entry = self.streams.get(rid)
+            if entry is not None:
+                self._start_stream(request, entry, deadline, timeout)
+                return
         cancellation = Cancellation()
-        call = self._call(request, deadline, cancellation)
-        assert self._respond is not None
+        info = self.info
+        respond = self._respond
+        assert info is not None and respond is not None
+        metadata = request.metadata
+        # _call, inline: this runs once per request.
+        call = Call(
+            method=request.method,
+            body=request.body,
+            metadata=dict(metadata) if metadata else _NO_METADATA,
+            connection=info,
+            request_id=rid,
+            deadline=deadline,
+            _clock=self._clock,
+            _cancellation=cancellation,
+            _line=self.conn.multiplexed is False,
+        )
         try:
-            result = self._respond(call)
+            result = respond(call)
             if type(result) is not bytes and inspect.iscoroutine(result):
                 result = Deferred.fromCoroutine(result)
         except BaseException:
             self._failed(Failure(), rid, request.method)
             return
         if type(result) is bytes:  # the common case, straight to the wire
-            self._send_response(rid, result)
+            # _send_response, inline.
+            try:
+                self.conn.send_response(rid, result)
+            except LocalProtocolError as e:
+                self._send_error(rid, e.code, e.message)
             return
         if not isinstance(result, Deferred):
             self._answer(result, rid, request.method)
