@@ -116,6 +116,10 @@ SETTING_CONNECTION_CREDIT = 0x4
 MIN_MAX_FRAME_SIZE = 1024
 
 _PING_SIZE = 8
+# The hot path's frame types, as module constants (a class attribute is a
+# second lookup per frame).
+_REQUEST = FrameType.REQUEST
+_RESPONSE = FrameType.RESPONSE
 #: The frame types version 1 assigns; others are skipped once the handshake is done.
 _ASSIGNED = frozenset(range(FrameType.SETTINGS, FrameType.GOAWAY + 1)) | frozenset(
     (FrameType.STREAM_MESSAGE, FrameType.STREAM_END, FrameType.CREDIT)
@@ -338,7 +342,8 @@ class BinaryCodec:
         # server's refusing GOAWAY), whatever its type (docs/protocol.md,
         # "Handshake", rules 5 and 6).  Frames of assigned types are the
         # Connection's to vet; an unassigned type, which only the codec sees,
-        # is vetted here, before the length.
+        # is vetted here, before the length.  Also true while the preface is
+        # awaited and once the codec failed (see next_event).
         self._first_frame = True
         self._failed = False
         # Set when the peer never spoke our protocol: what to tell it instead
@@ -391,6 +396,7 @@ class BinaryCodec:
 
     def _fail(self, code: int, message: str) -> ProtocolViolation:
         self._failed = True
+        self._first_frame = True  # next_event's one test for unusual states
         self._more = ()
         self._avail = 0
         self._buf = b""
@@ -405,10 +411,15 @@ class BinaryCodec:
             :class:`ProtocolViolation` is the last event the codec returns.
         """
         while True:
-            if self._failed:
-                return None
-            if self._await_preface:
-                return self._read_preface()
+            # _first_frame is also true while the preface is awaited and
+            # once the codec failed: one test for the three in the steady
+            # state.
+            first = self._first_frame
+            if first:
+                if self._failed:
+                    return None
+                if self._await_preface:
+                    return self._read_preface()
             buf = self._buf
             pos = self._pos
             if len(buf) - pos < HEADER_SIZE:
@@ -423,7 +434,7 @@ class BinaryCodec:
                 buf = self._buf
                 pos = self._pos
             length, ftype, flags, rid = _HEADER.unpack_from(buf, pos)
-            if self._first_frame:
+            if first:
                 if ftype not in _ASSIGNED:
                     # Checked before the length: text read as a header announces
                     # a frame of a gigabyte or so ("ERR " is 0x45525220).
@@ -444,8 +455,8 @@ class BinaryCodec:
             end = start + length
             self._pos = end
             self._avail -= total
-            if self._inline and not flags:
-                if ftype == FrameType.REQUEST and length >= 2:
+            if not flags and self._inline:
+                if ftype == _REQUEST and length >= 2:
                     # The common request, a method and a body, decoded inline;
                     # any problem is left to the general decoder below to
                     # describe.
@@ -457,7 +468,7 @@ class BinaryCodec:
                             pass
                         else:
                             return Request(request_id=rid, method=method, body=buf[method_end:end])
-                elif ftype == FrameType.RESPONSE:
+                elif ftype == _RESPONSE:
                     return Response(request_id=rid, body=buf[start:end])
             try:
                 event = self._decode(ftype, flags, rid, buf, start, end)

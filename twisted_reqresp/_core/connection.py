@@ -418,8 +418,7 @@ class Connection:
             returns ``None``; the bytes to send before closing are queued.
         """
         codec = self._codec
-        dispatch = self._dispatch
-        while self.state is not ConnectionState.CLOSED:
+        while self.state is not _CLOSED:
             event = codec.next_event()
             if event is None:
                 return None
@@ -455,7 +454,7 @@ class Connection:
             if self.state is _AWAIT_SETTINGS and kind not in _BEFORE_SETTINGS[self.role]:
                 name = _FRAME_NAMES[self.role].get(kind, kind.__name__.upper())
                 return self._protocol_error(f"{name} before SETTINGS")
-            handler = dispatch.get(kind)
+            handler = self._dispatch.get(kind)
             if handler is None:
                 if isinstance(event, ProtocolViolation):
                     return self._violation(event)
