@@ -572,26 +572,30 @@ class ServerProtocol(Protocol):
         live = self.liveness
         lifecycle = self.lifecycle
         limit = self._limits.max_concurrent
+        stats = self._stats
+        builtins = self._builtins
         now = self._clock.seconds()
         while lifecycle.reading:
             event = conn.next_event()
             if event is None:
                 break
-            kind = type(event)
-            if kind is Request:
-                assert isinstance(event, Request)
+            if type(event) is Request:  # the common case first, narrowed without a call
                 # Only requests and cancels count as use: a peer that just
                 # answers our keepalive PINGs is still idle.
                 live.last_message = now
-                self._stats.requests_total += 1
-                if self._builtins is not None and event.method.startswith(RESERVED_PREFIX):
+                stats.requests_total += 1
+                if builtins is not None and event.method.startswith(RESERVED_PREFIX):
                     # Before the limits: answered from memory, at once.
                     self._answer_builtin(event)
                 elif not self.parked and conn.unanswered <= limit:
                     self._start(event, now)
                 else:
                     self._park(event, now)
-            elif kind is StreamMessage:
+                if not live.handshaken and conn.state is not ConnectionState.AWAIT_SETTINGS:
+                    live.handshake_done()
+                continue
+            kind = type(event)
+            if kind is StreamMessage:
                 assert isinstance(event, StreamMessage)
                 self._stream_message(event)
             elif kind is CreditGranted:
@@ -818,7 +822,8 @@ class ServerProtocol(Protocol):
             deadline=deadline,
             _clock=self._clock,
             _cancellation=cancellation,
-            _line=self.conn.multiplexed is False,
+            # conn.multiplexed is False, without the property's call.
+            _line=self.conn._in_order is True,
         )
         try:
             result = respond(call)
