@@ -543,13 +543,19 @@ class ServerProtocol(Protocol):
         if self._processing or self._closed:
             return
         self._processing = True
+        lifecycle = self.lifecycle
         try:
             while True:
-                if self.lifecycle.reading and not self._read_events():
+                if lifecycle.reading and not self._read_events():
                     return  # a protocol violation: the connection is closing
-                self._start_parked()
-                if self._parked_bytes <= self._limits.max_parked_bytes and (
-                    self._resume_reading("parked")
+                if self.parked:
+                    self._start_parked()
+                # Reading resumes only if it was paused (for the parked
+                # requests): a connection that reads has nothing to resume.
+                if (
+                    not lifecycle.reading
+                    and self._parked_bytes <= self._limits.max_parked_bytes
+                    and self._resume_reading("parked")
                 ):
                     continue
                 break
@@ -560,7 +566,8 @@ class ServerProtocol(Protocol):
         # finish later are left to Twisted, which coalesces them per
         # reactor iteration.
         self._flush()
-        self._close_if_done()
+        if self._draining or self._eof:
+            self._close_if_done()
 
     def _read_events(self) -> bool:
         """

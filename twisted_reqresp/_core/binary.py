@@ -422,7 +422,8 @@ class BinaryCodec:
                     return self._read_preface()
             buf = self._buf
             pos = self._pos
-            if len(buf) - pos < HEADER_SIZE:
+            here = len(buf) - pos  # contiguous bytes at pos
+            if here < HEADER_SIZE:
                 if not self._contiguous(HEADER_SIZE):
                     if not self._avail:
                         # Everything read is decoded: hold no old bytes
@@ -433,6 +434,7 @@ class BinaryCodec:
                     return None
                 buf = self._buf
                 pos = self._pos
+                here = len(buf) - pos
             length, ftype, flags, rid = _HEADER.unpack_from(buf, pos)
             if first:
                 if ftype not in _ASSIGNED:
@@ -446,7 +448,7 @@ class BinaryCodec:
                     f"frame of {length} bytes exceeds the maximum of {self._max_frame}",
                 )
             total = HEADER_SIZE + length
-            if len(buf) - pos < total:
+            if here < total:
                 if not self._contiguous(total):
                     return None
                 buf = self._buf
@@ -723,7 +725,7 @@ class BinaryCodec:
                     len(md) + len(body), FrameType.RESPONSE, FLAG_METADATA, request_id
                 )
                 return head + md + body
-            return _HEADER.pack(len(body), FrameType.RESPONSE, 0, request_id) + body
+            return _HEADER.pack(len(body), _RESPONSE, 0, request_id) + body
         except (struct.error, UnicodeEncodeError) as e:
             raise LocalProtocolError(f"cannot encode Response: {e}") from None
 
