@@ -13,7 +13,7 @@ running one test suite over both parser implementations).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pytest
 from hypothesis import given
@@ -27,10 +27,14 @@ from strategies import (
     metadata,
     request_soup,
 )
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.python.failure import Failure
 
+from twisted_reqresp import Router
 from twisted_reqresp._core.binary import MIN_MAX_FRAME_SIZE, PREFACE, BinaryCodec
+from twisted_reqresp._core.call import Call, ConnectionInfo, Reply
 from twisted_reqresp._core.connection import Connection, ConnectionState
-from twisted_reqresp._core.errors import LocalProtocolError
+from twisted_reqresp._core.errors import LocalProtocolError, StatusError
 from twisted_reqresp._core.events import (
     ErrorResponse,
     Event,
@@ -46,6 +50,7 @@ from twisted_reqresp._core.events import (
 from twisted_reqresp._core.limits import DEFAULT_LIMITS, Limits
 from twisted_reqresp._core.status import StatusCode
 from twisted_reqresp._core.streams import message_cost
+from twisted_reqresp.codecs import BYTES, JSON
 
 
 @dataclass(frozen=True)
@@ -395,3 +400,93 @@ def test_send_response_shortcut(
     assert _answer_run(True, answers, streams, close_after) == _answer_run(
         False, answers, streams, close_after
     )
+
+
+# --- the router's shortcut for unary BYTES methods ---------------------------------
+
+
+@dataclass
+class _Stream:
+    """Just what Router.respond reads of a call's stream."""
+
+    kind: str
+    codecs: list[object] = field(default_factory=list)
+
+    def use_codec(self, codec: object) -> None:
+        self.codecs.append(codec)
+
+
+async def _later(value: object) -> object:
+    return value
+
+
+_BEHAVIOURS: dict[str, Callable[[Call], object]] = {
+    "bytes": lambda call: b"answer",
+    "echo": lambda call: call.body,
+    "text": lambda call: "answer",
+    "dict": lambda call: {"answer": 1},
+    "reply": lambda call: Reply(body=b"answer", metadata={"k": "v"}),
+    "deferred": lambda call: succeed(b"answer"),
+    "deferred text": lambda call: succeed("answer"),
+    "deferred declared": lambda call: fail(KeyError("ada")),
+    "deferred undeclared": lambda call: fail(ValueError("no")),
+    "coroutine": lambda call: _later(b"answer"),
+    "declared": lambda call: {}["ada"],
+    "undeclared": lambda call: int("x"),
+    "status": lambda call: (_ for _ in ()).throw(StatusError(StatusCode.ABORTED, "stop")),
+}
+
+
+def _settled(respond: Callable[[Call], object], call: Call) -> object:
+    """:returns: what ``respond(call)`` answered, raised, or its Deferred fired with."""
+    try:
+        result = respond(call)
+    except Exception as e:
+        return ("raised", type(e), str(e), getattr(e, "code", None))
+    if isinstance(result, Deferred):
+        fired: list[object] = []
+        result.addBoth(fired.append)
+        (outcome,) = fired
+        if isinstance(outcome, Failure):
+            error = outcome.value
+            return ("failed", type(error), str(error), getattr(error, "code", None))
+        return ("fired", outcome)
+    return ("returned", result)
+
+
+@given(
+    behaviour=st.sampled_from(sorted(_BEHAVIOURS)),
+    kind=st.sampled_from(["unary", "server_stream", "client_stream", "bidi_stream"]),
+    json=st.booleans(),
+    called_as=st.none() | st.sampled_from(["unary", "server_stream", "client_stream"]),
+    body=st.sampled_from([b"", b"{}", b'"x"', b"not json"]),
+    line=st.booleans(),
+)
+def test_router_shortcut(
+    behaviour: str, kind: str, json: bool, called_as: str | None, body: bytes, line: bool
+) -> None:
+    """A router answers, raises or fires the same with and without its shortcut for unary
+    BYTES methods, whatever the method's kind, codec and function, and however it is called."""
+    outcomes = []
+    for shortcut in (True, False):
+        router = Router()
+        router.add(
+            "m",
+            _BEHAVIOURS[behaviour],
+            codec=JSON if json else BYTES,
+            errors={KeyError: StatusCode.NOT_FOUND},
+            kind=kind,
+        )
+        if not shortcut:
+            router._methods["m"] = replace(router._methods["m"], plain=False)
+        stream = None if called_as is None else _Stream(called_as)
+        call = Call(
+            method="m",
+            body=body,
+            metadata={},
+            connection=ConnectionInfo(connection_id=1, peer=None, host=None, wire_format="x"),
+            stream=stream,
+            _line=line,
+        )
+        outcomes.append((_settled(router.respond, call), stream))
+    assert outcomes[0] == outcomes[1]
