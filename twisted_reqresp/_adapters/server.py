@@ -359,8 +359,8 @@ class ServerProtocol(Protocol):
             self._identify()
         self._stats.bytes_received += len(data)
         self.conn.receive_data(data)
-        self.liveness.last_bytes = self._clock.seconds()
-        self._process()
+        self.liveness.last_bytes = now = self._clock.seconds()
+        self._process(now)
 
     def readConnectionLost(self) -> None:
         """
@@ -538,16 +538,21 @@ class ServerProtocol(Protocol):
             return True
         return False
 
-    def _process(self) -> None:
-        """Decode what was read, start what may start, write the answers."""
+    def _process(self, now: float | None = None) -> None:
+        """Decode what was read, start what may start, write the answers.
+
+        :param now: the clock's time, if the caller just read it (the
+            bytes arrived then).
+        """
         if self._processing or self._closed:
             return
         self._processing = True
         lifecycle = self.lifecycle
         try:
             while True:
-                if lifecycle.reading and not self._read_events():
+                if lifecycle.reading and not self._read_events(now):
                     return  # a protocol violation: the connection is closing
+                now = None  # resumed later: read the clock again
                 if self.parked:
                     self._start_parked()
                 # Reading resumes only if it was paused (for the parked
@@ -569,10 +574,11 @@ class ServerProtocol(Protocol):
         if self._draining or self._eof:
             self._close_if_done()
 
-    def _read_events(self) -> bool:
+    def _read_events(self, now: float | None = None) -> bool:
         """
         Handle every event the bytes read so far hold, while reading.
 
+        :param now: the clock's time, if the caller just read it.
         :returns: ``False`` after a protocol violation.
         """
         conn = self.conn
@@ -581,7 +587,8 @@ class ServerProtocol(Protocol):
         limit = self._limits.max_concurrent
         stats = self._stats
         builtins = self._builtins
-        now = self._clock.seconds()
+        if now is None:
+            now = self._clock.seconds()
         while lifecycle.reading:
             event = conn.next_event()
             if event is None:

@@ -424,14 +424,18 @@ class BinaryCodec:
             pos = self._pos
             here = len(buf) - pos  # contiguous bytes at pos
             if here < HEADER_SIZE:
-                if not self._contiguous(HEADER_SIZE):
-                    if not self._avail:
+                # What _contiguous would answer, without its call at the end
+                # of every read.
+                avail = self._avail
+                if avail < HEADER_SIZE:
+                    if not avail:
                         # Everything read is decoded: hold no old bytes
                         # while the connection waits (an idle connection
                         # would otherwise keep its last read).
                         self._buf = b""
                         self._pos = 0
                     return None
+                self._contiguous(HEADER_SIZE)
                 buf = self._buf
                 pos = self._pos
                 here = len(buf) - pos
