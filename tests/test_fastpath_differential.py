@@ -12,6 +12,8 @@ running one test suite over both parser implementations).
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
@@ -31,8 +33,9 @@ from twisted.internet.defer import Deferred, fail, succeed
 from twisted.python.failure import Failure
 
 from twisted_reqresp import Router
+from twisted_reqresp._core import call as call_module
 from twisted_reqresp._core.binary import MIN_MAX_FRAME_SIZE, PREFACE, BinaryCodec
-from twisted_reqresp._core.call import Call, ConnectionInfo, Reply
+from twisted_reqresp._core.call import Call, Cancellation, ConnectionInfo, Reply, new_call
 from twisted_reqresp._core.connection import Connection, ConnectionState
 from twisted_reqresp._core.errors import LocalProtocolError, StatusError
 from twisted_reqresp._core.events import (
@@ -490,3 +493,78 @@ def test_router_shortcut(
         )
         outcomes.append((_settled(router.respond, call), stream))
     assert outcomes[0] == outcomes[1]
+
+
+# --- the server's Call, made through a twin class ----------------------------------
+
+
+def _every_field(call: Call) -> list[object]:
+    """:returns: every field of ``call``, those left out of equality too."""
+    return [getattr(call, f.name) for f in dataclasses.fields(call)]
+
+
+@given(
+    method=st.text(max_size=5),
+    body=st.binary(max_size=5),
+    metadata=st.dictionaries(st.text(max_size=3), st.text(max_size=3), max_size=2),
+    request_id=st.integers(min_value=0, max_value=2**32),
+    deadline=st.none() | st.floats(allow_nan=False),
+    line=st.booleans(),
+    twin=st.booleans(),
+)
+def test_new_call_equals_call(
+    method: str,
+    body: bytes,
+    metadata: dict[str, str],
+    request_id: int,
+    deadline: float | None,
+    line: bool,
+    twin: bool,
+) -> None:
+    """new_call makes a Call equal in every field, type, repr and behaviour to the
+    constructor's, through the twin class and through its fallback."""
+    connection = ConnectionInfo(connection_id=1, peer=None, host=None, wire_format="x")
+    clock = object()
+    cancellation = Cancellation()
+    args = (method, body, metadata, connection, request_id, deadline, clock, cancellation, line)
+    saved = call_module._CALL_TWIN
+    if not twin:
+        call_module._CALL_TWIN = None
+    try:
+        fast = new_call(*args)  # type: ignore[arg-type]
+    finally:
+        call_module._CALL_TWIN = saved
+    general = Call(
+        method=method,
+        body=body,
+        metadata=metadata,
+        connection=connection,
+        request_id=request_id,
+        deadline=deadline,
+        _clock=clock,  # type: ignore[arg-type]
+        _cancellation=cancellation,
+        _line=line,
+    )
+    assert type(fast) is Call
+    assert fast == general
+    assert repr(fast) == repr(general)
+    assert _every_field(fast) == _every_field(general)
+    assert _every_field(fast.with_body(b"other")) == _every_field(general.with_body(b"other"))
+    assert _every_field(copy.copy(fast)) == _every_field(general)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        fast.method = "other"  # type: ignore[misc]
+    refusals = []
+    for each in (fast, general):
+        # A slotted dataclass refuses a new attribute with a TypeError
+        # (CPython's own quirk): the same for both.
+        with pytest.raises(Exception) as refused:
+            each.unknown = 1  # type: ignore[attr-defined]
+        refusals.append((refused.type, str(refused.value)))
+    assert refusals[0] == refusals[1]
+    # Both share the one cancellation: a cancel reaches a subscriber on either.
+    heard: list[str] = []
+    fast.on_cancel(lambda: heard.append("fast"))
+    general.on_cancel(lambda: heard.append("general"))
+    cancellation.cancel()
+    assert heard == ["fast", "general"]
+    assert fast.cancelled and general.cancelled

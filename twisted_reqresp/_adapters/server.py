@@ -32,7 +32,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from .._core.binary import BinaryFormat
-from .._core.call import Call, Cancellation, ConnectionInfo, Reply, metadata_pairs
+from .._core.call import Call, Cancellation, ConnectionInfo, Reply, metadata_pairs, new_call
 from .._core.connection import Connection, ConnectionState
 from .._core.contract import IWireFormat
 from .._core.errors import ConnectionClosed, DeadlineExceeded, LocalProtocolError, StatusError
@@ -826,18 +826,18 @@ class ServerProtocol(Protocol):
         respond = self._respond
         assert info is not None and respond is not None
         metadata = request.metadata
-        # _call, inline: this runs once per request.
-        call = Call(
-            method=request.method,
-            body=request.body,
-            metadata=dict(metadata) if metadata else _NO_METADATA,
-            connection=info,
-            request_id=rid,
-            deadline=deadline,
-            _clock=self._clock,
-            _cancellation=cancellation,
+        # _call, inline and through new_call: this runs once per request.
+        call = new_call(
+            request.method,
+            request.body,
+            dict(metadata) if metadata else _NO_METADATA,
+            info,
+            rid,
+            deadline,
+            self._clock,
+            cancellation,
             # conn.multiplexed is False, without the property's call.
-            _line=self.conn._in_order is True,
+            self.conn._in_order is True,
         )
         try:
             result = respond(call)
