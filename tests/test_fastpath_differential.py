@@ -34,6 +34,7 @@ from twisted.python.failure import Failure
 
 from twisted_reqresp import Router
 from twisted_reqresp._core import call as call_module
+from twisted_reqresp._core import events as events_module
 from twisted_reqresp._core.binary import MIN_MAX_FRAME_SIZE, PREFACE, BinaryCodec
 from twisted_reqresp._core.call import Call, Cancellation, ConnectionInfo, Reply, new_call
 from twisted_reqresp._core.connection import Connection, ConnectionState
@@ -49,6 +50,7 @@ from twisted_reqresp._core.events import (
     Settings,
     StreamMessage,
     StreamRequest,
+    new_request,
 )
 from twisted_reqresp._core.limits import DEFAULT_LIMITS, Limits
 from twisted_reqresp._core.status import StatusCode
@@ -568,3 +570,31 @@ def test_new_call_equals_call(
     cancellation.cancel()
     assert heard == ["fast", "general"]
     assert fast.cancelled and general.cancelled
+
+
+@given(
+    request_id=st.integers(min_value=0, max_value=2**32),
+    method=st.text(max_size=5),
+    body=st.binary(max_size=5),
+    twin=st.booleans(),
+)
+def test_new_request_equals_request(request_id: int, method: str, body: bytes, twin: bool) -> None:
+    """new_request makes a Request equal in every field, type, repr, hash and behaviour to
+    the constructor's, through the twin class and through its fallback."""
+    saved = events_module._REQUEST_TWIN
+    if not twin:
+        events_module._REQUEST_TWIN = None
+    try:
+        fast = new_request(request_id, method, body)
+    finally:
+        events_module._REQUEST_TWIN = saved
+    general = Request(request_id=request_id, method=method, body=body)
+    assert type(fast) is Request
+    assert fast == general
+    assert hash(fast) == hash(general)
+    assert repr(fast) == repr(general)
+    assert dataclasses.astuple(fast) == dataclasses.astuple(general)
+    assert copy.copy(fast) == general
+    assert dataclasses.replace(fast, body=b"x") == dataclasses.replace(general, body=b"x")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        fast.method = "other"  # type: ignore[misc]

@@ -46,6 +46,7 @@ from .events import (
     StreamEnd,
     StreamMessage,
     StreamRequest,
+    new_request,
 )
 from .limits import MAX_CREDIT, Limits
 from .status import StatusCode, to_status
@@ -473,7 +474,7 @@ class BinaryCodec:
                         except UnicodeDecodeError:
                             pass
                         else:
-                            return Request(request_id=rid, method=method, body=buf[method_end:end])
+                            return new_request(rid, method, buf[method_end:end])
                 elif ftype == _RESPONSE:
                     return Response(request_id=rid, body=buf[start:end])
             try:

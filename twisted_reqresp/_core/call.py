@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from .events import Metadata
-from .frozen import fast_init
+from .frozen import fast_init, twin_of
 
 __all__ = [
     "Call",
@@ -272,23 +272,8 @@ class OutgoingCall:
     attempt: int = 1
 
 
-def _twin_of(cls: type) -> Any:
-    """
-    A plain class with ``cls``'s slots, whose instances may become ``cls``
-    instances by ``__class__`` assignment (which CPython allows between
-    classes of the same layout); ``None`` where that is refused (a compiled
-    ``cls``, another interpreter).
-    """
-    twin = type(f"_{cls.__name__}Twin", (), {"__slots__": cls.__dict__["__slots__"]})
-    try:
-        probe: Any = object.__new__(twin)
-        probe.__class__ = cls
-    except TypeError:
-        return None
-    return twin
-
-
-_CALL_TWIN = _twin_of(Call)
+#: See :func:`new_call`.
+_CALL_TWIN = twin_of(Call)
 _object_new = object.__new__
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-from .frozen import fast_init
+from .frozen import fast_init, twin_of
 from .status import StatusCode
 
 __all__ = [
@@ -39,6 +39,7 @@ __all__ = [
     "StreamEnd",
     "StreamMessage",
     "StreamRequest",
+    "new_request",
 ]
 
 #: Metadata as it travels: ordered ``(key, value)`` text pairs.  A tuple so
@@ -298,3 +299,31 @@ Event = (
     | Rejected
     | ProtocolViolation
 )
+
+
+#: See :func:`new_request`.
+_REQUEST_TWIN = twin_of(Request)
+_object_new = object.__new__
+
+
+def new_request(request_id: int, method: str, body: bytes) -> Request:
+    """
+    ``Request(request_id=request_id, method=method, body=body)``, made
+    through a twin class (:func:`~twisted_reqresp._core.frozen.twin_of`):
+    the binary codec's once-per-request event, about twice as fast.
+    ``tests/test_fastpath_differential.py`` proves it equal to the
+    constructor's, and the constructor is used where the twin cannot
+    become a :class:`Request`.
+    """
+    twin = _REQUEST_TWIN
+    if twin is None:
+        return Request(request_id=request_id, method=method, body=body)
+    request = _object_new(twin)
+    request.request_id = request_id
+    request.method = method
+    request.body = body
+    request.metadata = ()
+    request.deadline_ms = None
+    request.__class__ = Request
+    result: Request = request
+    return result
