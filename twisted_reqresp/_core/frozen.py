@@ -76,8 +76,11 @@ def twin_of(cls: type) -> Any:
         (a compiled ``cls``, another interpreter): then build ``cls``
         itself.
     """
-    twin = type(f"_{cls.__name__}Twin", (), {"__slots__": cls.__dict__["__slots__"]})
+    slots = cls.__dict__.get("__slots__")
+    if not isinstance(slots, tuple):
+        return None
     try:
+        twin = type(f"_{cls.__name__}Twin", (), {"__slots__": slots})
         probe: Any = object.__new__(twin)
         probe.__class__ = cls
     except TypeError:
