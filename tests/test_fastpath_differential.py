@@ -51,6 +51,7 @@ from twisted_reqresp._core.events import (
     StreamMessage,
     StreamRequest,
     new_request,
+    new_response,
 )
 from twisted_reqresp._core.limits import DEFAULT_LIMITS, Limits
 from twisted_reqresp._core.status import StatusCode
@@ -598,3 +599,30 @@ def test_new_request_equals_request(request_id: int, method: str, body: bytes, t
     assert dataclasses.replace(fast, body=b"x") == dataclasses.replace(general, body=b"x")
     with pytest.raises(dataclasses.FrozenInstanceError):
         fast.method = "other"  # type: ignore[misc]
+
+
+@given(
+    request_id=st.integers(min_value=0, max_value=2**32),
+    body=st.binary(max_size=5),
+    twin=st.booleans(),
+)
+def test_new_response_equals_response(request_id: int, body: bytes, twin: bool) -> None:
+    """new_response makes a Response equal in every field, type, repr, hash and behaviour to
+    the constructor's, through the twin class and through its fallback."""
+    saved = events_module._RESPONSE_TWIN
+    if not twin:
+        events_module._RESPONSE_TWIN = None
+    try:
+        fast = new_response(request_id, body)
+    finally:
+        events_module._RESPONSE_TWIN = saved
+    general = Response(request_id=request_id, body=body)
+    assert type(fast) is Response
+    assert fast == general
+    assert hash(fast) == hash(general)
+    assert repr(fast) == repr(general)
+    assert dataclasses.astuple(fast) == dataclasses.astuple(general)
+    assert copy.copy(fast) == general
+    assert dataclasses.replace(fast, body=b"x") == dataclasses.replace(general, body=b"x")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        fast.body = b"other"  # type: ignore[misc]

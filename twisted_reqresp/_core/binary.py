@@ -47,6 +47,7 @@ from .events import (
     StreamMessage,
     StreamRequest,
     new_request,
+    new_response,
 )
 from .limits import MAX_CREDIT, Limits
 from .status import StatusCode, to_status
@@ -476,7 +477,7 @@ class BinaryCodec:
                         else:
                             return new_request(rid, method, buf[method_end:end])
                 elif ftype == _RESPONSE:
-                    return Response(request_id=rid, body=buf[start:end])
+                    return new_response(rid, buf[start:end])
             try:
                 event = self._decode(ftype, flags, rid, buf, start, end)
             except (_Malformed, UnicodeDecodeError, struct.error) as e:

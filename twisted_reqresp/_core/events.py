@@ -40,6 +40,7 @@ __all__ = [
     "StreamMessage",
     "StreamRequest",
     "new_request",
+    "new_response",
 ]
 
 #: Metadata as it travels: ordered ``(key, value)`` text pairs.  A tuple so
@@ -301,8 +302,9 @@ Event = (
 )
 
 
-#: See :func:`new_request`.
+#: See :func:`new_request` and :func:`new_response`.
 _REQUEST_TWIN = twin_of(Request)
+_RESPONSE_TWIN = twin_of(Response)
 _object_new = object.__new__
 
 
@@ -326,4 +328,22 @@ def new_request(request_id: int, method: str, body: bytes) -> Request:
     request.deadline_ms = None
     request.__class__ = Request
     result: Request = request
+    return result
+
+
+def new_response(request_id: int, body: bytes) -> Response:
+    """
+    ``Response(request_id=request_id, body=body)``, made through a twin
+    class as :func:`new_request` is: the binary codec's once-per-answer
+    event at a client.
+    """
+    twin = _RESPONSE_TWIN
+    if twin is None:
+        return Response(request_id=request_id, body=body)
+    response = _object_new(twin)
+    response.request_id = request_id
+    response.body = body
+    response.metadata = ()
+    response.__class__ = Response
+    result: Response = response
     return result
