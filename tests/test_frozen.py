@@ -9,7 +9,7 @@ import dataclasses
 from twisted.trial.unittest import SynchronousTestCase
 
 from twisted_reqresp import Reply
-from twisted_reqresp._core.frozen import fast_init
+from twisted_reqresp._core.frozen import fast_init, twin_of
 from twisted_reqresp.wire import Request
 
 
@@ -46,3 +46,34 @@ class FastInitTests(SynchronousTestCase):
             x: int
 
         self.assertRaises(TypeError, fast_init, Plain)
+
+
+class TwinTests(SynchronousTestCase):
+    """twin_of gives a class whose instances become the dataclass's, or None."""
+
+    def test_twin_becomes_the_class(self) -> None:
+        """An instance of the twin, filled and reassigned, is an instance of the class."""
+        twin = twin_of(Request)
+        self.assertIsNotNone(twin)
+        event = object.__new__(twin)
+        for name, value in zip(Request.__slots__, (1, "m", b"", (), None), strict=True):
+            setattr(event, name, value)
+        event.__class__ = Request
+        self.assertEqual(event, Request(request_id=1, method="m"))
+
+    def test_no_twin_without_slots(self) -> None:
+        """A class without its own slots gets no twin (its builders fall back)."""
+
+        @dataclasses.dataclass(frozen=True)
+        class Plain:
+            x: int
+
+        self.assertIsNone(twin_of(Plain))
+
+    def test_no_twin_for_another_layout(self) -> None:
+        """A class whose instances cannot be reached by __class__ assignment gets no twin."""
+
+        class OnADict(dict):  # type: ignore[type-arg]
+            __slots__ = ("a",)
+
+        self.assertIsNone(twin_of(OnADict))

@@ -36,6 +36,11 @@ class _Method:
     doc: str | None = None
     #: The request's and the response's JSON Schemas, for a typed method.
     schemas: tuple[Mapping[str, Any], Mapping[str, Any]] | None = None
+    #: A unary method with the BYTES codec: a unary call to it has no kind
+    #: to check and nothing to decode (:meth:`Router.respond`'s shortcut;
+    #: ``False`` takes the general path, which
+    #: tests/test_fastpath_differential.py proves equal).
+    plain: bool = False
 
 
 @implementer(IResponder)
@@ -128,7 +133,8 @@ class Router:
                 )
             function = _streamed(function)
         declared = tuple((error, int(code)) for error, code in errors.items())
-        self._methods[name] = _Method(function, codec, declared, kind, doc, schemas)
+        plain = kind == "unary" and codec is BYTES
+        self._methods[name] = _Method(function, codec, declared, kind, doc, schemas, plain)
 
     def method(
         self,
@@ -198,6 +204,19 @@ class Router:
         entry = self._methods.get(call.method)
         if entry is None:
             raise StatusError(StatusCode.NOT_FOUND, f"unknown method {call.method!r}")
+        if entry.plain and call.stream is None:
+            # The common case: what the general path below does when the
+            # codec is BYTES and a unary method is called unary.
+            try:
+                result = entry.function(call)
+            except Exception as e:
+                translated = _translate(e, entry.errors)
+                if translated is e:
+                    raise
+                raise translated from e
+            if type(result) is bytes:
+                return result
+            return _settle(result, BYTES, entry.errors)
         codec = entry.codec
         decode = codec is not BYTES
         stream = call.stream
@@ -233,15 +252,8 @@ class Router:
                 raise
             raise translated from e
         if type(result) is bytes and codec is BYTES:
-            return result  # the common case, answered without further checks
-        if inspect.iscoroutine(result):
-            result = Deferred.fromCoroutine(result)
-        if isinstance(result, Deferred):
-            result.addCallback(_encode, codec)
-            if entry.errors:
-                result.addErrback(_translate_failure, entry.errors)
-            return result
-        return _encode(result, codec)
+            return result  # answered without further checks
+        return _settle(result, codec, entry.errors)
 
 
 _KINDS = ("unary", "server_stream", "client_stream", "bidi_stream")
@@ -272,6 +284,22 @@ def _streamed(function: Callable[[Call], Any]) -> Callable[[Call], Any]:
     respond.__wrapped__ = function  # type: ignore[attr-defined]
     respond.__doc__ = function.__doc__
     return respond
+
+
+def _settle(result: Any, codec: ICodec, errors: tuple[tuple[type[BaseException], int], ...]) -> Any:
+    """
+    What a method function returned, as the answer: a coroutine run as a
+    Deferred, a value encoded by ``codec`` (now or when its Deferred fires),
+    and declared errors translated.
+    """
+    if inspect.iscoroutine(result):
+        result = Deferred.fromCoroutine(result)
+    if isinstance(result, Deferred):
+        result.addCallback(_encode, codec)
+        if errors:
+            result.addErrback(_translate_failure, errors)
+        return result
+    return _encode(result, codec)
 
 
 def _encode(result: Any, codec: ICodec) -> Any:

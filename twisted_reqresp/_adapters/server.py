@@ -32,7 +32,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from .._core.binary import BinaryFormat
-from .._core.call import Call, Cancellation, ConnectionInfo, Reply, metadata_pairs
+from .._core.call import Call, Cancellation, ConnectionInfo, Reply, metadata_pairs, new_call
 from .._core.connection import Connection, ConnectionState
 from .._core.contract import IWireFormat
 from .._core.errors import ConnectionClosed, DeadlineExceeded, LocalProtocolError, StatusError
@@ -416,8 +416,8 @@ class ServerProtocol(Protocol):
             self._identify()
         self._stats.bytes_received += len(data)
         self.conn.receive_data(data)
-        self.liveness.last_bytes = self._clock.seconds()
-        self._process()
+        self.liveness.last_bytes = now = self._clock.seconds()
+        self._process(now)
 
     def readConnectionLost(self) -> None:
         """
@@ -595,18 +595,29 @@ class ServerProtocol(Protocol):
             return True
         return False
 
-    def _process(self) -> None:
-        """Decode what was read, start what may start, write the answers."""
+    def _process(self, now: float | None = None) -> None:
+        """Decode what was read, start what may start, write the answers.
+
+        :param now: the clock's time, if the caller just read it (the
+            bytes arrived then).
+        """
         if self._processing or self._closed:
             return
         self._processing = True
+        lifecycle = self.lifecycle
         try:
             while True:
-                if self.lifecycle.reading and not self._read_events():
+                if lifecycle.reading and not self._read_events(now):
                     return  # a protocol violation: the connection is closing
-                self._start_parked()
-                if self._parked_bytes <= self._limits.max_parked_bytes and (
-                    self._resume_reading("parked")
+                now = None  # resumed later: read the clock again
+                if self.parked:
+                    self._start_parked()
+                # Reading resumes only if it was paused (for the parked
+                # requests): a connection that reads has nothing to resume.
+                if (
+                    not lifecycle.reading
+                    and self._parked_bytes <= self._limits.max_parked_bytes
+                    and self._resume_reading("parked")
                 ):
                     continue
                 break
@@ -617,38 +628,45 @@ class ServerProtocol(Protocol):
         # finish later are left to Twisted, which coalesces them per
         # reactor iteration.
         self._flush()
-        self._close_if_done()
+        if self._draining or self._eof:
+            self._close_if_done()
 
-    def _read_events(self) -> bool:
+    def _read_events(self, now: float | None = None) -> bool:
         """
         Handle every event the bytes read so far hold, while reading.
 
+        :param now: the clock's time, if the caller just read it.
         :returns: ``False`` after a protocol violation.
         """
         conn = self.conn
         live = self.liveness
         lifecycle = self.lifecycle
         limit = self._limits.max_concurrent
-        now = self._clock.seconds()
+        stats = self._stats
+        builtins = self._builtins
+        if now is None:
+            now = self._clock.seconds()
         while lifecycle.reading:
             event = conn.next_event()
             if event is None:
                 break
-            kind = type(event)
-            if kind is Request:
-                assert isinstance(event, Request)
+            if type(event) is Request:  # the common case first, narrowed without a call
                 # Only requests and cancels count as use: a peer that just
                 # answers our keepalive PINGs is still idle.
                 live.last_message = now
-                self._stats.requests_total += 1
-                if self._builtins is not None and event.method.startswith(RESERVED_PREFIX):
+                stats.requests_total += 1
+                if builtins is not None and event.method.startswith(RESERVED_PREFIX):
                     # Before the limits: answered from memory, at once.
                     self._answer_builtin(event)
                 elif not self.parked and conn.unanswered <= limit:
                     self._start(event, now)
                 else:
                     self._park(event, now)
-            elif kind is StreamMessage:
+                if not live.handshaken and conn.state is not ConnectionState.AWAIT_SETTINGS:
+                    live.handshake_done()
+                continue
+            kind = type(event)
+            if kind is StreamMessage:
                 assert isinstance(event, StreamMessage)
                 self._stream_message(event)
             elif kind is CreditGranted:
@@ -855,22 +873,42 @@ class ServerProtocol(Protocol):
                 self._send_error(rid, StatusCode.DEADLINE_EXCEEDED, "deadline exceeded")
                 self._end_stream(rid, DeadlineExceeded("the call's deadline passed"))
                 return
-        entry = self.streams.get(rid) if type(request) is StreamRequest else None
-        if entry is not None:
-            self._start_stream(request, entry, deadline, timeout)
-            return
+        if type(request) is StreamRequest:
+            entry = self.streams.get(rid)
+            if entry is not None:
+                self._start_stream(request, entry, deadline, timeout)
+                return
         cancellation = Cancellation()
-        call = self._call(request, deadline, cancellation)
-        assert self._respond is not None
+        info = self.info
+        respond = self._respond
+        assert info is not None and respond is not None
+        metadata = request.metadata
+        # _call, inline and through new_call: this runs once per request.
+        call = new_call(
+            request.method,
+            request.body,
+            dict(metadata) if metadata else _NO_METADATA,
+            info,
+            rid,
+            deadline,
+            self._clock,
+            cancellation,
+            # conn.multiplexed is False, without the property's call.
+            self.conn._in_order is True,
+        )
         try:
-            result = self._respond(call)
+            result = respond(call)
             if type(result) is not bytes and inspect.iscoroutine(result):
                 result = Deferred.fromCoroutine(result)
         except BaseException:
             self._failed(Failure(), rid, request.method)
             return
         if type(result) is bytes:  # the common case, straight to the wire
-            self._send_response(rid, result)
+            # _send_response, inline.
+            try:
+                self.conn.send_response(rid, result)
+            except LocalProtocolError as e:
+                self._send_error(rid, e.code, e.message)
             return
         if not isinstance(result, Deferred):
             self._answer(result, rid, request.method)

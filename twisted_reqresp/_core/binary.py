@@ -46,6 +46,8 @@ from .events import (
     StreamEnd,
     StreamMessage,
     StreamRequest,
+    new_request,
+    new_response,
 )
 from .limits import MAX_CREDIT, Limits
 from .status import StatusCode, to_status
@@ -116,6 +118,10 @@ SETTING_CONNECTION_CREDIT = 0x4
 MIN_MAX_FRAME_SIZE = 1024
 
 _PING_SIZE = 8
+# The hot path's frame types, as module constants (a class attribute is a
+# second lookup per frame).
+_REQUEST = FrameType.REQUEST
+_RESPONSE = FrameType.RESPONSE
 #: The frame types version 1 assigns; others are skipped once the handshake is done.
 _ASSIGNED = frozenset(range(FrameType.SETTINGS, FrameType.GOAWAY + 1)) | frozenset(
     (FrameType.STREAM_MESSAGE, FrameType.STREAM_END, FrameType.CREDIT)
@@ -338,7 +344,8 @@ class BinaryCodec:
         # server's refusing GOAWAY), whatever its type (docs/protocol.md,
         # "Handshake", rules 5 and 6).  Frames of assigned types are the
         # Connection's to vet; an unassigned type, which only the codec sees,
-        # is vetted here, before the length.
+        # is vetted here, before the length.  Also true while the preface is
+        # awaited and once the codec failed (see next_event).
         self._first_frame = True
         self._failed = False
         # Set when the peer never spoke our protocol: what to tell it instead
@@ -391,6 +398,7 @@ class BinaryCodec:
 
     def _fail(self, code: int, message: str) -> ProtocolViolation:
         self._failed = True
+        self._first_frame = True  # next_event's one test for unusual states
         self._more = ()
         self._avail = 0
         self._buf = b""
@@ -405,25 +413,36 @@ class BinaryCodec:
             :class:`ProtocolViolation` is the last event the codec returns.
         """
         while True:
-            if self._failed:
-                return None
-            if self._await_preface:
-                return self._read_preface()
+            # _first_frame is also true while the preface is awaited and
+            # once the codec failed: one test for the three in the steady
+            # state.
+            first = self._first_frame
+            if first:
+                if self._failed:
+                    return None
+                if self._await_preface:
+                    return self._read_preface()
             buf = self._buf
             pos = self._pos
-            if len(buf) - pos < HEADER_SIZE:
-                if not self._contiguous(HEADER_SIZE):
-                    if not self._avail:
+            here = len(buf) - pos  # contiguous bytes at pos
+            if here < HEADER_SIZE:
+                # What _contiguous would answer, without its call at the end
+                # of every read.
+                avail = self._avail
+                if avail < HEADER_SIZE:
+                    if not avail:
                         # Everything read is decoded: hold no old bytes
                         # while the connection waits (an idle connection
                         # would otherwise keep its last read).
                         self._buf = b""
                         self._pos = 0
                     return None
+                self._contiguous(HEADER_SIZE)
                 buf = self._buf
                 pos = self._pos
+                here = len(buf) - pos
             length, ftype, flags, rid = _HEADER.unpack_from(buf, pos)
-            if self._first_frame:
+            if first:
                 if ftype not in _ASSIGNED:
                     # Checked before the length: text read as a header announces
                     # a frame of a gigabyte or so ("ERR " is 0x45525220).
@@ -435,7 +454,7 @@ class BinaryCodec:
                     f"frame of {length} bytes exceeds the maximum of {self._max_frame}",
                 )
             total = HEADER_SIZE + length
-            if len(buf) - pos < total:
+            if here < total:
                 if not self._contiguous(total):
                     return None
                 buf = self._buf
@@ -444,8 +463,8 @@ class BinaryCodec:
             end = start + length
             self._pos = end
             self._avail -= total
-            if self._inline and not flags:
-                if ftype == FrameType.REQUEST and length >= 2:
+            if not flags and self._inline:
+                if ftype == _REQUEST and length >= 2:
                     # The common request, a method and a body, decoded inline;
                     # any problem is left to the general decoder below to
                     # describe.
@@ -456,9 +475,9 @@ class BinaryCodec:
                         except UnicodeDecodeError:
                             pass
                         else:
-                            return Request(request_id=rid, method=method, body=buf[method_end:end])
-                elif ftype == FrameType.RESPONSE:
-                    return Response(request_id=rid, body=buf[start:end])
+                            return new_request(rid, method, buf[method_end:end])
+                elif ftype == _RESPONSE:
+                    return new_response(rid, buf[start:end])
             try:
                 event = self._decode(ftype, flags, rid, buf, start, end)
             except (_Malformed, UnicodeDecodeError, struct.error) as e:
@@ -712,7 +731,7 @@ class BinaryCodec:
                     len(md) + len(body), FrameType.RESPONSE, FLAG_METADATA, request_id
                 )
                 return head + md + body
-            return _HEADER.pack(len(body), FrameType.RESPONSE, 0, request_id) + body
+            return _HEADER.pack(len(body), _RESPONSE, 0, request_id) + body
         except (struct.error, UnicodeEncodeError) as e:
             raise LocalProtocolError(f"cannot encode Response: {e}") from None
 

@@ -172,6 +172,7 @@ _DEFAULT_PEER_SETTINGS = Settings(
     max_concurrent=DEFAULT_LIMITS.max_concurrent,
 )
 _AWAIT_SETTINGS = ConnectionState.AWAIT_SETTINGS
+_CLOSED = ConnectionState.CLOSED
 
 # What a peer may send before its SETTINGS (docs/protocol.md, "Handshake"):
 # a client its preface, then SETTINGS; a server SETTINGS, or a GOAWAY
@@ -439,8 +440,7 @@ class Connection:
             returns ``None``; the bytes to send before closing are queued.
         """
         codec = self._codec
-        dispatch = self._dispatch
-        while self.state is not ConnectionState.CLOSED:
+        while self.state is not _CLOSED:
             event = codec.next_event()
             if event is None:
                 return None
@@ -476,7 +476,7 @@ class Connection:
             if self.state is _AWAIT_SETTINGS and kind not in _BEFORE_SETTINGS[self.role]:
                 name = _FRAME_NAMES[self.role].get(kind, kind.__name__.upper())
                 return self._protocol_error(f"{name} before SETTINGS")
-            handler = dispatch.get(kind)
+            handler = self._dispatch.get(kind)
             if handler is None:
                 if isinstance(event, ProtocolViolation):
                     return self._violation(event)
@@ -813,8 +813,21 @@ class Connection:
             or the response is larger than the peer accepts (then the request
             is still awaiting an answer, and an error can be sent instead).
         """
-        self._check_awaited(request_id)
         encode = self._encode_response
+        if encode is not None and self._in_order is False and not self._streams:
+            # The server's hot path: _check_awaited, _check_size and _answer
+            # inline for a multiplexed connection with no streaming calls.
+            # Anything unusual (not awaited, too large) is left to the
+            # general path below to refuse (tests/test_fastpath_differential.py).
+            in_flight = self.in_flight
+            if request_id in in_flight:
+                data = encode(request_id, body, metadata)
+                if len(data) - self._codec.frame_overhead <= self.peer_settings.max_frame_size:
+                    in_flight.discard(request_id)
+                    if self.state is not _CLOSED:
+                        self._out.append(data)
+                    return
+        self._check_awaited(request_id)
         if encode is not None:
             data = encode(request_id, body, metadata)
         else:

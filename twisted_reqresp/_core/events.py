@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-from .frozen import fast_init
+from .frozen import fast_init, twin_of
 from .status import StatusCode
 
 __all__ = [
@@ -39,6 +39,8 @@ __all__ = [
     "StreamEnd",
     "StreamMessage",
     "StreamRequest",
+    "new_request",
+    "new_response",
 ]
 
 #: Metadata as it travels: ordered ``(key, value)`` text pairs.  A tuple so
@@ -298,3 +300,50 @@ Event = (
     | Rejected
     | ProtocolViolation
 )
+
+
+#: See :func:`new_request` and :func:`new_response`.
+_REQUEST_TWIN = twin_of(Request)
+_RESPONSE_TWIN = twin_of(Response)
+_object_new = object.__new__
+
+
+def new_request(request_id: int, method: str, body: bytes) -> Request:
+    """
+    ``Request(request_id=request_id, method=method, body=body)``, made
+    through a twin class (:func:`~twisted_reqresp._core.frozen.twin_of`):
+    the binary codec's once-per-request event, about twice as fast.
+    ``tests/test_fastpath_differential.py`` proves it equal to the
+    constructor's, and the constructor is used where the twin cannot
+    become a :class:`Request`.
+    """
+    twin = _REQUEST_TWIN
+    if twin is None:
+        return Request(request_id=request_id, method=method, body=body)
+    request = _object_new(twin)
+    request.request_id = request_id
+    request.method = method
+    request.body = body
+    request.metadata = ()
+    request.deadline_ms = None
+    request.__class__ = Request
+    result: Request = request
+    return result
+
+
+def new_response(request_id: int, body: bytes) -> Response:
+    """
+    ``Response(request_id=request_id, body=body)``, made through a twin
+    class as :func:`new_request` is: the binary codec's once-per-answer
+    event at a client.
+    """
+    twin = _RESPONSE_TWIN
+    if twin is None:
+        return Response(request_id=request_id, body=body)
+    response = _object_new(twin)
+    response.request_id = request_id
+    response.body = body
+    response.metadata = ()
+    response.__class__ = Response
+    result: Response = response
+    return result

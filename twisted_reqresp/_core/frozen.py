@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, TypeVar
 
-__all__ = ["fast_init"]
+__all__ = ["fast_init", "twin_of"]
 
 _T = TypeVar("_T")
 _NOTHING = object()
@@ -61,3 +61,28 @@ def fast_init(cls: type[_T]) -> type[_T]:
     init.__module__ = cls.__module__
     cls.__init__ = init  # type: ignore[method-assign]
     return cls
+
+
+def twin_of(cls: type) -> Any:
+    """
+    A plain class with ``cls``'s slots, for the once-per-request objects a
+    hot path makes: it fills an instance of the twin with plain attribute
+    stores, then makes it a ``cls`` instance by ``__class__`` assignment
+    (which CPython allows between classes of the same layout), instead of
+    one slot-descriptor call per field in ``cls.__init__``.
+
+    :param cls: a frozen, slotted dataclass.
+    :returns: the twin class, or ``None`` where the assignment is refused
+        (a compiled ``cls``, another interpreter): then build ``cls``
+        itself.
+    """
+    slots = cls.__dict__.get("__slots__")
+    if not isinstance(slots, tuple):
+        return None
+    try:
+        twin = type(f"_{cls.__name__}Twin", (), {"__slots__": slots})
+        probe: Any = object.__new__(twin)
+        probe.__class__ = cls
+    except TypeError:
+        return None
+    return twin
