@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 import struct
-from typing import cast
+from typing import Final, cast
 
 from zope.interface import implementer
 
@@ -83,18 +83,18 @@ _ERROR_HEAD = struct.Struct(">IH")
 class FrameType:
     """Frame type numbers (``docs/protocol.md``, "Frame types")."""
 
-    SETTINGS = 0x1
-    REQUEST = 0x2
-    RESPONSE = 0x3
-    ERROR = 0x4
-    CANCEL = 0x5
-    PING = 0x6
-    PONG = 0x7
-    GOAWAY = 0x8
+    SETTINGS: Final = 0x1
+    REQUEST: Final = 0x2
+    RESPONSE: Final = 0x3
+    ERROR: Final = 0x4
+    CANCEL: Final = 0x5
+    PING: Final = 0x6
+    PONG: Final = 0x7
+    GOAWAY: Final = 0x8
     # 0x9 stays unassigned.
-    STREAM_MESSAGE = 0xA
-    STREAM_END = 0xB
-    CREDIT = 0xC
+    STREAM_MESSAGE: Final = 0xA
+    STREAM_END: Final = 0xB
+    CREDIT: Final = 0xC
 
 
 # Flags, per frame type.  Undefined flags are ignored on receipt and must be
@@ -368,9 +368,10 @@ class BinaryCodec:
             self._avail = len(data)
         else:
             more = self._more
-            if type(more) is tuple:
-                self._more = more = []
-            more.append(bytes(data))  # type: ignore[union-attr]
+            if isinstance(more, list):
+                more.append(bytes(data))
+            else:
+                self._more = [bytes(data)]
             self._avail += len(data)
 
     @property
