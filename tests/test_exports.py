@@ -56,6 +56,7 @@ PUBLIC = {
         "StatusCode",
         "StatusError",
         "StreamingCall",
+        "compiled",
         "connect",
     ],
     "twisted_reqresp.interfaces": [

@@ -13,6 +13,9 @@ authors of wire formats, :mod:`twisted_reqresp.wire`.  Everything else is
 private.  Importing this package does not install a reactor.
 """
 
+# First: chooses the compiled hot path or its .py sources before any
+# compiled module is imported (twisted_reqresp/_hotpath.py).
+from . import _hotpath
 from ._adapters.accesslog import AccessLog
 from ._adapters.builtins import HealthStatus, MethodDescription, ServingStatus
 from ._adapters.channel import BackendInfo, Channel, ChannelStats, EndpointSet
@@ -43,6 +46,12 @@ from ._core.retry import Backoff, RetryBudget, RetryPolicy
 from ._core.status import APPLICATION_MIN, StatusCode
 
 __version__ = "0.1.0"
+
+#: Whether the hot path (the binary codec and the connection state machine)
+#: runs compiled with mypyc; ``False`` on the pure-Python fallback, chosen
+#: when no C compiler was there at install or ``TWISTED_REQRESP_NO_EXTENSIONS``
+#: is set.  Both behave the same (docs/performance.md, "Compiled hot path").
+compiled: bool = _hotpath.active()
 
 #: The binary wire format (the default): multiplexed, with deadlines,
 #: metadata, cancellation, keepalive and graceful drain.
@@ -92,5 +101,6 @@ __all__ = [
     "StatusCode",
     "StatusError",
     "StreamingCall",
+    "compiled",
     "connect",
 ]

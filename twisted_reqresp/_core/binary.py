@@ -48,7 +48,7 @@ from .events import (
     StreamRequest,
 )
 from .limits import MAX_CREDIT, Limits
-from .status import StatusCode, to_status
+from .status import STATUS_BY_VALUE, StatusCode
 
 __all__ = [
     "HEADER_SIZE",
@@ -390,7 +390,7 @@ class BinaryCodec:
         self._pos = 0
         return True
 
-    def _fail(self, code: int, message: str) -> ProtocolViolation:
+    def _fail(self, code: StatusCode, message: str) -> ProtocolViolation:
         self._failed = True
         self._more = ()
         self._avail = 0
@@ -600,7 +600,7 @@ class BinaryCodec:
             message, pos = _decode_text(buf, pos + 4, end)
             return ErrorResponse(
                 request_id=rid,
-                code=to_status(code),
+                code=STATUS_BY_VALUE.get(code, code),
                 message=message,
                 details=buf[pos:end],
                 retry_safe=bool(flags & FLAG_RETRY_SAFE),
@@ -619,7 +619,9 @@ class BinaryCodec:
                 raise _Malformed("truncated GOAWAY frame")
             code, _ = _ERROR_HEAD.unpack_from(buf, pos)
             message, pos = _decode_text(buf, pos + 4, end)
-            return GoAway(last_request_id=rid, code=to_status(code), message=message)
+            return GoAway(
+                last_request_id=rid, code=STATUS_BY_VALUE.get(code, code), message=message
+            )
         if ftype == FrameType.SETTINGS:
             return self._decode_settings(rid, buf, pos, end)
         if ftype == FrameType.STREAM_MESSAGE:

@@ -91,7 +91,7 @@ from .events import (
     StreamRequest,
 )
 from .limits import DEFAULT_LIMITS, MAX_CREDIT, Limits
-from .status import STATUS_MAX, StatusCode, status_name, utf8_prefix
+from .status import STATUS_BY_VALUE, STATUS_MAX, StatusCode, status_name, utf8_prefix
 from .streams import CallStream, message_cost
 
 __all__ = ["Connection", "ConnectionState"]
@@ -1197,7 +1197,9 @@ class Connection:
         GOAWAY with ``code`` and ``message``) and close.
         :meth:`next_event` then returns the :class:`ProtocolViolation`.
         """
-        self._refusal = ProtocolViolation(code=code, message=message)
+        # The code as a StatusCode member where one is defined, as the
+        # codecs decode it (compiled, an int-typed argument is a plain int).
+        self._refusal = ProtocolViolation(code=STATUS_BY_VALUE.get(code, code), message=message)
         self._request_shortcut = self._response_shortcut = False
         self._response_shortcut_allowed = False
 
