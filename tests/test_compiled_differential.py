@@ -2,7 +2,7 @@
 The compiled hot path behaves exactly as its pure-Python sources.
 
 setup.py compiles the binary codec, the connection and the stream accounting
-with mypyc; ``twisted_reqresp._hotpath`` imports either the compiled modules
+with mypyc; ``twisted_reqresp._core.hotpath`` imports either the compiled modules
 or their .py files.  These tests load the .py files a second time under other
 names (``twisted_reqresp._core._pure_binary`` and so on; their imports of the
 shared modules, events, limits, status and errors, resolve to the same
@@ -19,16 +19,14 @@ compiler the compiled path must really be compiled
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
-import sys
 import sysconfig
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
+import puretwins
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -44,8 +42,8 @@ from strategies import (
 )
 
 import twisted_reqresp
-from twisted_reqresp import _hotpath
 from twisted_reqresp._core import binary, connection, streams
+from twisted_reqresp._core import hotpath as _hotpath
 from twisted_reqresp._core.errors import LocalProtocolError
 from twisted_reqresp._core.events import Event, Metadata, Request, Role, StreamMessage
 from twisted_reqresp._core.limits import DEFAULT_LIMITS, Limits
@@ -53,36 +51,7 @@ from twisted_reqresp._core.limits import DEFAULT_LIMITS, Limits
 _CORE = Path(binary.__file__).parent
 
 
-@contextmanager
-def _substituted(modules: dict[str, ModuleType]) -> Iterator[None]:
-    """Let ``modules`` stand in for the named modules while a twin is executed."""
-    saved = {name: sys.modules[name] for name in modules}
-    sys.modules.update(modules)
-    try:
-        yield
-    finally:
-        sys.modules.update(saved)
-
-
-def _load_pure() -> dict[str, ModuleType]:
-    """
-    :returns: the .py sources of the compiled modules, loaded under
-        ``_pure_*`` names, each importing the others' pure twins.
-    """
-    twins: dict[str, ModuleType] = {}
-    for short in ("streams", "binary", "connection"):
-        name = f"twisted_reqresp._core._pure_{short}"
-        spec = importlib.util.spec_from_file_location(name, _CORE / f"{short}.py")
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        with _substituted({f"twisted_reqresp._core.{k}": v for k, v in twins.items()}):
-            spec.loader.exec_module(module)
-        twins[short] = module
-    return twins
-
-
-PURE = _load_pure()
+PURE = {name.rpartition(".")[2]: module for name, module in puretwins.load().items()}
 #: (name, binary module, connection module, streams module) of each side.
 COMPILED = (binary, connection, streams)
 SOURCES = (PURE["binary"], PURE["connection"], PURE["streams"])

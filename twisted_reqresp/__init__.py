@@ -13,9 +13,6 @@ authors of wire formats, :mod:`twisted_reqresp.wire`.  Everything else is
 private.  Importing this package does not install a reactor.
 """
 
-# First: chooses the compiled hot path or its .py sources before any
-# compiled module is imported (twisted_reqresp/_hotpath.py).
-from . import _hotpath
 from ._adapters.accesslog import AccessLog
 from ._adapters.builtins import HealthStatus, MethodDescription, ServingStatus
 from ._adapters.channel import BackendInfo, Channel, ChannelStats, EndpointSet
@@ -40,6 +37,7 @@ from ._core.errors import (
     ReqRespError,
     StatusError,
 )
+from ._core.hotpath import active as _hot_path_active
 from ._core.limits import DEFAULT_LIMITS, Limits
 from ._core.line import LineFormat
 from ._core.retry import Backoff, RetryBudget, RetryPolicy
@@ -51,7 +49,7 @@ __version__ = "0.1.0"
 #: runs compiled with mypyc; ``False`` on the pure-Python fallback, chosen
 #: when no C compiler was there at install or ``TWISTED_REQRESP_NO_EXTENSIONS``
 #: is set.  Both behave the same (docs/performance.md, "Compiled hot path").
-compiled: bool = _hotpath.active()
+compiled: bool = _hot_path_active()
 
 #: The binary wire format (the default): multiplexed, with deadlines,
 #: metadata, cancellation, keepalive and graceful drain.

@@ -2,8 +2,8 @@
 Which hot path is active: the modules compiled with mypyc, or their .py sources.
 
 ``setup.py`` compiles :data:`COMPILED_MODULES` with mypyc when it can; the
-package works the same without them.  This module, imported by
-``twisted_reqresp/__init__.py`` before anything else of the package, decides
+package works the same without them.  This module, imported by the core's
+``__init__`` before any module of the core, decides
 once per process which to import and, when it is the sources, installs a
 meta-path finder that loads the .py file of each compiled module even though
 the extension sits beside it (an extension wins over a .py in the default
@@ -35,11 +35,12 @@ from types import ModuleType
 
 __all__ = ["COMPILED_MODULES", "NO_EXTENSIONS", "active", "reason"]
 
-#: The modules setup.py compiles (keep in step with its ``COMPILED``).
+#: The modules setup.py compiles (keep in step with its ``COMPILED``), each
+#: after the ones it imports.
 COMPILED_MODULES = (
+    "twisted_reqresp._core.streams",
     "twisted_reqresp._core.binary",
     "twisted_reqresp._core.connection",
-    "twisted_reqresp._core.streams",
 )
 #: The environment variable that forces the pure-Python path.
 NO_EXTENSIONS = "TWISTED_REQRESP_NO_EXTENSIONS"
@@ -47,7 +48,7 @@ NO_EXTENSIONS = "TWISTED_REQRESP_NO_EXTENSIONS"
 #: stale: installing a wheel writes both within milliseconds, in any order.
 _STALE_AFTER = 2.0
 
-_PACKAGE = Path(__file__).resolve().parent
+_PACKAGE = Path(__file__).resolve().parent.parent
 
 
 def _source(name: str) -> Path:
