@@ -117,14 +117,15 @@ if not _compiled and not any(isinstance(f, _SourceFinder) for f in sys.meta_path
 
 def active() -> bool:
     """:returns: whether the compiled modules are the ones imported."""
+    modules = [sys.modules.get(name) for name in COMPILED_MODULES]
     return all(
-        Path(getattr(sys.modules.get(name), "__file__", None) or "x.py").suffix != ".py"
-        for name in COMPILED_MODULES
-    ) and all(name in sys.modules for name in COMPILED_MODULES)
+        module is not None and not str(getattr(module, "__file__", "")).endswith(".py")
+        for module in modules
+    )
 
 
 def reason() -> str:
     """:returns: a line for people: which hot path is active, and why."""
     if active():
         return "hot path: compiled (mypyc)"
-    return f"hot path: pure Python ({_why})"
+    return f"hot path: pure Python ({_why if not _compiled else 'not imported yet'})"
