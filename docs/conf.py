@@ -21,6 +21,10 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE / "_ext"))
+# The reference is read from the .py sources: mypyc keeps no docstrings, so
+# autodoc must not import the compiled hot path (docs/performance.md,
+# "Compiled hot path").
+os.environ["TWISTED_REQRESP_NO_EXTENSIONS"] = "1"
 
 import twisted_inventory  # noqa: E402
 from sphinx.application import Sphinx  # noqa: E402

@@ -63,6 +63,13 @@ with atheris.instrument_imports(include=["twisted_reqresp"]):
     import twisted_reqresp  # noqa: F401
     from twisted_reqresp._core import auto, binary, connection, detect, line  # noqa: F401
 
+# Which implementation this run targets: the modules compiled with mypyc
+# (the default where they are built), or their .py sources with
+# TWISTED_REQRESP_NO_EXTENSIONS=1 (see fuzz/README.md, "Both hot paths").
+from twisted_reqresp._core.hotpath import reason as _hot_path  # noqa: E402
+
+print(f"fuzzing the wire core: {_hot_path()}", file=sys.stderr)
+
 from twisted_reqresp._core.errors import LocalProtocolError  # noqa: E402
 from twisted_reqresp._core.events import (  # noqa: E402
     CreditGranted,

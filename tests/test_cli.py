@@ -180,15 +180,18 @@ class ParserTests(SynchronousTestCase):
         self.assertIsNone(_parse("-t", "0", "ping").timeout)
 
     def test_version(self) -> None:
-        """--version prints the package version and exits 0, before or without a command."""
+        """--version prints the package version and which hot path is active, and exits 0,
+        before or without a command."""
         for argv in (["--version"], ["--version", "call", "echo"]):
             stdout = io.StringIO()
             with contextlib.redirect_stdout(stdout):
                 self.assertEqual(main(argv), EXIT_OK)
+            hot = r"compiled \(mypyc\)" if twisted_reqresp.compiled else r"pure Python \([^\n]+\)"
             self.assertRegex(
                 stdout.getvalue(),
                 rf"^reqresp {re.escape(twisted_reqresp.__version__)} "
-                r"\(Twisted [\w.]+, Python 3\.\d+\.\d+\S*\)\n$",
+                r"\(Twisted [\w.]+, Python 3\.\d+\.\d+\S*\)\n"
+                rf"hot path: {hot}\n$",
             )
 
     def test_ping_count(self) -> None:

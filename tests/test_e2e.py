@@ -239,6 +239,13 @@ class CommandLineTests(ReactorMixin, SynchronousTestCase):
             self.server.log(),
         )
 
+    def test_startup_log_hot_path(self) -> None:
+        """twistd logs which hot path the server runs, as reqresp --version prints it."""
+        version = reqresp("--version")
+        hot_path = version.stdout.splitlines()[-1]
+        self.assertRegex(hot_path, r"^hot path: (compiled \(mypyc\)|pure Python \(.+\))$")
+        self.assertIn(f"reqresp: {hot_path}", self.server.log())
+
 
 class RefusedTests(SynchronousTestCase):
     """Nothing listening: the command says so."""

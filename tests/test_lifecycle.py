@@ -163,15 +163,15 @@ class ParkedBoundTests(SynchronousTestCase):
         return client
 
     def test_below_and_at_the_bound_keeps_reading(self) -> None:
-        """Parked bytes at the bound (method + body + 128 each) keep the socket read."""
-        size = 128 + len("echo") + 1000
+        """Parked bytes at the bound (method + body + 384 each) keep the socket read."""
+        size = 384 + len("echo") + 1000
         client = self._park([1000, 1000], bound=2 * size)
         self.assertEqual(client.server._parked_bytes, 2 * size)
         self.assertEqual(client.transport.producerState, "producing")
 
     def test_above_the_bound_pauses_then_resumes(self) -> None:
         """One byte past the bound pauses reading; it resumes once parked requests start."""
-        size = 128 + len("echo") + 1000
+        size = 384 + len("echo") + 1000
         client = self._park([1000, 1001], bound=2 * size)
         self.assertEqual(client.transport.producerState, "paused")
         # PINGs now wait: the documented last resort.

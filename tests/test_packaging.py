@@ -18,12 +18,15 @@ import os
 import shutil
 import subprocess
 import sys
+import sysconfig
 import tarfile
 import tempfile
 import zipfile
 from pathlib import Path
 
 from twisted.trial.unittest import SynchronousTestCase
+
+from twisted_reqresp._core.hotpath import COMPILED_MODULES, NO_EXTENSIONS
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -39,8 +42,17 @@ _PACKAGE_DIRS = ("twisted_reqresp", "twisted")
 #: The directories MANIFEST.in adds to the sdist (``examples`` may not exist).
 _SDIST_DIRS = (*_PACKAGE_DIRS, ".ci", "tests", "docs", "benchmarks", "fuzz", "examples")
 _NOT_SOURCE = shutil.ignore_patterns(
-    "__pycache__", "*.pyc", "dropin.cache", "corpus*", "_trial_temp*", ".hypothesis"
+    "__pycache__",
+    "*.pyc",
+    "dropin.cache",
+    "corpus*",
+    "_trial_temp*",
+    ".hypothesis",
+    "*.so",
+    "*.pyd",
 )
+#: What an in-place build of the compiled hot path leaves in the checkout.
+_COMPILED_SUFFIXES = (".so", ".pyd")
 
 #: Tests run from the unpacked sdist: the wire vectors and the spec they
 #: check (tests/vectors, docs/protocol.md), the exports and the api.md that
@@ -59,7 +71,11 @@ SDIST_TEST_TIMEOUT = 300
 def _copy_source(target: Path, dirs: tuple[str, ...] = _PACKAGE_DIRS) -> None:
     target.mkdir()
     for entry in ROOT.iterdir():
-        if entry.is_file() and not entry.name.startswith("."):
+        if (
+            entry.is_file()
+            and not entry.name.startswith(".")
+            and not entry.name.endswith(_COMPILED_SUFFIXES)
+        ):
             shutil.copy2(entry, target / entry.name)
     for name in dirs:
         if (ROOT / name).is_dir():
@@ -71,7 +87,9 @@ def _source_files(directory: str) -> list[str]:
     found = []
     for path in (ROOT / directory).rglob("*"):
         parts = path.relative_to(ROOT).parts
-        if not path.is_file() or path.suffix == ".pyc" or path.name == "dropin.cache":
+        if not path.is_file() or path.suffix in (".pyc", *_COMPILED_SUFFIXES):
+            continue
+        if path.name == "dropin.cache":
             continue
         if any(p == "__pycache__" or p.startswith(("corpus", "_trial_temp", ".")) for p in parts):
             continue
@@ -79,10 +97,16 @@ def _source_files(directory: str) -> list[str]:
     return found
 
 
-def _run(*argv: str | Path, cwd: Path | None = None, timeout: float = COMMAND_TIMEOUT) -> str:
+def _run(
+    *argv: str | Path,
+    cwd: Path | None = None,
+    timeout: float = COMMAND_TIMEOUT,
+    env: dict[str, str] | None = None,
+) -> str:
     result = subprocess.run(
         [str(a) for a in argv],
         cwd=cwd,
+        env=env,
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -119,6 +143,8 @@ class WheelTests(SynchronousTestCase):
                 out,
                 source,
                 timeout=BUILD_TIMEOUT,
+                # Built as users build it, whichever path this run tests.
+                env={k: v for k, v in os.environ.items() if k != NO_EXTENSIONS},
             )
             (wheel,) = out.glob("*.whl")
             with zipfile.ZipFile(wheel) as archive:
@@ -154,6 +180,19 @@ class WheelTests(SynchronousTestCase):
     def test_py_typed(self) -> None:
         """The py.typed marker is shipped, so type checkers use the annotations."""
         self.assertIn("twisted_reqresp/py.typed", self.names)
+
+    def test_compiled_modules(self) -> None:
+        """Built with a C compiler, the wheel holds the compiled hot path beside its .py files."""
+        if not _can_compile():
+            self.skipTest("no C compiler or no Python headers here")
+        for name in COMPILED_MODULES:
+            stem = "/".join(name.split("."))
+            self.assertIn(f"{stem}.py", self.names)
+            self.assertTrue(
+                [n for n in self.names if n.startswith(f"{stem}.") and n.endswith(".so")],
+                f"{name} is not compiled in the wheel",
+            )
+        self.assertTrue([n for n in self.names if n.startswith("twisted_reqresp__mypyc.")])
 
     def test_modules(self) -> None:
         """Every module of the source package is shipped, and no tests."""
@@ -206,6 +245,78 @@ class WheelTests(SynchronousTestCase):
 _LICENSE = ROOT / "LICENSE"
 
 
+def _can_compile() -> bool:
+    """:returns: whether this machine has a C compiler and Python's headers."""
+    include = Path(sysconfig.get_paths()["include"], "Python.h")
+    return shutil.which(os.environ.get("CC", "cc")) is not None and include.is_file()
+
+
+class NoCompilerTests(SynchronousTestCase):
+    """Without a working C compiler the install is pure Python, works, and says nothing."""
+
+    def test_pure_wheel(self) -> None:
+        """A wheel built with CC=/bin/false is pure Python, built without a word of warning,
+        and its package works on the pure-Python path."""
+        with tempfile.TemporaryDirectory(prefix="reqresp-nocc-") as tmp:
+            source = Path(tmp, "src")
+            _copy_source(source)
+            out = Path(tmp, "dist")
+            env = {k: v for k, v in os.environ.items() if k != NO_EXTENSIONS}
+            result = subprocess.run(
+                [sys.executable, "-m", "build", "--wheel", "--outdir", str(out), str(source)],
+                capture_output=True,
+                text=True,
+                timeout=BUILD_TIMEOUT,
+                env={**env, "CC": "/bin/false"},
+                check=False,
+            )
+            self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
+            (wheel,) = out.glob("*.whl")
+            self.assertTrue(wheel.name.endswith("-py3-none-any.whl"), wheel.name)
+            for text in (result.stdout, result.stderr):
+                self.assertNotRegex(text.lower(), r"mypyc|gcc|/bin/false|error:", text)
+            with zipfile.ZipFile(wheel) as archive:
+                names = archive.namelist()
+            self.assertFalse([n for n in names if n.endswith(_COMPILED_SUFFIXES)])
+            target = Path(tmp, "site")
+            _run(
+                sys.executable,
+                "-m",
+                "pip",
+                "install",
+                "-q",
+                "--no-deps",
+                "--no-index",
+                "--target",
+                target,
+                wheel,
+                timeout=BUILD_TIMEOUT,
+            )
+            probe = subprocess.run(
+                [
+                    sys.executable,
+                    "-c",
+                    "import twisted_reqresp as t; from twisted_reqresp._core import hotpath; "
+                    "from twisted_reqresp.wire import Connection, Role; "
+                    "assert Connection(Role.CLIENT, t.BINARY).data_to_send(); "
+                    "print(t.__file__, t.compiled, hotpath.reason())",
+                ],
+                capture_output=True,
+                text=True,
+                timeout=COMMAND_TIMEOUT,
+                env={**env, "PYTHONPATH": str(target)},
+                cwd=tmp,
+                check=False,
+            )
+            self.assertEqual(probe.returncode, 0, probe.stderr)
+            self.assertEqual(probe.stderr, "")
+            where, compiled, reason = probe.stdout.strip().split(" ", 2)
+            self.assertTrue(Path(where).is_relative_to(target), where)
+            self.assertEqual(
+                (compiled, reason), ("False", "hot path: pure Python (not compiled at install)")
+            )
+
+
 class SdistTests(SynchronousTestCase):
     """The sdist holds its test suite and docs, and tests run from it unpacked."""
 
@@ -254,6 +365,7 @@ class SdistTests(SynchronousTestCase):
             "README.md",
             "pyproject.toml",
             "setup.cfg",
+            "setup.py",
             "MANIFEST.in",
             ".ci/run",
         ):
@@ -274,6 +386,7 @@ class SdistTests(SynchronousTestCase):
             self.assertNotIn("__pycache__", parts, name)
             self.assertFalse(name.endswith((".pyc", "dropin.cache")), name)
             self.assertNotIn(".venv", parts, name)
+            self.assertFalse(name.endswith(_COMPILED_SUFFIXES), name)
             self.assertFalse(any(p.startswith("corpus") for p in parts), name)
 
     def test_tests_run_from_sdist(self) -> None:

@@ -43,6 +43,7 @@ from twisted_reqresp._app.tap import (
     makeService,
     resolve_responder,
 )
+from twisted_reqresp._core.hotpath import reason as hot_path
 from twisted_reqresp.codecs import JSON
 from twisted_reqresp.interfaces import IResponderFactory
 from twisted_reqresp.testing import connected_pair
@@ -427,7 +428,8 @@ class MakeServiceTests(_ResponderModuleMixin):
             self.assertEqual((event["method"], event["status"]), ("nothing-here", "NOT_FOUND"))
 
     def test_start_and_stop(self) -> None:
-        """Starting listens on every port, logging one line each; stopping stops them."""
+        """Starting listens on every port, logging one line each and the hot path; stopping
+        stops them."""
         service, reactor = self._service("-p", "tcp:0:interface=127.0.0.1", "-p", "9001")
         with capturedLogs() as events:
             service.privilegedStartService()
@@ -437,6 +439,8 @@ class MakeServiceTests(_ResponderModuleMixin):
             [(0, "127.0.0.1"), (9001, "")],
         )
         lines = [e for e in events if e.get("log_namespace") == "twisted_reqresp.tap"]
+        self.assertEqual([e["hot_path"] for e in lines if "hot_path" in e], [hot_path()])
+        lines = [e for e in lines if "hot_path" not in e]
         self.assertEqual([e["endpoint"] for e in lines], ["tcp:0:interface=127.0.0.1", "tcp:9001"])
         for event in lines:
             self.assertEqual(event["wire"], "auto")

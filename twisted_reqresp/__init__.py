@@ -37,12 +37,19 @@ from ._core.errors import (
     ReqRespError,
     StatusError,
 )
+from ._core.hotpath import active as _hot_path_active
 from ._core.limits import DEFAULT_LIMITS, Limits
 from ._core.line import LineFormat
 from ._core.retry import Backoff, RetryBudget, RetryPolicy
 from ._core.status import APPLICATION_MIN, StatusCode
 
 __version__ = "0.1.0"
+
+#: Whether the hot path (the binary codec and the connection state machine)
+#: runs compiled with mypyc; ``False`` on the pure-Python fallback, chosen
+#: when no C compiler was there at install or ``TWISTED_REQRESP_NO_EXTENSIONS``
+#: is set.  Both behave the same (docs/performance.md, "Compiled hot path").
+compiled: bool = _hot_path_active()
 
 #: The binary wire format (the default): multiplexed, with deadlines,
 #: metadata, cancellation, keepalive and graceful drain.
@@ -92,5 +99,6 @@ __all__ = [
     "StatusCode",
     "StatusError",
     "StreamingCall",
+    "compiled",
     "connect",
 ]

@@ -66,6 +66,7 @@ from .._core.errors import (
     RemoteError,
     StatusError,
 )
+from .._core.hotpath import reason as hot_path
 from .._core.status import StatusCode, status_name
 from ..codecs import JSON
 from .bench import BenchReport, bench, count_backends, format_report
@@ -195,14 +196,18 @@ def _timeout(text: str) -> float | None:
 def version_text() -> str:
     """
     :returns: what ``reqresp --version`` prints: this package's version and
-        those of Twisted and Python, for bug reports.
+        those of Twisted and Python, and which hot path is active (compiled
+        or pure Python, and why), for bug reports.
     """
     try:
         # The installed distribution's: the package's __init__ is a layer above.
         ours = importlib.metadata.version("twisted-reqresp")
     except importlib.metadata.PackageNotFoundError:  # run from a source tree
         ours = "unknown"
-    return f"reqresp {ours} (Twisted {twisted_version}, Python {platform.python_version()})"
+    return (
+        f"reqresp {ours} (Twisted {twisted_version}, Python {platform.python_version()})\n"
+        f"{hot_path()}"
+    )
 
 
 def _count(text: str) -> int:

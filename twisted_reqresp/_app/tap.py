@@ -37,6 +37,7 @@ from .._adapters.server import ServerFactory
 from .._adapters.tls import require_tls_support
 from .._core.binary import BinaryFormat
 from .._core.contract import IWireFormat
+from .._core.hotpath import reason as hot_path
 from .._core.limits import DEFAULT_LIMITS, Limits
 from ..interfaces import IResponder, IResponderFactory, IServerInterceptor
 from .service import default_factory
@@ -633,6 +634,7 @@ class ReqRespService(MultiService):
                 endpoint=description,
                 wire=self.factory.wire.name,
             )
+        _log.info("reqresp: {hot_path}", hot_path=hot_path())
         if self.metrics_endpoint is not None:
             _log.info(
                 "reqresp: serving Prometheus metrics on {endpoint}",

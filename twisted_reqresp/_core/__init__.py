@@ -7,3 +7,7 @@ Nothing here does I/O or imports Twisted: the connection state machine
 errors and limits, and the values a responder sees (``call``).  Each module
 may import only modules of this package.
 """
+
+# First: chooses the compiled modules or their .py sources, before any of
+# them is imported (see hotpath.py).
+from . import hotpath as hotpath

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 import struct
-from typing import cast
+from typing import Final, cast
 
 from zope.interface import implementer
 
@@ -50,7 +50,7 @@ from .events import (
     new_response,
 )
 from .limits import MAX_CREDIT, Limits
-from .status import StatusCode, to_status
+from .status import STATUS_BY_VALUE, StatusCode
 
 __all__ = [
     "HEADER_SIZE",
@@ -85,18 +85,18 @@ _ERROR_HEAD = struct.Struct(">IH")
 class FrameType:
     """Frame type numbers (``docs/protocol.md``, "Frame types")."""
 
-    SETTINGS = 0x1
-    REQUEST = 0x2
-    RESPONSE = 0x3
-    ERROR = 0x4
-    CANCEL = 0x5
-    PING = 0x6
-    PONG = 0x7
-    GOAWAY = 0x8
+    SETTINGS: Final = 0x1
+    REQUEST: Final = 0x2
+    RESPONSE: Final = 0x3
+    ERROR: Final = 0x4
+    CANCEL: Final = 0x5
+    PING: Final = 0x6
+    PONG: Final = 0x7
+    GOAWAY: Final = 0x8
     # 0x9 stays unassigned.
-    STREAM_MESSAGE = 0xA
-    STREAM_END = 0xB
-    CREDIT = 0xC
+    STREAM_MESSAGE: Final = 0xA
+    STREAM_END: Final = 0xB
+    CREDIT: Final = 0xC
 
 
 # Flags, per frame type.  Undefined flags are ignored on receipt and must be
@@ -375,9 +375,10 @@ class BinaryCodec:
             self._avail = len(data)
         else:
             more = self._more
-            if type(more) is tuple:
-                self._more = more = []
-            more.append(bytes(data))  # type: ignore[union-attr]
+            if isinstance(more, list):
+                more.append(bytes(data))
+            else:
+                self._more = [bytes(data)]
             self._avail += len(data)
 
     @property
@@ -396,7 +397,7 @@ class BinaryCodec:
         self._pos = 0
         return True
 
-    def _fail(self, code: int, message: str) -> ProtocolViolation:
+    def _fail(self, code: StatusCode, message: str) -> ProtocolViolation:
         self._failed = True
         self._first_frame = True  # next_event's one test for unusual states
         self._more = ()
@@ -618,7 +619,7 @@ class BinaryCodec:
             message, pos = _decode_text(buf, pos + 4, end)
             return ErrorResponse(
                 request_id=rid,
-                code=to_status(code),
+                code=STATUS_BY_VALUE.get(code, code),
                 message=message,
                 details=buf[pos:end],
                 retry_safe=bool(flags & FLAG_RETRY_SAFE),
@@ -637,7 +638,9 @@ class BinaryCodec:
                 raise _Malformed("truncated GOAWAY frame")
             code, _ = _ERROR_HEAD.unpack_from(buf, pos)
             message, pos = _decode_text(buf, pos + 4, end)
-            return GoAway(last_request_id=rid, code=to_status(code), message=message)
+            return GoAway(
+                last_request_id=rid, code=STATUS_BY_VALUE.get(code, code), message=message
+            )
         if ftype == FrameType.SETTINGS:
             return self._decode_settings(rid, buf, pos, end)
         if ftype == FrameType.STREAM_MESSAGE:

@@ -47,7 +47,7 @@ class Limits:
     #: ``max_concurrent``, not started) on one connection before it stops
     #: reading that connection: the last resort against a client that
     #: ignores MAX_CONCURRENT.  Each parked request counts its method,
-    #: body and metadata plus 128 bytes for the objects that hold it (a
+    #: body and metadata plus 384 bytes for the objects that hold it (a
     #: streaming call 2,560 more: its stream exists while it is parked).
     #: 1 MiB: a well-behaved client parks nothing, and a misbehaving one
     #: costs at most this plus one frame.

@@ -13,6 +13,7 @@ applications.  A code this module does not know is kept as a plain ``int``
 from __future__ import annotations
 
 from enum import IntEnum
+from typing import Any, Final
 
 __all__ = [
     "APPLICATION_MIN",
@@ -61,6 +62,11 @@ class StatusCode(IntEnum):
 
 
 _BY_VALUE = {int(code): code for code in StatusCode}
+#: :func:`to_status` as a table whose values are typed ``Any``, for the
+#: modules compiled with mypyc: there a value typed ``int`` (which
+#: ``StatusCode | int`` simplifies to) becomes a plain int, and decoded codes
+#: must stay StatusCode members as they do in pure Python.
+STATUS_BY_VALUE: Final[dict[int, Any]] = dict(_BY_VALUE)
 _BY_NAME = {code.name: code for code in StatusCode}
 
 
