@@ -126,7 +126,12 @@ def _ext_modules() -> list[object]:
                 group_name="twisted_reqresp",
             )
         )
-    except (Exception, SystemExit):
+    except (Exception, SystemExit) as e:
+        # A compiler is there, so this is the project's fault (a construct
+        # mypyc rejects), not the machine's: say so (pip shows it with -v;
+        # CI's tests/test_hotpath.py fails on the pure install), then install
+        # pure Python rather than nothing.
+        print(f"twisted-reqresp: mypyc could not compile the hot path ({e!r}); pure Python")
         return []
     finally:
         os.chdir(cwd)

@@ -836,7 +836,8 @@ class Connection:
             # Anything unusual (not awaited, too large) is left to the
             # general path below to refuse (tests/test_fastpath_differential.py).
             in_flight = self.in_flight
-            if request_id in in_flight:
+            # (Awaited means in a set: the shared empty frozenset holds nothing.)
+            if request_id in in_flight and isinstance(in_flight, set):
                 data = encode(request_id, body, metadata)
                 if len(data) - self._codec.frame_overhead <= self.peer_settings.max_frame_size:
                     in_flight.discard(request_id)
