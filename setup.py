@@ -24,7 +24,7 @@ from setuptools import setup
 from setuptools.command.build_ext import build_ext
 
 #: The modules mypyc compiles, in the package's layout.  Keep in step with
-#: ``twisted_reqresp/_hotpath.py``'s ``COMPILED_MODULES``.
+#: ``twisted_reqresp/_core/hotpath.py``'s ``COMPILED_MODULES``.
 COMPILED = (
     "twisted_reqresp/_core/binary.py",
     "twisted_reqresp/_core/connection.py",

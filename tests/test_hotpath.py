@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zipfile
 from pathlib import Path
 
 from e2e import BIN, clean_env
@@ -69,7 +70,7 @@ def _probe(env: dict[str, str], path: Path | None = None) -> dict[str, object]:
         text=True,
         timeout=TIMEOUT,
         env=env,
-        cwd=path or None,
+        cwd=(path if path.is_dir() else path.parent) if path is not None else None,
         check=True,
     )
     probed: dict[str, object] = json.loads(result.stdout)
@@ -164,3 +165,34 @@ class HotPathTests(SynchronousTestCase):
             result.stdout.endswith(f"hot path: pure Python ({NO_EXTENSIONS} is set)\n"),
             result.stdout,
         )
+
+
+class ZipImportTests(SynchronousTestCase):
+    """The package imports from a zip archive (zipimport: zipapps, pex), as it did before
+    the compiled path, whether or not the pure-Python path is forced (found in review)."""
+
+    def _probe_zip(self, env: dict[str, str]) -> dict[str, object]:
+        scratch = Path(tempfile.mkdtemp(prefix="reqresp-zip-"))
+        self.addCleanup(shutil.rmtree, scratch, True)
+        archive = scratch / "app.zip"
+        with zipfile.ZipFile(archive, "w") as zipped:
+            for path in PACKAGE.rglob("*.py"):
+                zipped.write(path, path.relative_to(PACKAGE.parent).as_posix())
+        return _probe(env, archive)
+
+    def test_from_a_zip(self) -> None:
+        """From a zip of the sources, the core imports and works, and the path is pure Python."""
+        env = {k: v for k, v in clean_env().items() if k != NO_EXTENSIONS}
+        probed = self._probe_zip(env)
+        self.assertEqual(
+            (probed["compiled"], probed["reason"], probed["works"]),
+            (False, "hot path: pure Python (not compiled at install)", True),
+        )
+        for path in probed["files"]:  # type: ignore[attr-defined]
+            self.assertIn("app.zip", path)
+
+    def test_from_a_zip_forced_pure(self) -> None:
+        """TWISTED_REQRESP_NO_EXTENSIONS=1 does not break an import from a zip."""
+        env = {**clean_env(), NO_EXTENSIONS: "1"}
+        probed = self._probe_zip(env)
+        self.assertEqual((probed["compiled"], probed["works"]), (False, True))

@@ -107,11 +107,20 @@ class _SourceFinder(importlib.abc.MetaPathFinder):
     ) -> importlib.machinery.ModuleSpec | None:
         if fullname not in COMPILED_MODULES:
             return None
-        return importlib.util.spec_from_file_location(fullname, _source(fullname))
+        source = _source(fullname)
+        if not source.is_file():
+            return None  # not a directory of files (a zip): the default finders
+        return importlib.util.spec_from_file_location(fullname, source)
 
 
 _compiled, _why = _decide()
-if not _compiled and not any(isinstance(f, _SourceFinder) for f in sys.meta_path):
+# The finder only where there is an extension to pass over: without one the
+# default finders import the sources anyway, from a directory or a zip.
+if (
+    not _compiled
+    and any(_extension(name) is not None for name in COMPILED_MODULES)
+    and not any(isinstance(f, _SourceFinder) for f in sys.meta_path)
+):
     sys.meta_path.insert(0, _SourceFinder())
 
 
