@@ -22,7 +22,7 @@ import re
 import struct
 from typing import Final, cast
 
-from zope.interface import implementer
+from zope.interface import classImplements
 
 from .contract import IWireCodec, IWireFormat
 from .errors import LocalProtocolError
@@ -250,36 +250,6 @@ def _text(value: str, what: str) -> bytes:
     return _U16.pack(len(data)) + data
 
 
-@implementer(IWireFormat)
-class BinaryFormat:
-    """
-    The binary wire format: multiplexed, with deadlines, metadata,
-    cancellation, keepalive and GOAWAY.
-
-    Instances are stateless and shared; :meth:`codec` makes the
-    per-connection state.
-    """
-
-    #: The name used by ``--wire`` and in logs.
-    name = "binary"
-    #: Responses carry request ids and may come in any order.
-    multiplexed = True
-
-    def codec(self, role: Role, limits: Limits) -> BinaryCodec:
-        """
-        Make the sans-IO codec for one connection.
-
-        :param role: which end of the connection the codec serves.
-        :param limits: what this side accepts.
-        :returns: a fresh :class:`BinaryCodec`.
-        """
-        return BinaryCodec(role, limits)
-
-    def __repr__(self) -> str:
-        return "BinaryFormat()"
-
-
-@implementer(IWireCodec)
 class BinaryCodec:
     """
     One connection's binary-format codec: buffers received bytes, decodes
@@ -312,7 +282,7 @@ class BinaryCodec:
         "_failed",
         "_first_frame",
         "_foreign",
-        "_inline",
+        "_shortcuts",
         "_max_frame",
         "_max_metadata",
         "_more",
@@ -326,7 +296,9 @@ class BinaryCodec:
         # and the client's hot path; ``shortcuts=False`` leaves every frame to
         # the general decoder, for the test that proves the two agree
         # (tests/test_fastpath_differential.py).
-        self._inline = shortcuts
+        # (Not ``_inline``: compiled, the attribute becomes a C struct member
+        # ``__inline``, a GCC keyword, and the build falls back to pure Python.)
+        self._shortcuts = shortcuts
         self._max_frame = limits.max_frame_size
         self._max_metadata = limits.max_metadata_entries
         # Received bytes: ``_buf[_pos:]`` then the chunks in ``_more``, which
@@ -464,7 +436,7 @@ class BinaryCodec:
             end = start + length
             self._pos = end
             self._avail -= total
-            if not flags and self._inline:
+            if not flags and self._shortcuts:
                 if ftype == _REQUEST and length >= 2:
                     # The common request, a method and a body, decoded inline;
                     # any problem is left to the general decoder below to
@@ -878,3 +850,40 @@ class BinaryCodec:
         if self._await_preface:
             return f"reqresp: {message}\r\n".encode()
         return self.encode(GoAway(last_request_id=last_request_id, code=code, message=message))
+
+
+# Declared here rather than with ``@implementer``: mypyc compiles a class with
+# an unknown decorator as a plain Python class (every attribute looked up by
+# name, every method a Python call), slower than the pure-Python one.
+classImplements(BinaryCodec, IWireCodec)
+
+
+class BinaryFormat:
+    """
+    The binary wire format: multiplexed, with deadlines, metadata,
+    cancellation, keepalive and GOAWAY.
+
+    Instances are stateless and shared; :meth:`codec` makes the
+    per-connection state.
+    """
+
+    #: The name used by ``--wire`` and in logs.
+    name = "binary"
+    #: Responses carry request ids and may come in any order.
+    multiplexed = True
+
+    def codec(self, role: Role, limits: Limits) -> BinaryCodec:
+        """
+        Make the sans-IO codec for one connection.
+
+        :param role: which end of the connection the codec serves.
+        :param limits: what this side accepts.
+        :returns: a fresh :class:`BinaryCodec`.
+        """
+        return BinaryCodec(role, limits)
+
+    def __repr__(self) -> str:
+        return "BinaryFormat()"
+
+
+classImplements(BinaryFormat, IWireFormat)
