@@ -282,12 +282,12 @@ class BinaryCodec:
         "_failed",
         "_first_frame",
         "_foreign",
-        "_shortcuts",
         "_max_frame",
         "_max_metadata",
         "_more",
         "_pos",
         "_role",
+        "_shortcuts",
     )
 
     def __init__(self, role: Role, limits: Limits, *, shortcuts: bool = True) -> None:
