@@ -73,9 +73,10 @@ VERSION = 1
 #: The whole client preface: the magic, then the version as a u16.
 PREFACE = MAGIC + struct.pack(">H", VERSION)
 
-_HEADER = struct.Struct(">IBBI")
+# Final: compiled, module constants read from C statics, not the module dict.
+_HEADER: Final = struct.Struct(">IBBI")
 #: Bytes in a frame header: length u32, type u8, flags u8, request id u32.
-HEADER_SIZE = _HEADER.size
+HEADER_SIZE: Final[int] = _HEADER.size
 _U16 = struct.Struct(">H")
 _U32 = struct.Struct(">I")
 _SETTING = struct.Struct(">HI")
@@ -120,10 +121,10 @@ MIN_MAX_FRAME_SIZE = 1024
 _PING_SIZE = 8
 # The hot path's frame types, as module constants (a class attribute is a
 # second lookup per frame).
-_REQUEST = FrameType.REQUEST
-_RESPONSE = FrameType.RESPONSE
+_REQUEST: Final = FrameType.REQUEST
+_RESPONSE: Final = FrameType.RESPONSE
 #: The frame types version 1 assigns; others are skipped once the handshake is done.
-_ASSIGNED = frozenset(range(FrameType.SETTINGS, FrameType.GOAWAY + 1)) | frozenset(
+_ASSIGNED: Final = frozenset(range(FrameType.SETTINGS, FrameType.GOAWAY + 1)) | frozenset(
     (FrameType.STREAM_MESSAGE, FrameType.STREAM_END, FrameType.CREDIT)
 )
 #: How much of a text answer a client quotes when it reports one.
@@ -195,7 +196,7 @@ _SKIPPED = object()  # what _decode returns for a frame of an unknown type
 
 # The frames whose malformed payload fails only their request (a Rejected
 # event), by the role that receives them.
-_PER_REQUEST = {
+_PER_REQUEST: Final = {
     Role.SERVER: (FrameType.REQUEST,),
     Role.CLIENT: (FrameType.RESPONSE, FrameType.ERROR),
 }

@@ -66,6 +66,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from enum import Enum
+from typing import Final
 
 from .contract import IWireCodec, IWireFormat
 from .errors import LocalProtocolError
@@ -165,14 +166,14 @@ class ConnectionState(Enum):
     CLOSED = "closed"
 
 
-_OPEN = ConnectionState.OPEN
+_OPEN: Final = ConnectionState.OPEN
 #: The peer's limits until its SETTINGS arrive (shared: events are frozen).
 _DEFAULT_PEER_SETTINGS = Settings(
     max_frame_size=DEFAULT_LIMITS.max_frame_size,
     max_concurrent=DEFAULT_LIMITS.max_concurrent,
 )
-_AWAIT_SETTINGS = ConnectionState.AWAIT_SETTINGS
-_CLOSED = ConnectionState.CLOSED
+_AWAIT_SETTINGS: Final = ConnectionState.AWAIT_SETTINGS
+_CLOSED: Final = ConnectionState.CLOSED
 
 # What a peer may send before its SETTINGS (docs/protocol.md, "Handshake"):
 # a client its preface, then SETTINGS; a server SETTINGS, or a GOAWAY
