@@ -123,6 +123,10 @@ _PING_SIZE = 8
 # second lookup per frame).
 _REQUEST: Final = FrameType.REQUEST
 _RESPONSE: Final = FrameType.RESPONSE
+# The events' fast constructors, likewise (an imported name is a module-dict
+# lookup per call in the compiled module).
+_new_request: Final = new_request
+_new_response: Final = new_response
 #: The frame types version 1 assigns; others are skipped once the handshake is done.
 _ASSIGNED: Final = frozenset(range(FrameType.SETTINGS, FrameType.GOAWAY + 1)) | frozenset(
     (FrameType.STREAM_MESSAGE, FrameType.STREAM_END, FrameType.CREDIT)
@@ -449,9 +453,9 @@ class BinaryCodec:
                         except UnicodeDecodeError:
                             pass
                         else:
-                            return new_request(rid, method, buf[method_end:end])
+                            return _new_request(rid, method, buf[method_end:end])
                 elif ftype == _RESPONSE:
-                    return new_response(rid, buf[start:end])
+                    return _new_response(rid, buf[start:end])
             try:
                 event = self._decode(ftype, flags, rid, buf, start, end)
             except (_Malformed, UnicodeDecodeError, struct.error) as e:

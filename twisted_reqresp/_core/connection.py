@@ -174,6 +174,10 @@ _DEFAULT_PEER_SETTINGS = Settings(
 )
 _AWAIT_SETTINGS: Final = ConnectionState.AWAIT_SETTINGS
 _CLOSED: Final = ConnectionState.CLOSED
+# next_event's two common event types, as Final constants: compiled, an
+# imported name is a module-dict lookup per use, a Final one a C static.
+_REQUEST: Final = Request
+_RESPONSE: Final = Response
 
 # What a peer may send before its SETTINGS (docs/protocol.md, "Handshake"):
 # a client its preface, then SETTINGS; a server SETTINGS, or a GOAWAY
@@ -454,7 +458,7 @@ class Connection:
             # _BEFORE_SETTINGS table pass only in OPEN, and refuse() turns
             # the shortcuts off).
             if (
-                kind is Request
+                kind is _REQUEST
                 and self._request_shortcut
                 and self.state is _OPEN
                 and event.request_id > self.last_request_id  # type: ignore[union-attr]
@@ -468,7 +472,7 @@ class Connection:
                     self.in_flight = {rid}
                 return event
             if (
-                kind is Response
+                kind is _RESPONSE
                 and self._response_shortcut
                 and self.state is _OPEN
                 and event.request_id in self.in_flight  # type: ignore[union-attr]
