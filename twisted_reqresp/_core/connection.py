@@ -68,6 +68,7 @@ from collections.abc import Callable
 from enum import Enum
 from typing import Final
 
+from .binary import BinaryCodec
 from .contract import IWireCodec, IWireFormat
 from .errors import LocalProtocolError
 from .events import (
@@ -290,7 +291,9 @@ class Connection:
         self.role = role
         self.wire = wire
         self.limits = limits
-        self._codec: IWireCodec = wire.codec(role, limits)
+        # Typed with the binary codec first: compiled, mypyc calls its methods
+        # directly when the codec is one (the hot path), and by name otherwise.
+        self._codec: BinaryCodec | IWireCodec = wire.codec(role, limits)
         self._out: list[bytes] = []
         self.state = (
             ConnectionState.AWAIT_SETTINGS if self._codec.handshake else ConnectionState.OPEN
