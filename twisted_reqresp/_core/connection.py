@@ -464,10 +464,11 @@ class Connection:
                 kind is _REQUEST
                 and self._request_shortcut
                 and self.state is _OPEN
-                and event.request_id > self.last_request_id  # type: ignore[union-attr]
+                # (The id read once: compiled, each read is a lookup by name.)
+                and (rid := event.request_id) > self.last_request_id  # type: ignore[union-attr]
             ):
                 # _on_request, for a valid request on an open server connection.
-                self.last_request_id = rid = event.request_id  # type: ignore[union-attr]
+                self.last_request_id = rid
                 in_flight = self.in_flight
                 if isinstance(in_flight, set):
                     in_flight.add(rid)
@@ -478,13 +479,13 @@ class Connection:
                 kind is _RESPONSE
                 and self._response_shortcut
                 and self.state is _OPEN
-                and event.request_id in self.in_flight  # type: ignore[union-attr]
+                and (rid := event.request_id) in self.in_flight  # type: ignore[union-attr]
             ):
                 # _on_answer, for an answer the client awaits (so in_flight
                 # is a set, not the shared frozenset).
                 in_flight = self.in_flight
                 if isinstance(in_flight, set):
-                    in_flight.discard(event.request_id)  # type: ignore[union-attr]
+                    in_flight.discard(rid)
                 return event
             if self._refusal is not None and kind is not ProtocolViolation:
                 return self._violation(self._refusal)
