@@ -390,6 +390,12 @@ class BinaryCodec:
         :returns: the event, or ``None`` if more bytes are needed.  A
             :class:`ProtocolViolation` is the last event the codec returns.
         """
+        # Declared (no code in pure Python): compiled, the header fields the
+        # loop computes with are native ints, not objects (struct's results
+        # are untyped).  The request id is only passed on, so stays an object.
+        length: int
+        ftype: int
+        flags: int
         while True:
             # _first_frame is also true while the preface is awaited and
             # once the codec failed: one test for the three in the steady
