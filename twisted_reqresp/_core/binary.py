@@ -22,7 +22,7 @@ import re
 import struct
 from typing import Final, cast
 
-from zope.interface import implementer
+from zope.interface import classImplements
 
 from .contract import IWireCodec, IWireFormat
 from .errors import LocalProtocolError
@@ -73,9 +73,10 @@ VERSION = 1
 #: The whole client preface: the magic, then the version as a u16.
 PREFACE = MAGIC + struct.pack(">H", VERSION)
 
-_HEADER = struct.Struct(">IBBI")
+# Final: compiled, module constants read from C statics, not the module dict.
+_HEADER: Final = struct.Struct(">IBBI")
 #: Bytes in a frame header: length u32, type u8, flags u8, request id u32.
-HEADER_SIZE = _HEADER.size
+HEADER_SIZE: Final[int] = _HEADER.size
 _U16 = struct.Struct(">H")
 _U32 = struct.Struct(">I")
 _SETTING = struct.Struct(">HI")
@@ -120,10 +121,14 @@ MIN_MAX_FRAME_SIZE = 1024
 _PING_SIZE = 8
 # The hot path's frame types, as module constants (a class attribute is a
 # second lookup per frame).
-_REQUEST = FrameType.REQUEST
-_RESPONSE = FrameType.RESPONSE
+_REQUEST: Final = FrameType.REQUEST
+_RESPONSE: Final = FrameType.RESPONSE
+# The events' fast constructors, likewise (an imported name is a module-dict
+# lookup per call in the compiled module).
+_new_request: Final = new_request
+_new_response: Final = new_response
 #: The frame types version 1 assigns; others are skipped once the handshake is done.
-_ASSIGNED = frozenset(range(FrameType.SETTINGS, FrameType.GOAWAY + 1)) | frozenset(
+_ASSIGNED: Final = frozenset(range(FrameType.SETTINGS, FrameType.GOAWAY + 1)) | frozenset(
     (FrameType.STREAM_MESSAGE, FrameType.STREAM_END, FrameType.CREDIT)
 )
 #: How much of a text answer a client quotes when it reports one.
@@ -195,7 +200,7 @@ _SKIPPED = object()  # what _decode returns for a frame of an unknown type
 
 # The frames whose malformed payload fails only their request (a Rejected
 # event), by the role that receives them.
-_PER_REQUEST = {
+_PER_REQUEST: Final = {
     Role.SERVER: (FrameType.REQUEST,),
     Role.CLIENT: (FrameType.RESPONSE, FrameType.ERROR),
 }
@@ -250,36 +255,6 @@ def _text(value: str, what: str) -> bytes:
     return _U16.pack(len(data)) + data
 
 
-@implementer(IWireFormat)
-class BinaryFormat:
-    """
-    The binary wire format: multiplexed, with deadlines, metadata,
-    cancellation, keepalive and GOAWAY.
-
-    Instances are stateless and shared; :meth:`codec` makes the
-    per-connection state.
-    """
-
-    #: The name used by ``--wire`` and in logs.
-    name = "binary"
-    #: Responses carry request ids and may come in any order.
-    multiplexed = True
-
-    def codec(self, role: Role, limits: Limits) -> BinaryCodec:
-        """
-        Make the sans-IO codec for one connection.
-
-        :param role: which end of the connection the codec serves.
-        :param limits: what this side accepts.
-        :returns: a fresh :class:`BinaryCodec`.
-        """
-        return BinaryCodec(role, limits)
-
-    def __repr__(self) -> str:
-        return "BinaryFormat()"
-
-
-@implementer(IWireCodec)
 class BinaryCodec:
     """
     One connection's binary-format codec: buffers received bytes, decodes
@@ -312,12 +287,12 @@ class BinaryCodec:
         "_failed",
         "_first_frame",
         "_foreign",
-        "_inline",
         "_max_frame",
         "_max_metadata",
         "_more",
         "_pos",
         "_role",
+        "_shortcuts",
     )
 
     def __init__(self, role: Role, limits: Limits, *, shortcuts: bool = True) -> None:
@@ -326,7 +301,9 @@ class BinaryCodec:
         # and the client's hot path; ``shortcuts=False`` leaves every frame to
         # the general decoder, for the test that proves the two agree
         # (tests/test_fastpath_differential.py).
-        self._inline = shortcuts
+        # (Not ``_inline``: compiled, the attribute becomes a C struct member
+        # ``__inline``, a GCC keyword, and the build falls back to pure Python.)
+        self._shortcuts = shortcuts
         self._max_frame = limits.max_frame_size
         self._max_metadata = limits.max_metadata_entries
         # Received bytes: ``_buf[_pos:]`` then the chunks in ``_more``, which
@@ -413,6 +390,12 @@ class BinaryCodec:
         :returns: the event, or ``None`` if more bytes are needed.  A
             :class:`ProtocolViolation` is the last event the codec returns.
         """
+        # Declared (no code in pure Python): compiled, the header fields the
+        # loop computes with are native ints, not objects (struct's results
+        # are untyped).  The request id is only passed on, so stays an object.
+        length: int
+        ftype: int
+        flags: int
         while True:
             # _first_frame is also true while the preface is awaited and
             # once the codec failed: one test for the three in the steady
@@ -464,7 +447,7 @@ class BinaryCodec:
             end = start + length
             self._pos = end
             self._avail -= total
-            if not flags and self._inline:
+            if not flags and self._shortcuts:
                 if ftype == _REQUEST and length >= 2:
                     # The common request, a method and a body, decoded inline;
                     # any problem is left to the general decoder below to
@@ -476,9 +459,9 @@ class BinaryCodec:
                         except UnicodeDecodeError:
                             pass
                         else:
-                            return new_request(rid, method, buf[method_end:end])
+                            return _new_request(rid, method, buf[method_end:end])
                 elif ftype == _RESPONSE:
-                    return new_response(rid, buf[start:end])
+                    return _new_response(rid, buf[start:end])
             try:
                 event = self._decode(ftype, flags, rid, buf, start, end)
             except (_Malformed, UnicodeDecodeError, struct.error) as e:
@@ -878,3 +861,40 @@ class BinaryCodec:
         if self._await_preface:
             return f"reqresp: {message}\r\n".encode()
         return self.encode(GoAway(last_request_id=last_request_id, code=code, message=message))
+
+
+# Declared here rather than with ``@implementer``: mypyc compiles a class with
+# an unknown decorator as a plain Python class (every attribute looked up by
+# name, every method a Python call), slower than the pure-Python one.
+classImplements(BinaryCodec, IWireCodec)
+
+
+class BinaryFormat:
+    """
+    The binary wire format: multiplexed, with deadlines, metadata,
+    cancellation, keepalive and GOAWAY.
+
+    Instances are stateless and shared; :meth:`codec` makes the
+    per-connection state.
+    """
+
+    #: The name used by ``--wire`` and in logs.
+    name = "binary"
+    #: Responses carry request ids and may come in any order.
+    multiplexed = True
+
+    def codec(self, role: Role, limits: Limits) -> BinaryCodec:
+        """
+        Make the sans-IO codec for one connection.
+
+        :param role: which end of the connection the codec serves.
+        :param limits: what this side accepts.
+        :returns: a fresh :class:`BinaryCodec`.
+        """
+        return BinaryCodec(role, limits)
+
+    def __repr__(self) -> str:
+        return "BinaryFormat()"
+
+
+classImplements(BinaryFormat, IWireFormat)

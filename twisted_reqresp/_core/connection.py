@@ -66,7 +66,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from enum import Enum
+from typing import Final
 
+from .binary import BinaryCodec
 from .contract import IWireCodec, IWireFormat
 from .errors import LocalProtocolError
 from .events import (
@@ -165,14 +167,18 @@ class ConnectionState(Enum):
     CLOSED = "closed"
 
 
-_OPEN = ConnectionState.OPEN
+_OPEN: Final = ConnectionState.OPEN
 #: The peer's limits until its SETTINGS arrive (shared: events are frozen).
 _DEFAULT_PEER_SETTINGS = Settings(
     max_frame_size=DEFAULT_LIMITS.max_frame_size,
     max_concurrent=DEFAULT_LIMITS.max_concurrent,
 )
-_AWAIT_SETTINGS = ConnectionState.AWAIT_SETTINGS
-_CLOSED = ConnectionState.CLOSED
+_AWAIT_SETTINGS: Final = ConnectionState.AWAIT_SETTINGS
+_CLOSED: Final = ConnectionState.CLOSED
+# next_event's two common event types, as Final constants: compiled, an
+# imported name is a module-dict lookup per use, a Final one a C static.
+_REQUEST: Final = Request
+_RESPONSE: Final = Response
 
 # What a peer may send before its SETTINGS (docs/protocol.md, "Handshake"):
 # a client its preface, then SETTINGS; a server SETTINGS, or a GOAWAY
@@ -285,7 +291,9 @@ class Connection:
         self.role = role
         self.wire = wire
         self.limits = limits
-        self._codec: IWireCodec = wire.codec(role, limits)
+        # Typed with the binary codec first: compiled, mypyc calls its methods
+        # directly when the codec is one (the hot path), and by name otherwise.
+        self._codec: BinaryCodec | IWireCodec = wire.codec(role, limits)
         self._out: list[bytes] = []
         self.state = (
             ConnectionState.AWAIT_SETTINGS if self._codec.handshake else ConnectionState.OPEN
@@ -453,13 +461,14 @@ class Connection:
             # _BEFORE_SETTINGS table pass only in OPEN, and refuse() turns
             # the shortcuts off).
             if (
-                kind is Request
+                kind is _REQUEST
                 and self._request_shortcut
                 and self.state is _OPEN
-                and event.request_id > self.last_request_id  # type: ignore[union-attr]
+                # (The id read once: compiled, each read is a lookup by name.)
+                and (rid := event.request_id) > self.last_request_id  # type: ignore[union-attr]
             ):
                 # _on_request, for a valid request on an open server connection.
-                self.last_request_id = rid = event.request_id  # type: ignore[union-attr]
+                self.last_request_id = rid
                 in_flight = self.in_flight
                 if isinstance(in_flight, set):
                     in_flight.add(rid)
@@ -467,16 +476,16 @@ class Connection:
                     self.in_flight = {rid}
                 return event
             if (
-                kind is Response
+                kind is _RESPONSE
                 and self._response_shortcut
                 and self.state is _OPEN
-                and event.request_id in self.in_flight  # type: ignore[union-attr]
+                and (rid := event.request_id) in self.in_flight  # type: ignore[union-attr]
             ):
                 # _on_answer, for an answer the client awaits (so in_flight
                 # is a set, not the shared frozenset).
                 in_flight = self.in_flight
                 if isinstance(in_flight, set):
-                    in_flight.discard(event.request_id)  # type: ignore[union-attr]
+                    in_flight.discard(rid)
                 return event
             if self._refusal is not None and kind is not ProtocolViolation:
                 return self._violation(self._refusal)
