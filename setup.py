@@ -84,14 +84,20 @@ class _OptionalBuildExt(build_ext):
     def run(self) -> None:
         try:
             super().run()
-        except Exception:
+        except Exception as e:
+            print(f"twisted-reqresp: the compiled hot path did not build ({e!r}); pure Python")
             self.extensions = []
 
     def build_extension(self, ext: object) -> None:
         try:
             super().build_extension(ext)
-        except Exception:
-            pass
+        except Exception as e:
+            # The compiler worked on the probe, so this is the generated C's
+            # fault: say so (pip shows it with -v).  An in-place build keeps
+            # the old extension, which the import-time stale check then
+            # passes over (twisted_reqresp/_core/hotpath.py).
+            name = getattr(ext, "name", ext)
+            print(f"twisted-reqresp: {name} did not compile ({e!r}); pure Python")
 
 
 def _ext_modules() -> list[object]:
