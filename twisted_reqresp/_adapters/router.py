@@ -208,7 +208,7 @@ class Router:
             # The common case, a unary BYTES method called unary: nothing
             # below the else has anything to do (test_router_shortcut in
             # tests/test_fastpath_differential.py proves it).
-            codec = BYTES
+            codec: ICodec = BYTES
         else:
             codec = entry.codec
             decode = codec is not BYTES
