@@ -514,6 +514,7 @@ def _every_field(call: Call) -> list[object]:
     deadline=st.none() | st.floats(allow_nan=False),
     line=st.booleans(),
     twin=st.booleans(),
+    streaming=st.booleans(),
 )
 def test_new_call_equals_call(
     method: str,
@@ -523,13 +524,18 @@ def test_new_call_equals_call(
     deadline: float | None,
     line: bool,
     twin: bool,
+    streaming: bool,
 ) -> None:
     """new_call makes a Call equal in every field, type, repr and behaviour to the
-    constructor's, through the twin class and through its fallback."""
+    constructor's, with or without a stream, through the twin class and its fallback."""
     connection = ConnectionInfo(connection_id=1, peer=None, host=None, wire_format="x")
     clock = object()
     cancellation = Cancellation()
-    args = (method, body, metadata, connection, request_id, deadline, clock, cancellation, line)
+    stream = object() if streaming else None
+    args = (
+        method, body, metadata, connection, request_id, deadline, clock, cancellation, line,
+        stream,
+    )  # fmt: skip
     saved = call_module._CALL_TWIN
     if not twin:
         call_module._CALL_TWIN = None
@@ -544,6 +550,7 @@ def test_new_call_equals_call(
         connection=connection,
         request_id=request_id,
         deadline=deadline,
+        stream=stream,  # type: ignore[arg-type]
         _clock=clock,  # type: ignore[arg-type]
         _cancellation=cancellation,
         _line=line,

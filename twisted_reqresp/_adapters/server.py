@@ -666,11 +666,7 @@ class ServerProtocol(Protocol):
                     self._start(event, now)
                 else:
                     self._park(event, now)
-                if not live.handshaken and conn.state is not ConnectionState.AWAIT_SETTINGS:
-                    live.handshake_done()
-                continue
-            kind = type(event)
-            if kind is StreamMessage:
+            elif (kind := type(event)) is StreamMessage:
                 assert isinstance(event, StreamMessage)
                 self._stream_message(event)
             elif kind is CreditGranted:
@@ -883,23 +879,9 @@ class ServerProtocol(Protocol):
                 self._start_stream(request, entry, deadline, timeout)
                 return
         cancellation = Cancellation()
-        info = self.info
+        call = self._call(request, deadline, cancellation)
         respond = self._respond
-        assert info is not None and respond is not None
-        metadata = request.metadata
-        # _call, inline and through new_call: this runs once per request.
-        call = new_call(
-            request.method,
-            request.body,
-            dict(metadata) if metadata else _NO_METADATA,
-            info,
-            rid,
-            deadline,
-            self._clock,
-            cancellation,
-            # conn.multiplexed is False, without the property's call.
-            self.conn._in_order is True,
-        )
+        assert respond is not None
         try:
             result = respond(call)
             if type(result) is not bytes and inspect.iscoroutine(result):
@@ -908,7 +890,7 @@ class ServerProtocol(Protocol):
             self._failed(Failure(), rid, request.method)
             return
         if type(result) is bytes:  # the common case, straight to the wire
-            # _send_response, inline.
+            # (_send_response, inline: once per request.)
             try:
                 self.conn.send_response(rid, result)
             except LocalProtocolError as e:
@@ -934,18 +916,23 @@ class ServerProtocol(Protocol):
         cancellation: Cancellation,
         stream: ServerStream | None = None,
     ) -> Call:
-        """The :class:`Call` a responder sees for ``request``."""
-        return Call(
-            method=request.method,
-            body=request.body,
-            metadata=dict(request.metadata) if request.metadata else _NO_METADATA,
-            connection=self.info,  # type: ignore[arg-type]
-            request_id=request.request_id,
-            deadline=deadline,
-            stream=stream,
-            _clock=self._clock,
-            _cancellation=cancellation,
-            _line=self.conn.multiplexed is False,
+        """The :class:`Call` a responder sees for ``request`` (once per
+        request: through :func:`new_call`)."""
+        info = self.info
+        assert info is not None
+        metadata = request.metadata
+        return new_call(
+            request.method,
+            request.body,
+            dict(metadata) if metadata else _NO_METADATA,
+            info,
+            request.request_id,
+            deadline,
+            self._clock,
+            cancellation,
+            # conn.multiplexed is False, without the property's call.
+            self.conn._in_order is True,
+            stream,
         )
 
     def _start_stream(
