@@ -724,6 +724,22 @@ class Connection:
         if self.state is ConnectionState.CLOSED:
             raise LocalProtocolError("the connection is closed", StatusCode.UNAVAILABLE)
 
+    def _next_request_id(self) -> int:
+        """
+        :returns: the id for the next request or streaming call (a client's).
+        :raises LocalProtocolError: UNAVAILABLE if the server is going away
+            or the ids are used up.
+        """
+        if self.peer_goaway is not None:
+            raise LocalProtocolError("the server is going away", StatusCode.UNAVAILABLE)
+        rid = self.last_request_id + 1
+        if rid > MAX_REQUEST_ID:
+            raise LocalProtocolError(
+                "request ids exhausted on this connection; open a new one",
+                StatusCode.UNAVAILABLE,
+            )
+        return rid
+
     def send_request(
         self,
         method: str,
@@ -742,14 +758,7 @@ class Connection:
         if self.role is not Role.CLIENT:
             raise LocalProtocolError("only a client sends requests")
         self._check_open()
-        if self.peer_goaway is not None:
-            raise LocalProtocolError("the server is going away", StatusCode.UNAVAILABLE)
-        rid = self.last_request_id + 1
-        if rid > MAX_REQUEST_ID:
-            raise LocalProtocolError(
-                "request ids exhausted on this connection; open a new one",
-                StatusCode.UNAVAILABLE,
-            )
+        rid = self._next_request_id()
         encode = self._encode_request
         if encode is not None:
             data = encode(rid, method, body, metadata, deadline_ms)
@@ -1012,14 +1021,7 @@ class Connection:
                 "streaming is turned off on this side (Limits.stream_credit)",
                 StatusCode.UNIMPLEMENTED,
             )
-        if self.peer_goaway is not None:
-            raise LocalProtocolError("the server is going away", StatusCode.UNAVAILABLE)
-        rid = self.last_request_id + 1
-        if rid > MAX_REQUEST_ID:
-            raise LocalProtocolError(
-                "request ids exhausted on this connection; open a new one",
-                StatusCode.UNAVAILABLE,
-            )
+        rid = self._next_request_id()
         data = self._codec.encode(
             StreamRequest(
                 request_id=rid,
