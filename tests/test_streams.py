@@ -148,6 +148,26 @@ class OfferTests(SynchronousTestCase):
         refusal(lambda: client.start_stream("s", client_stream=False, server_stream=False))
         refusal(lambda: server.start_stream("s", client_stream=True, server_stream=False))
 
+    def test_refused_like_a_request(self) -> None:
+        """Past the last request id, or after the server's GOAWAY, a streaming call is refused
+        UNAVAILABLE as a unary request is, and nothing is sent."""
+        client, server = pair()
+        client.last_request_id = 0xFFFF_FFFF
+        client.data_to_send()
+        self.assertEqual(
+            refusal(lambda: client.start_stream("s", client_stream=True, server_stream=False)),
+            (StatusCode.UNAVAILABLE, "request ids exhausted on this connection; open a new one"),
+        )
+        client, server = pair()
+        server.send_goaway()
+        pump(client, server)
+        client.data_to_send()
+        self.assertEqual(
+            refusal(lambda: client.start_stream("s", client_stream=True, server_stream=False)),
+            (StatusCode.UNAVAILABLE, "the server is going away"),
+        )
+        self.assertEqual(client.data_to_send(), b"")
+
     def test_later_settings_change_nothing(self) -> None:
         """A second SETTINGS without STREAM_CREDIT leaves streaming offered and credit as it was."""
         client, _ = pair()
