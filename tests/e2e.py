@@ -233,7 +233,9 @@ class Server:
     def wait_ready(self) -> None:
         """
         Poll the log until twistd says its port is listening (Twisted logs
-        "<factory> starting on PORT" once the socket listens).  No probe
+        "<factory> starting on PORT" once the socket listens) and its reactor
+        runs ("reqresp: running": from then on its signal handlers are in
+        place, so a SIGTERM drains instead of killing it).  No probe
         connection: it would count against the connection limits under test.
 
         :raises AssertionError: with twistd's log, if it exits or is not
@@ -244,7 +246,8 @@ class Server:
         for _ in range(1000):  # a count bound as well as a time bound
             if self.process.poll() is not None:
                 raise AssertionError(f"twistd exited {self.process.returncode}:\n{self.log()}")
-            if listening.search(self.log()):
+            log = self.log()
+            if listening.search(log) and "reqresp: running" in log:
                 return
             if time.monotonic() > deadline:
                 break

@@ -246,6 +246,13 @@ class CommandLineTests(ReactorMixin, SynchronousTestCase):
         self.assertRegex(hot_path, r"^hot path: (compiled \(mypyc\)|pure Python \(.+\))$")
         self.assertIn(f"reqresp: {hot_path}", self.server.log())
 
+    def test_startup_log_running(self) -> None:
+        """twistd logs "reqresp: running" once its reactor runs, after the serving lines
+        (what a supervisor waits for before a signal can drain the server)."""
+        log = self.server.log()
+        self.assertIn("reqresp: running", log)
+        self.assertLess(log.index("reqresp: serving"), log.index("reqresp: running"))
+
 
 class RefusedTests(SynchronousTestCase):
     """Nothing listening: the command says so."""

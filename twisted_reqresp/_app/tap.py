@@ -27,6 +27,7 @@ from twisted.application import strports
 from twisted.application.service import IService, MultiService, Service
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import serverFromString
+from twisted.internet.interfaces import IReactorCore
 from twisted.internet.testing import MemoryReactor
 from twisted.logger import Logger
 from twisted.python import usage
@@ -643,6 +644,12 @@ class ReqRespService(MultiService):
         Service.startService(self)
         for child in self:
             self._listen(child, child.startService)
+        clock = self.factory.clock
+        if IReactorCore.providedBy(clock):
+            # After the reactor's own start-up, which installs its signal
+            # handlers: a SIGTERM before this line kills the process without
+            # a drain (docs/operating-limits.md, "Graceful drain").
+            clock.callWhenRunning(_log.info, "reqresp: running")
 
     def _listen(self, child: IService, start: Callable[[], object]) -> None:
         try:
